@@ -1,0 +1,1 @@
+"""Keras callbacks: export to TensorFlow Lite during fit(), schedule quantization."""

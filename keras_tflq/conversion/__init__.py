@@ -1,0 +1,1 @@
+"""From a Keras model to TFLite bytes: modes, calibration, artifact writing, report."""

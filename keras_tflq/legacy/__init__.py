@@ -1,0 +1,1 @@
+"""Legacy tf_keras models, delegated to tensorflow-model-optimization (imported lazily)."""

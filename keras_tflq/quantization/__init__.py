@@ -1,0 +1,1 @@
+"""Quantization-aware training for Keras 3: annotate, configure, apply."""

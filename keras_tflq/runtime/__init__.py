@@ -1,0 +1,1 @@
+"""Running and inspecting TFLite artifacts with the LiteRT interpreter."""
