@@ -1,0 +1,399 @@
+"""Batched inference on a TFLite artifact with the LiteRT interpreter."""
+
+import os
+
+import keras
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+
+_SIGNATURE_KEY = "serving_default"
+_QUANTIZED_IO_DTYPES = (np.int8, np.uint8, np.int16)
+
+
+def tensor_summary(details):
+    """Returns a JSON-serialisable summary of one interpreter tensor.
+
+    Args:
+        details: A tensor details dict from the LiteRT interpreter.
+
+    Returns:
+        A dict with `name`, `index`, `shape` (from the shape signature, `-1`
+        for a dynamic dimension), `dtype` (a numpy dtype name) and
+        `quantization` (`scale` and `zero_point` lists, one entry per
+        channel for per-channel tensors, empty when not quantized, and
+        `quantized_dimension`).
+    """
+    params = details["quantization_parameters"]
+    return {
+        "name": details["name"],
+        "index": int(details["index"]),
+        "shape": [int(d) for d in details["shape_signature"]],
+        "dtype": np.dtype(details["dtype"]).name,
+        "quantization": {
+            "scale": [float(s) for s in params["scales"]],
+            "zero_point": [int(z) for z in params["zero_points"]],
+            "quantized_dimension": int(params["quantized_dimension"]),
+        },
+    }
+
+
+class LiteRTModel:
+    """Runs a `.tflite` artifact batch by batch, like a Keras model.
+
+    Inputs and outputs are matched to the Keras model the artifact was
+    converted from: inputs by the names of the Keras `Input` layers (the
+    names of the `"serving_default"` signature) and in the Keras input order;
+    outputs in the Keras output order (signature names `output_0`,
+    `output_1`, ..., sorted numerically, so `output_10` comes after
+    `output_9`).
+
+    Each batch is run with one `invoke()`: the input tensors are resized to
+    the batch size (and the tensors re-allocated only when the shape
+    changes). If an artifact was converted with a fixed batch dimension and
+    the interpreter cannot be resized (for example a `RESHAPE` with a
+    constant target shape), the batch is run one sample per `invoke()`
+    instead; `per_sample` is then `True`.
+
+    Float inputs are quantized for int8, uint8 and int16 input tensors with
+    the tensor's scale and zero point (rounded and clipped to the dtype's
+    range); integer inputs of the tensor's dtype are passed through as they
+    are. Quantized outputs are dequantized to float32, float outputs are
+    returned as float32.
+
+    Args:
+        model_content: The bytes of a TFLite flatbuffer. Defaults to `None`.
+        model_path: The path of a `.tflite` file. Defaults to `None`.
+            Exactly one of `model_content` and `model_path` must be given.
+        num_threads: The number of CPU threads of the interpreter, or `None`
+            for the interpreter's default. Defaults to `None`.
+
+    Example:
+
+    ```python
+    import keras, numpy as np, tensorflow as tf
+    from keras_tflq.runtime.litert_model import LiteRTModel
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    content = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    litert_model = LiteRTModel(model_content=content)
+    y = litert_model.predict(np.random.rand(100, 4).astype("float32"))
+    # y.shape == (100, 3)
+    ```
+    """
+
+    def __init__(self, model_content=None, model_path=None, num_threads=None):
+        if (model_content is None) == (model_path is None):
+            raise ValueError(
+                "Expected exactly one of `model_content` and `model_path`. "
+                f"Received: model_content={_short(model_content)}, "
+                f"model_path={model_path}"
+            )
+        if model_content is not None and not isinstance(
+            model_content, (bytes, bytearray, memoryview)
+        ):
+            raise ValueError(
+                "Expected `model_content` to be the bytes of a TFLite model. "
+                f"Received: model_content={_short(model_content)}"
+            )
+        if model_path is not None and not os.path.isfile(model_path):
+            raise ValueError(
+                "Expected `model_path` to be an existing .tflite file. "
+                f"Received: model_path={model_path}"
+            )
+        if num_threads is not None and (
+            isinstance(num_threads, bool)
+            or not isinstance(num_threads, int)
+            or num_threads < 1
+        ):
+            raise ValueError(
+                "Expected `num_threads` to be a positive integer or None. "
+                f"Received: num_threads={num_threads}"
+            )
+        self.model_path = model_path
+        self.num_threads = num_threads
+        self._interpreter = Interpreter(
+            model_content=(
+                None if model_content is None else bytes(model_content)
+            ),
+            model_path=model_path,
+            num_threads=num_threads,
+        )
+        self._interpreter.allocate_tensors()
+        self._inputs, self._outputs = _named_io(self._interpreter)
+        self._initial_shapes = [
+            tuple(self._interpreter._get_tensor_details(d["index"], 0)["shape"])
+            for _, d in self._inputs
+        ]
+        self._shapes = list(self._initial_shapes)
+        self.per_sample = False
+
+    @property
+    def input_names(self):
+        """The input names, in the Keras model's input order."""
+        return [name for name, _ in self._inputs]
+
+    @property
+    def output_names(self):
+        """The output names, in the Keras model's output order."""
+        return [name for name, _ in self._outputs]
+
+    @property
+    def input_details(self):
+        """One dict per input: `name`, `index`, `shape`, `dtype`, `quantization`.
+
+        `shape` has `None` for a dynamic dimension, `dtype` is a numpy dtype
+        and `quantization` is `{"scale": float, "zero_point": int}`, with a
+        scale of `0.0` for a tensor that is not quantized.
+        """
+        return [_public_details(n, d) for n, d in self._inputs]
+
+    @property
+    def output_details(self):
+        """One dict per output, with the same keys as `input_details`."""
+        return [_public_details(n, d) for n, d in self._outputs]
+
+    def predict_on_batch(self, inputs):
+        """Runs one batch through the interpreter with a single `invoke()`.
+
+        Args:
+            inputs: One array (for a single-input model), a list or tuple of
+                arrays in the Keras input order, or a dict of arrays keyed by
+                input name. All arrays share the batch dimension.
+
+        Returns:
+            One float32 array for a single-output model, else a list of
+            arrays in the Keras output order.
+        """
+        arrays = self._to_input_list(inputs)
+        _batch_size(arrays)
+        if self.per_sample or not self._resize(arrays):
+            outputs = [
+                self._invoke([a[i : i + 1] for a in arrays])
+                for i in range(len(arrays[0]))
+            ]
+            outputs = [np.concatenate(o) for o in zip(*outputs)]
+        else:
+            outputs = self._invoke(arrays)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def predict(self, x, batch_size=32, verbose=0):
+        """Runs `x` through the interpreter in batches and concatenates.
+
+        Args:
+            x: One array, a list or tuple of arrays in the Keras input order,
+                or a dict of arrays keyed by input name.
+            batch_size: The number of samples per `invoke()`. Defaults to
+                `32`.
+            verbose: `0` for silent, `1` or `"auto"` for a progress bar, `2`
+                for one line at the end. Defaults to `0`.
+
+        Returns:
+            One float32 array for a single-output model, else a list of
+            arrays in the Keras output order.
+        """
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, int)
+            or batch_size < 1
+        ):
+            raise ValueError(
+                "Expected `batch_size` to be a positive integer. "
+                f"Received: batch_size={batch_size}"
+            )
+        if verbose not in (0, 1, 2, "auto"):
+            raise ValueError(
+                'Expected `verbose` to be one of 0, 1, 2, "auto". '
+                f"Received: verbose={verbose}"
+            )
+        arrays = self._to_input_list(x)
+        num_samples = _batch_size(arrays)
+        progbar = None
+        if verbose:
+            progbar = keras.utils.Progbar(
+                num_samples, verbose=1 if verbose == "auto" else verbose
+            )
+        batches = []
+        for start in range(0, num_samples, batch_size):
+            outputs = self.predict_on_batch(
+                [a[start : start + batch_size] for a in arrays]
+            )
+            batches.append(outputs if isinstance(outputs, list) else [outputs])
+            if progbar is not None:
+                progbar.update(min(start + batch_size, num_samples))
+        outputs = [np.concatenate(o) for o in zip(*batches)]
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def __repr__(self):
+        return (
+            f"<LiteRTModel inputs={self.input_names} "
+            f"outputs={self.output_names}>"
+        )
+
+    def _to_input_list(self, inputs):
+        names = self.input_names
+        if isinstance(inputs, dict):
+            if set(inputs) != set(names):
+                raise ValueError(
+                    f"Expected a dict with the input names {names}. "
+                    f"Received: inputs with keys {sorted(inputs)}"
+                )
+            arrays = [inputs[name] for name in names]
+        elif isinstance(inputs, (list, tuple)):
+            if len(inputs) != len(names):
+                raise ValueError(
+                    f"Expected {len(names)} input arrays for the inputs "
+                    f"{names}. Received: inputs with {len(inputs)} arrays"
+                )
+            arrays = list(inputs)
+        else:
+            if len(names) != 1:
+                raise ValueError(
+                    f"Expected a list or a dict of {len(names)} arrays for the "
+                    f"inputs {names}. Received: inputs of type "
+                    f"{type(inputs).__name__}"
+                )
+            arrays = [inputs]
+        arrays = [np.asarray(a) for a in arrays]
+        for (name, details), array in zip(self._inputs, arrays):
+            expected = details["shape_signature"][1:]
+            if array.ndim != len(details["shape_signature"]) or any(
+                e not in (-1, r) for e, r in zip(expected, array.shape[1:])
+            ):
+                raise ValueError(
+                    f"Expected input `{name}` of shape (batch, "
+                    f"{', '.join(str(e) if e != -1 else 'None' for e in expected)}). "
+                    f"Received: {name} of shape {array.shape}"
+                )
+        return arrays
+
+    def _resize(self, arrays):
+        """Resizes the input tensors to `arrays`; `False` if that fails."""
+        shapes = [a.shape for a in arrays]
+        if shapes == self._shapes:
+            return True
+        try:
+            for (_, details), shape in zip(self._inputs, shapes):
+                self._interpreter.resize_tensor_input(
+                    details["index"], shape, strict=False
+                )
+            self._interpreter.allocate_tensors()
+            self._shapes = shapes
+            return True
+        except (RuntimeError, ValueError):
+            if any(d["shape_signature"][0] != 1 for _, d in self._inputs):
+                raise
+            # A fixed-batch artifact that does not resize: restore batch 1.
+            for (_, details), shape in zip(self._inputs, self._initial_shapes):
+                self._interpreter.resize_tensor_input(
+                    details["index"], shape, strict=False
+                )
+            self._interpreter.allocate_tensors()
+            self._shapes = list(self._initial_shapes)
+            self.per_sample = True
+            return False
+
+    def _invoke(self, arrays):
+        for (_, details), array in zip(self._inputs, arrays):
+            self._interpreter.set_tensor(
+                details["index"], _quantize(array, details)
+            )
+        self._interpreter.invoke()
+        return [
+            _dequantize(self._interpreter.get_tensor(details["index"]), details)
+            for _, details in self._outputs
+        ]
+
+
+def _named_io(interpreter):
+    """Returns `(inputs, outputs)`: lists of `(name, details)` in Keras order."""
+    input_details = interpreter.get_input_details()
+    output_details = interpreter.get_output_details()
+    signatures = interpreter.get_signature_list()
+    key = _SIGNATURE_KEY if _SIGNATURE_KEY in signatures else None
+    if key is None and len(signatures) == 1:
+        key = next(iter(signatures))
+    if key is not None:
+        runner = interpreter.get_signature_runner(key)
+        input_names = {
+            d["index"]: n for n, d in runner.get_input_details().items()
+        }
+        output_names = {
+            d["index"]: n for n, d in runner.get_output_details().items()
+        }
+        if set(input_names) == {d["index"] for d in input_details} and set(
+            output_names
+        ) == {d["index"] for d in output_details}:
+            # The interpreter lists inputs in the Keras order; the signature
+            # lists them alphabetically.
+            inputs = [(input_names[d["index"]], d) for d in input_details]
+            outputs = [(output_names[d["index"]], d) for d in output_details]
+            return inputs, sorted(outputs, key=lambda o: _numeric_key(o[0]))
+    # No usable signature: fall back on the tensor names.
+    inputs = [(_input_name(d["name"]), d) for d in input_details]
+    outputs = [(d["name"], d) for d in output_details]
+    return inputs, sorted(outputs, key=lambda o: _numeric_key(o[0]))
+
+
+def _numeric_key(name):
+    """Sorts `output_10` after `output_9` and `Call:10` after `Call:9`."""
+    head = name.rstrip("0123456789")
+    tail = name[len(head) :]
+    return (head, int(tail) if tail else -1)
+
+
+def _input_name(tensor_name):
+    name = tensor_name.split(":")[0]
+    prefix = _SIGNATURE_KEY + "_"
+    return name[len(prefix) :] if name.startswith(prefix) else name
+
+
+def _public_details(name, details):
+    scale, zero_point = details["quantization"]
+    return {
+        "name": name,
+        "index": int(details["index"]),
+        "shape": tuple(
+            None if d == -1 else int(d) for d in details["shape_signature"]
+        ),
+        "dtype": np.dtype(details["dtype"]),
+        "quantization": {"scale": float(scale), "zero_point": int(zero_point)},
+    }
+
+
+def _quantize(array, details):
+    dtype = np.dtype(details["dtype"])
+    scale, zero_point = details["quantization"]
+    if dtype in _QUANTIZED_IO_DTYPES and scale and array.dtype.kind == "f":
+        info = np.iinfo(dtype)
+        q = np.round(array.astype(np.float32) / scale + zero_point)
+        return np.clip(q, info.min, info.max).astype(dtype)
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+def _dequantize(array, details):
+    scale, zero_point = details["quantization"]
+    if np.dtype(details["dtype"]) in _QUANTIZED_IO_DTYPES and scale:
+        return (array.astype(np.float32) - zero_point) * np.float32(scale)
+    if array.dtype.kind == "f":
+        return array.astype(np.float32)
+    return array
+
+
+def _batch_size(arrays):
+    sizes = {len(a) for a in arrays}
+    if len(sizes) != 1:
+        raise ValueError(
+            "Expected all inputs to have the same batch size. "
+            f"Received: batch sizes {[len(a) for a in arrays]}"
+        )
+    size = sizes.pop()
+    if size == 0:
+        raise ValueError("Expected at least one sample. Received: 0 samples")
+    return size
+
+
+def _short(value):
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<{len(value)} bytes>"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
