@@ -10,22 +10,25 @@ _SIGNATURE_KEY = "serving_default"
 _QUANTIZED_IO_DTYPES = (np.int8, np.uint8, np.int16)
 
 
-def tensor_summary(details):
+def tensor_summary(details, name=None):
     """Returns a JSON-serialisable summary of one interpreter tensor.
 
     Args:
         details: A tensor details dict from the LiteRT interpreter.
+        name: The signature name of the tensor, or `None` to use the tensor
+            name. Defaults to `None`.
 
     Returns:
-        A dict with `name`, `index`, `shape` (from the shape signature, `-1`
-        for a dynamic dimension), `dtype` (a numpy dtype name) and
-        `quantization` (`scale` and `zero_point` lists, one entry per
-        channel for per-channel tensors, empty when not quantized, and
-        `quantized_dimension`).
+        A dict with `name`, `tensor_name`, `index`, `shape` (from the shape
+        signature, `-1` for a dynamic dimension), `dtype` (a numpy dtype
+        name) and `quantization`: `scale` and `zero_point` lists (one entry
+        per channel for a per-channel tensor, empty when the tensor is not
+        quantized) and `quantized_dimension`.
     """
     params = details["quantization_parameters"]
     return {
-        "name": details["name"],
+        "name": details["name"] if name is None else name,
+        "tensor_name": details["name"],
         "index": int(details["index"]),
         "shape": [int(d) for d in details["shape_signature"]],
         "dtype": np.dtype(details["dtype"]).name,
@@ -119,7 +122,7 @@ class LiteRTModel:
             num_threads=num_threads,
         )
         self._interpreter.allocate_tensors()
-        self._inputs, self._outputs = _named_io(self._interpreter)
+        self._inputs, self._outputs = named_io(self._interpreter)
         self._initial_shapes = [
             tuple(self._interpreter._get_tensor_details(d["index"], 0)["shape"])
             for _, d in self._inputs
@@ -304,8 +307,17 @@ class LiteRTModel:
         ]
 
 
-def _named_io(interpreter):
-    """Returns `(inputs, outputs)`: lists of `(name, details)` in Keras order."""
+def named_io(interpreter):
+    """Names the interpreter's inputs and outputs as the Keras model does.
+
+    Args:
+        interpreter: A LiteRT `Interpreter`.
+
+    Returns:
+        `(inputs, outputs)`: lists of `(name, tensor_details)` in the Keras
+        input and output order. Names come from the `"serving_default"`
+        signature (or the only signature), else from the tensor names.
+    """
     input_details = interpreter.get_input_details()
     output_details = interpreter.get_output_details()
     signatures = interpreter.get_signature_list()
