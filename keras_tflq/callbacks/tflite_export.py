@@ -1,0 +1,412 @@
+"""The `TFLiteExport` callback: a checked TensorFlow Lite artifact out of `fit()`."""
+
+import json
+import os
+import string
+import time
+
+import keras
+import numpy as np
+
+from keras_tflq.callbacks.fit_validation_data import find_fit_validation_data
+from keras_tflq.conversion import modes
+from keras_tflq.conversion.artifact import check_writable_folder, write_atomic
+from keras_tflq.conversion.calibration import CalibrationSet
+from keras_tflq.conversion.converter import convert_model
+from keras_tflq.conversion.data_source import DataSource
+from keras_tflq.conversion.errors import ConversionError
+from keras_tflq.conversion.model_inputs import ModelInputs
+from keras_tflq.runtime.artifact_evaluator import ArtifactEvaluator
+from keras_tflq.runtime.inspection import inspect_tflite
+from keras_tflq.version import __version__
+
+_TEMPLATE_KEYS = ("name", "mode", "epoch")
+_MONITOR_MODES = ("auto", "min", "max")
+_TRIAL_SAMPLES = 8
+
+
+class TFLiteExport(keras.callbacks.Callback):
+    """Exports the model being trained to a TensorFlow Lite (LiteRT) artifact.
+
+    By default the export happens once, when `fit()` ends, and an integer
+    export is calibrated on the validation data given to `fit()`
+    (`validation_data=` or `validation_split=`, arrays, `tf.data.Dataset`
+    or `keras.utils.PyDataset`), at most `calibration_samples` samples,
+    read lazily. A quantization-aware model (see `keras_tflq.quantize_model`)
+    needs no calibration: its learned ranges are used.
+
+    Everything that can be checked before training is checked in
+    `on_train_begin`, before the first batch: the backend, the destination
+    folder, the calibration data (present, finite, the right shapes) and a
+    trial conversion of the untrained model. Artifacts are written
+    atomically next to a JSON report (`model_int8.tflite` ->
+    `model_int8.json`). If a conversion fails after training, the trained
+    model is saved as `.keras` beside the intended artifact and the raised
+    `ConversionError` says where.
+
+    With `evaluate`, the artifact is run with the LiteRT interpreter on the
+    validation data and scored with the model's compiled loss and metrics;
+    the results enter the epoch logs as `val_tflite_<metric>`, so `History`,
+    `CSVLogger` and `TensorBoard` listed after this callback record them.
+
+    Args:
+        filepath: Path of the `.tflite` file; a template that may use
+            `{name}` (the model's name), `{mode}`, `{epoch}` (1-based) and
+            any epoch logs key with a format spec, e.g.
+            `"ckpt/{name}_{epoch:02d}_{val_loss:.4f}.tflite"`.
+            Defaults to `"{name}_{mode}.tflite"` in the working directory.
+        mode: `"float32"`, `"float16"`, `"dynamic"` (int8 weights, float
+            activations), `"int8"` (full integer) or `"int16x8"` (16-bit
+            activations, 8-bit weights). Defaults to `"int8"`.
+        calibration_data: Data to calibrate integer exports on instead of
+            the validation data: an array, a list/dict of arrays, a tuple
+            `(x, y)`, a `tf.data.Dataset`, a `keras.utils.PyDataset`, a
+            generator or a callable returning one. Defaults to `None`.
+        calibration_samples: The most samples used for calibration.
+            Defaults to `200`.
+        input_type: Type of the artifact's input tensors: `"int8"`,
+            `"uint8"` or `"float32"` for `"int8"`; `"int16"` or `"float32"`
+            for `"int16x8"`; `"float32"` otherwise. Defaults to `"int8"`
+            for `mode="int8"` and `"float32"` otherwise.
+        output_type: Type of the output tensors, as `input_type`.
+            Defaults to `"int8"` for `mode="int8"` and `"float32"` otherwise.
+        export_freq: `"end"` (once, when training ends), `"epoch"` (every
+            epoch) or an integer N (every N epochs). Defaults to `"end"`.
+        monitor: The logs key compared with `save_best_only`.
+            Defaults to `"val_loss"`.
+        save_best_only: Export only when `monitor` improves on the best
+            value seen; needs `export_freq="epoch"` or an integer.
+            Defaults to `False`.
+        monitor_mode: `"min"`, `"max"`, or `"auto"` (max for accuracy,
+            AUC, precision, recall and F-scores; min otherwise).
+            Defaults to `"auto"`.
+        evaluate: Evaluate each artifact on the validation data: `True`,
+            `False`, or `None` to evaluate whenever `fit()` was given
+            validation data. Defaults to `None`.
+        allow_float_ops: In the integer modes, let ops that have no integer
+            kernel run in float (listed in the report under `float_ops`)
+            instead of failing. Defaults to `False`.
+        check_conversion: Convert the model once in `on_train_begin` so a
+            model the converter rejects fails before training.
+            Defaults to `True`.
+        verbose: `0` silent, `1` one line per export and a progress bar for
+            evaluation. Defaults to `1`.
+
+    Attributes:
+        exported_path: The last artifact written, or `None`.
+        report: The report of the last export (a dict), or `None`.
+
+    Example:
+
+    ```python
+    import numpy as np, keras, keras_tflq
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    export = keras_tflq.TFLiteExport("demo_{mode}.tflite", mode="int8", verbose=0)
+    model.fit(np.random.rand(64, 8), np.random.randint(0, 3, 64),
+              validation_split=0.25, epochs=1, callbacks=[export], verbose=0)
+    print(export.exported_path, export.report["tflite_metrics"])
+    ```
+    """
+
+    def __init__(
+        self,
+        filepath=None,
+        mode="int8",
+        calibration_data=None,
+        calibration_samples=200,
+        input_type=None,
+        output_type=None,
+        export_freq="end",
+        monitor="val_loss",
+        save_best_only=False,
+        monitor_mode="auto",
+        evaluate=None,
+        allow_float_ops=False,
+        check_conversion=True,
+        verbose=1,
+    ):
+        super().__init__()
+        self.mode = modes.check_mode(mode)
+        self.filepath = _check_filepath(
+            "{name}_{mode}.tflite" if filepath is None else filepath
+        )
+        self.calibration_data = calibration_data
+        if calibration_data is not None:
+            DataSource(calibration_data, name="calibration_data")  # checks the form
+        self.calibration_samples = _check_positive_int(calibration_samples, "calibration_samples")
+        self.input_type = modes.check_io_type(self.mode, input_type, "input_type")
+        self.output_type = modes.check_io_type(self.mode, output_type, "output_type")
+        self.export_freq = _check_export_freq(export_freq)
+        if not isinstance(monitor, str) or not monitor:
+            raise ValueError(f"Expected monitor to be a logs key. Received: monitor={monitor!r}")
+        self.monitor = monitor
+        self.save_best_only = _check_bool(save_best_only, "save_best_only")
+        if self.save_best_only and self.export_freq == "end":
+            raise ValueError(
+                "Expected export_freq='epoch' or an integer with save_best_only=True. "
+                "Received: export_freq='end'"
+            )
+        if monitor_mode not in _MONITOR_MODES:
+            raise ValueError(
+                f"Expected monitor_mode to be one of {_MONITOR_MODES}. "
+                f"Received: monitor_mode={monitor_mode!r}"
+            )
+        self.monitor_mode = monitor_mode
+        if evaluate not in (None, True, False):
+            raise ValueError(f"Expected evaluate to be True, False or None. Received: evaluate={evaluate!r}")
+        self.evaluate = evaluate
+        self.allow_float_ops = _check_bool(allow_float_ops, "allow_float_ops")
+        self.check_conversion = _check_bool(check_conversion, "check_conversion")
+        if verbose not in (0, 1, 2):
+            raise ValueError(f"Expected verbose to be 0, 1 or 2. Received: verbose={verbose!r}")
+        self.verbose = verbose
+        self.exported_path = None
+        self.report = None
+
+    # ----------------------------------------------------------- training hooks
+
+    def on_train_begin(self, logs=None):
+        """Checks everything that can be checked before the first batch."""
+        if keras.backend.backend() != "tensorflow":
+            raise ValueError(
+                "Expected the TensorFlow backend to export with the TFLite converter. "
+                f"Received: backend={keras.backend.backend()!r}"
+            )
+        self._is_chief = _is_chief()
+        self._model_inputs = ModelInputs(self.model)
+        self._best = None
+        self._exported_final_epoch = False
+        self._last_epoch = None
+        validation = find_fit_validation_data(self.model)
+        self._validation = None
+        if validation is not None:
+            self._validation = DataSource(
+                validation["x"],
+                validation["y"],
+                validation["sample_weight"],
+                batch_size=validation["batch_size"],
+                name="validation_data",
+            )
+        self._calibration = self._build_calibration()
+        self._evaluator = self._build_evaluator()
+        check_writable_folder(self._path_for(epoch=0, logs={}, strict=False))
+        if self.check_conversion:
+            self._convert(self._calibration.first(_TRIAL_SAMPLES) if self._calibration else None)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        self._last_epoch = epoch
+        final_epoch = epoch + 1 >= self.params.get("epochs", epoch + 1)
+        if self.export_freq == "end":
+            due = final_epoch
+        elif self.export_freq == "epoch":
+            due = True
+        else:
+            due = (epoch + 1) % self.export_freq == 0
+        if due and self._improved(logs):
+            self._export(epoch, logs)
+            self._exported_final_epoch = final_epoch
+
+    def on_train_end(self, logs=None):
+        if self.export_freq == "end" and not self._exported_final_epoch and self._last_epoch is not None:
+            # Training stopped early (e.g. EarlyStopping): export what it ended with.
+            self._export(self._last_epoch, dict(logs or {}))
+
+    # ------------------------------------------------------------------ export
+
+    def _export(self, epoch, logs):
+        """Converts, evaluates and writes one artifact; adds `val_tflite_*` to `logs`."""
+        if not self._is_chief:
+            return
+        path = self._path_for(epoch, logs, strict=True)
+        started = time.perf_counter()
+        try:
+            content = self._convert(self._calibration.representative_dataset if self._calibration else None)
+        except ConversionError as error:
+            saved = self._save_trained_model(path)
+            raise ConversionError(
+                f"{error} The trained model was saved to {saved!r}.", saved_model_path=saved
+            ) from error
+        seconds = time.perf_counter() - started
+        tflite_metrics = {}
+        if self._evaluator is not None:
+            tflite_metrics = self._evaluator.evaluate(
+                content, self._validation, self._model_inputs, verbose=self.verbose
+            )
+            logs.update({f"val_tflite_{name}": value for name, value in tflite_metrics.items()})
+        report = self._build_report(path, content, epoch, logs, tflite_metrics, seconds)
+        write_atomic(path, content)
+        write_atomic(_report_path(path), json.dumps(report, indent=2, default=_json_default))
+        self.exported_path, self.report = path, report
+        if self.verbose:
+            scores = ", ".join(f"val_tflite_{k}={v:.4f}" for k, v in tflite_metrics.items())
+            print(
+                f"\nTFLiteExport: epoch {epoch + 1}: wrote {path} "
+                f"({len(content) / 1024:.1f} KiB, mode={self.mode}{', ' + scores if scores else ''})"
+            )
+
+    def _convert(self, representative_dataset):
+        return convert_model(
+            self.model,
+            self.mode,
+            representative_dataset=representative_dataset,
+            input_type=self.input_type,
+            output_type=self.output_type,
+            allow_float_ops=self.allow_float_ops,
+        )
+
+    def _build_calibration(self):
+        if not modes.needs_calibration(self.mode):
+            return None
+        if self.calibration_data is not None:
+            source = DataSource(self.calibration_data, name="calibration_data")
+        elif self._validation is not None:
+            source = self._validation
+        elif _is_quantized(self.model):
+            return None
+        else:
+            raise ValueError(
+                f"Expected calibration data for mode={self.mode!r} on a float model: pass "
+                "validation_data= or validation_split= to fit(), or calibration_data= to "
+                "TFLiteExport. Received: no validation data and calibration_data=None"
+            )
+        return CalibrationSet(source, self._model_inputs, self.calibration_samples)
+
+    def _build_evaluator(self):
+        if self.evaluate is False or (self.evaluate is None and self._validation is None):
+            return None
+        if self._validation is None:
+            raise ValueError(
+                "Expected validation data to evaluate the artifact: pass validation_data= "
+                "or validation_split= to fit(). Received: evaluate=True and no validation data"
+            )
+        return ArtifactEvaluator(self.model)
+
+    def _improved(self, logs):
+        if not self.save_best_only:
+            return True
+        if self.monitor not in logs:
+            raise ValueError(
+                f"Expected the monitored key in the epoch logs. Received: monitor={self.monitor!r}, "
+                f"logs keys={sorted(logs)}"
+            )
+        value = float(logs[self.monitor])
+        better = np.greater if self._maximize() else np.less
+        if self._best is None or better(value, self._best):
+            self._best = value
+            return True
+        return False
+
+    def _maximize(self):
+        if self.monitor_mode != "auto":
+            return self.monitor_mode == "max"
+        name = self.monitor.lower()
+        return any(key in name for key in ("acc", "auc", "precision", "recall", "f1", "fbeta"))
+
+    def _path_for(self, epoch, logs, strict):
+        try:
+            return self.filepath.format(name=self.model.name, mode=self.mode, epoch=epoch + 1, **logs)
+        except KeyError as missing:
+            if not strict:
+                return os.path.join(os.path.dirname(self.filepath) or ".", "probe.tflite")
+            raise ValueError(
+                f"Expected every filepath template key in the epoch logs or in {_TEMPLATE_KEYS}. "
+                f"Received: filepath={self.filepath!r} with missing key {missing}; logs keys={sorted(logs)}"
+            ) from None
+
+    def _save_trained_model(self, path):
+        saved = os.path.splitext(path)[0] + ".keras"
+        temp = os.path.join(os.path.dirname(os.path.abspath(saved)), f".{os.path.basename(saved)}.tmp.keras")
+        self.model.save(temp)
+        os.replace(temp, saved)
+        return saved
+
+    def _build_report(self, path, content, epoch, logs, tflite_metrics, seconds):
+        import tensorflow as tf
+
+        keras_metrics = {k: v for k, v in logs.items() if not k.startswith("val_tflite_")}
+        return {
+            "path": os.path.abspath(path),
+            "mode": self.mode,
+            "bytes": len(content),
+            "epoch": epoch + 1,
+            "quantization": _quantization_kind(self.model, self.mode),
+            "calibration": self._calibration.describe() if self._calibration else None,
+            "input_type": self.input_type,
+            "output_type": self.output_type,
+            "allow_float_ops": self.allow_float_ops,
+            **inspect_tflite(content),
+            "keras_metrics": keras_metrics,
+            "tflite_metrics": tflite_metrics,
+            "conversion_seconds": round(seconds, 3),
+            "versions": {
+                "keras_tflq": __version__,
+                "tensorflow": tf.__version__,
+                "keras": keras.__version__,
+            },
+        }
+
+
+def _check_filepath(filepath):
+    if not isinstance(filepath, (str, os.PathLike)):
+        raise ValueError(f"Expected filepath to be a string path. Received: filepath={filepath!r}")
+    filepath = os.fspath(filepath)
+    if not filepath.endswith(".tflite"):
+        raise ValueError(f"Expected filepath to end with '.tflite'. Received: filepath={filepath!r}")
+    try:
+        list(string.Formatter().parse(filepath))
+    except ValueError as error:
+        raise ValueError(f"Expected a valid filepath template ({error}). Received: filepath={filepath!r}") from None
+    return filepath
+
+
+def _check_export_freq(export_freq):
+    if export_freq in ("end", "epoch"):
+        return export_freq
+    if isinstance(export_freq, int) and not isinstance(export_freq, bool) and export_freq >= 1:
+        return export_freq
+    raise ValueError(
+        f"Expected export_freq to be 'end', 'epoch' or a positive integer. Received: export_freq={export_freq!r}"
+    )
+
+
+def _check_positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"Expected {name} to be a positive integer. Received: {name}={value!r}")
+    return value
+
+
+def _check_bool(value, name):
+    if not isinstance(value, bool):
+        raise ValueError(f"Expected {name} to be True or False. Received: {name}={value!r}")
+    return value
+
+
+def _report_path(path):
+    return os.path.splitext(path)[0] + ".json"
+
+
+def _is_quantized(model):
+    from keras_tflq.quantization import is_quantized_model
+
+    return is_quantized_model(model)
+
+
+def _quantization_kind(model, mode):
+    if _is_quantized(model):
+        return "quantization-aware"
+    return "none" if mode == "float32" else "post-training"
+
+
+def _is_chief():
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy().extended.should_checkpoint
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)

@@ -1,0 +1,53 @@
+"""Writing artifacts atomically: a reader sees the old file or the new one, never half."""
+
+import os
+import tempfile
+
+
+def write_atomic(path, data):
+    """Writes `data` (bytes or str) to `path` atomically.
+
+    The bytes go to a temporary file in the same folder, are flushed and
+    synced, then renamed over `path` (`os.replace` is atomic on POSIX and
+    Windows). If anything fails, the temporary file is removed and any
+    earlier file at `path` is left untouched.
+
+    Args:
+        path: Destination file path.
+        data: `bytes`, or `str` (written as UTF-8).
+
+    Example:
+
+    >>> write_atomic("model_int8.tflite", tflite_bytes)
+    """
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, temp_path = tempfile.mkstemp(
+        prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder
+    )
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_path, path)
+    except BaseException:
+        if os.path.exists(temp_path):
+            os.remove(temp_path)
+        raise
+
+
+def check_writable_folder(path):
+    """Raises a `ValueError` unless the folder of `path` exists (or can be made) and is writable."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".keras_tflq_probe.", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as error:
+        raise ValueError(
+            f"Expected a writable folder for the artifact. Received: filepath={path!r} "
+            f"({error.strerror or error})"
+        ) from None

@@ -1,0 +1,85 @@
+"""Converting a Keras model to TFLite bytes in one export mode."""
+
+import contextlib
+import os
+import tempfile
+import warnings
+
+from keras_tflq.conversion.errors import ConversionError
+from keras_tflq.conversion.modes import configure_converter
+
+_MAX_DIAGNOSTIC_LINES = 12
+
+
+def convert_model(
+    model,
+    mode,
+    representative_dataset=None,
+    input_type="float32",
+    output_type="float32",
+    allow_float_ops=False,
+):
+    """Converts a Keras 3 model to a TFLite flatbuffer with TensorFlow's converter.
+
+    The model is exported as a SavedModel with Keras' own exporter (which
+    keeps list and dict inputs with their names), then converted by
+    `tf.lite.TFLiteConverter.from_saved_model` with the settings of `mode`.
+
+    Args:
+        model: A built Keras model.
+        mode: One of `keras_tflq.conversion.modes.MODES`.
+        representative_dataset: Generator function of calibration samples
+            keyed by input name. Defaults to `None`.
+        input_type: Input tensor type name. Defaults to `"float32"`.
+        output_type: Output tensor type name. Defaults to `"float32"`.
+        allow_float_ops: Allow float fallback in integer modes.
+            Defaults to `False`.
+
+    Returns:
+        The TFLite model as `bytes`.
+
+    Raises:
+        ConversionError: The converter rejected the model; the message
+            carries the converter's diagnostic.
+
+    Example:
+
+    >>> tflite_bytes = convert_model(model, "dynamic")
+    """
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory(prefix="keras_tflq_") as saved_model_dir:
+        with _quiet_stdout():
+            model.export(saved_model_dir, format="tf_saved_model", verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+        configure_converter(
+            converter,
+            mode,
+            representative_dataset=representative_dataset,
+            input_type=input_type,
+            output_type=output_type,
+            allow_float_ops=allow_float_ops,
+        )
+        try:
+            with warnings.catch_warnings():
+                # The converter calibrates with the deprecated tf.lite.Interpreter itself.
+                warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+                return converter.convert()
+        except Exception as error:  # The converter raises several unrelated types.
+            raise ConversionError(
+                f"The TFLite converter rejected model {model.name!r} in mode={mode!r}: "
+                f"{_diagnostic(error)}"
+            ) from error
+
+
+def _diagnostic(error):
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    text = "\n".join(lines[:_MAX_DIAGNOSTIC_LINES])
+    return text or type(error).__name__
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silences the exporter's Python-level prints (it lists every captured variable)."""
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        yield

@@ -1,0 +1,100 @@
+"""Export modes and the TFLite converter settings each one needs."""
+
+import numpy as np
+
+MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
+"""The export modes, from no quantization to full integer."""
+
+_IO_TYPES = {
+    "float32": ("float32",),
+    "float16": ("float32",),
+    "dynamic": ("float32",),
+    "int8": ("int8", "uint8", "float32"),
+    "int16x8": ("int16", "float32"),
+}
+
+
+def check_mode(mode):
+    """Raises a `ValueError` naming the valid modes unless `mode` is one."""
+    if mode not in MODES:
+        raise ValueError(f"Expected mode to be one of {MODES}. Received: mode={mode!r}")
+    return mode
+
+
+def needs_calibration(mode):
+    """Whether a float model exported in `mode` needs representative data."""
+    return mode in ("int8", "int16x8")
+
+
+def default_io_type(mode):
+    """The default input/output tensor type for `mode`."""
+    return "int8" if mode == "int8" else "float32"
+
+
+def check_io_type(mode, io_type, arg_name):
+    """Normalizes an I/O type (string, NumPy or TF dtype) and checks it fits `mode`."""
+    if io_type is None:
+        return default_io_type(mode)
+    try:
+        name = np.dtype(getattr(io_type, "as_numpy_dtype", io_type)).name
+    except TypeError:
+        name = repr(io_type)
+    allowed = _IO_TYPES[mode]
+    if name not in allowed:
+        raise ValueError(
+            f"Expected {arg_name} to be one of {allowed} for mode={mode!r}. "
+            f"Received: {arg_name}={io_type!r}"
+        )
+    return name
+
+
+def configure_converter(
+    converter,
+    mode,
+    representative_dataset=None,
+    input_type="float32",
+    output_type="float32",
+    allow_float_ops=False,
+):
+    """Sets `converter`'s optimizations, ops, types and calibration for `mode`.
+
+    Args:
+        converter: A `tf.lite.TFLiteConverter`.
+        mode: One of `MODES`.
+        representative_dataset: A generator function of calibration samples;
+            required for a float model in `"int8"`/`"int16x8"`, optional for
+            a quantization-aware model (whose ranges are learned).
+            Defaults to `None`.
+        input_type: Input tensor type name. Defaults to `"float32"`.
+        output_type: Output tensor type name. Defaults to `"float32"`.
+        allow_float_ops: Let ops with no integer kernel fall back to float in
+            the integer modes instead of failing. Defaults to `False`.
+
+    Example:
+
+    >>> converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    >>> configure_converter(converter, "float16")
+    """
+    import tensorflow as tf
+
+    check_mode(mode)
+    if mode == "float32":
+        return converter
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode in ("int8", "int16x8"):
+        integer_ops = (
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+            if mode == "int8"
+            else tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        )
+        ops = [integer_ops]
+        if allow_float_ops:
+            ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
+        converter.target_spec.supported_ops = ops
+        if representative_dataset is not None:
+            converter.representative_dataset = representative_dataset
+        converter.inference_input_type = tf.as_dtype(input_type)
+        converter.inference_output_type = tf.as_dtype(output_type)
+    return converter

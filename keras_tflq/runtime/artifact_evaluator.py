@@ -1,0 +1,81 @@
+"""Scoring a TFLite artifact with the loss and metrics its Keras model was compiled with."""
+
+import warnings
+
+import keras
+
+from keras_tflq.runtime.litert_model import LiteRTModel
+
+
+class ArtifactEvaluator:
+    """Evaluates a TFLite artifact with the Keras model's own compiled loss and metrics.
+
+    The artifact's predictions are scored by a small Keras model that only
+    passes its inputs through, compiled from `model.get_compile_config()`:
+    the loss, metrics, weighted metrics and loss weights mean exactly what
+    they mean in `model.evaluate()`, with the same names (so `accuracy`
+    resolves to the same sparse or categorical accuracy).
+
+    Args:
+        model: The compiled Keras model the artifact was converted from.
+
+    Example:
+
+    >>> evaluator = ArtifactEvaluator(model)
+    >>> evaluator.evaluate(tflite_bytes, DataSource((x_val, y_val)), model_inputs)
+    {'accuracy': 0.97, 'loss': 0.11}
+    """
+
+    def __init__(self, model):
+        compile_config = model.get_compile_config() if model.compiled else None
+        if not compile_config or compile_config.get("loss") is None:
+            raise ValueError(
+                "Expected a model compiled with a loss to evaluate the artifact. "
+                f"Received: model={model.name!r} with compile config {compile_config}"
+            )
+        outputs = keras.tree.flatten(model.outputs)
+        names = getattr(model, "output_names", None) or [
+            f"output_{i}" for i in range(len(outputs))
+        ]
+        inputs = [
+            keras.Input(shape=tuple(t.shape[1:]), name=f"tflite_prediction_{i}")
+            for i, t in enumerate(outputs)
+        ]
+        passed = [keras.layers.Identity(name=name)(x) for name, x in zip(names, inputs)]
+        self._scorer = keras.Model(
+            inputs if len(inputs) > 1 else inputs[0],
+            passed if len(passed) > 1 else passed[0],
+            name=f"{model.name}_tflite_scorer",
+        )
+        self._scorer.compile_from_config(compile_config)
+
+    def evaluate(self, model_content, source, model_inputs, verbose=0):
+        """Runs the artifact on every batch of `source` and returns `{metric: value}`.
+
+        Args:
+            model_content: The TFLite flatbuffer bytes.
+            source: A `DataSource` yielding `(x, y, sample_weight)` batches.
+            model_inputs: The `ModelInputs` of the Keras model.
+            verbose: Show a progress bar. Defaults to `0`.
+        """
+        litert_model = LiteRTModel(model_content=model_content)
+
+        def scored_batches():
+            for x, y, sample_weight in source.batches():
+                if y is None:
+                    raise ValueError(
+                        "Expected targets in the evaluation data. "
+                        f"Received: {source.describe()} yielding inputs only"
+                    )
+                predicted = litert_model.predict_on_batch(
+                    model_inputs.to_named_arrays(x, source.name)
+                )
+                yield (predicted, y) if sample_weight is None else (predicted, y, sample_weight)
+
+        with warnings.catch_warnings():
+            # A source of unknown length ends by running out of data, as intended.
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+            logs = self._scorer.evaluate(
+                scored_batches(), steps=source.num_batches(), verbose=verbose, return_dict=True
+            )
+        return {name: float(value) for name, value in logs.items()}
