@@ -12,8 +12,14 @@ model.fit(x, y, validation_split=0.1,
 ```
 """
 
+from keras_tflq.callbacks.tflite_export import TFLiteExport
+from keras_tflq.conversion.errors import ConversionError
+from keras_tflq.conversion.modes import MODES
 from keras_tflq.version import __version__
 
 __all__ = [
+    "ConversionError",
+    "MODES",
+    "TFLiteExport",
     "__version__",
 ]

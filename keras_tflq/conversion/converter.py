@@ -2,13 +2,18 @@
 
 import contextlib
 import os
+import re
 import tempfile
 import warnings
 
 from keras_tflq.conversion.errors import ConversionError
 from keras_tflq.conversion.modes import configure_converter
+from keras_tflq.runtime.inspection import inspect_tflite
 
-_MAX_DIAGNOSTIC_LINES = 12
+_MAX_DIAGNOSTIC_LINES = 6
+# The converter's MLIR locations: fused["Erf:", "model_1/layer_1/Erf@__inference..."]
+_LOCATION = re.compile(r'fused\["([^"]+):", "([^"@]+)')
+_OP_ERROR = re.compile(r"('tf\.\w+' op [^\n]*)")
 
 
 def convert_model(
@@ -64,18 +69,46 @@ def convert_model(
             with warnings.catch_warnings():
                 # The converter calibrates with the deprecated tf.lite.Interpreter itself.
                 warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-                return converter.convert()
+                content = converter.convert()
         except Exception as error:  # The converter raises several unrelated types.
             raise ConversionError(
                 f"The TFLite converter rejected model {model.name!r} in mode={mode!r}: "
                 f"{_diagnostic(error)}"
             ) from error
+    if mode in ("int8", "int16x8") and not allow_float_ops:
+        _check_integer_only(content, model, mode)
+    return content
+
+
+def _check_integer_only(content, model, mode):
+    """The converter leaves ops with no integer kernel in float silently; refuse them."""
+    float_ops = [
+        op for op in inspect_tflite(content)["float_ops"] if op["op"] not in ("DEQUANTIZE", "QUANTIZE")
+    ]
+    if float_ops:
+        described = "; ".join(f"{op['op']} at {', '.join(op['outputs'])}" for op in float_ops)
+        raise ConversionError(
+            f"Expected every op of model {model.name!r} to be integer in mode={mode!r}. "
+            f"Received: {len(float_ops)} op(s) left in float: {described}. Quantize-friendly "
+            "layers can replace them, or pass allow_float_ops=True to keep them in float."
+        )
 
 
 def _diagnostic(error):
-    lines = [line for line in str(error).splitlines() if line.strip()]
-    text = "\n".join(lines[:_MAX_DIAGNOSTIC_LINES])
-    return text or type(error).__name__
+    """The converter's message cut to its point: the op it rejected and where."""
+    text = str(error)
+    op_errors = list(dict.fromkeys(_OP_ERROR.findall(text)))
+    places = list(
+        dict.fromkeys(
+            f"{path} ({op})"
+            for op, path in _LOCATION.findall(text)
+            if op != "StatefulPartitionedCall"
+        )
+    )
+    if op_errors or places:
+        return "; ".join(op_errors) + (f" at {', '.join(places)}" if places else "")
+    lines = [line for line in text.splitlines() if line.strip()]
+    return "\n".join(lines[:_MAX_DIAGNOSTIC_LINES]) or type(error).__name__
 
 
 @contextlib.contextmanager
