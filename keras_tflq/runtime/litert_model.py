@@ -69,6 +69,9 @@ class LiteRTModel:
             Exactly one of `model_content` and `model_path` must be given.
         num_threads: The number of CPU threads of the interpreter, or `None`
             for the interpreter's default. Defaults to `None`.
+        preserve_all_tensors: Keep every intermediate tensor readable with
+            `get_tensor()` after a batch (slower: no default delegates).
+            Defaults to `False`.
 
     Example:
 
@@ -84,7 +87,13 @@ class LiteRTModel:
     ```
     """
 
-    def __init__(self, model_content=None, model_path=None, num_threads=None):
+    def __init__(
+        self,
+        model_content=None,
+        model_path=None,
+        num_threads=None,
+        preserve_all_tensors=False,
+    ):
         if (model_content is None) == (model_path is None):
             raise ValueError(
                 "Expected exactly one of `model_content` and `model_path`. "
@@ -120,6 +129,7 @@ class LiteRTModel:
             ),
             model_path=model_path,
             num_threads=num_threads,
+            experimental_preserve_all_tensors=bool(preserve_all_tensors),
         )
         self._interpreter.allocate_tensors()
         self._inputs, self._outputs = named_io(self._interpreter)
@@ -154,6 +164,24 @@ class LiteRTModel:
     def output_details(self):
         """One dict per output, with the same keys as `input_details`."""
         return [_public_details(n, d) for n, d in self._outputs]
+
+    @property
+    def tensor_details(self):
+        """The interpreter's details of every tensor, for `get_tensor()`."""
+        return self._interpreter.get_tensor_details()
+
+    def get_tensor(self, index):
+        """Returns one tensor of the last batch, dequantized to float32.
+
+        Intermediate tensors are only meaningful when the model was built
+        with `preserve_all_tensors=True` (in per-sample mode they hold the
+        last sample only).
+
+        Args:
+            index: The tensor index, as in `tensor_details`.
+        """
+        details = self._interpreter._get_tensor_details(index, 0)
+        return _dequantize(self._interpreter.get_tensor(index), details)
 
     def predict_on_batch(self, inputs):
         """Runs one batch through the interpreter with a single `invoke()`.

@@ -1,0 +1,316 @@
+"""The `keras-tflq` command line: inspect, evaluate and compare artifacts.
+
+Example:
+
+```
+keras-tflq inspect model_int8.tflite
+keras-tflq evaluate model_int8.tflite --data val.npz
+keras-tflq compare model.keras model_int8.tflite --data val.npz
+```
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+
+import numpy as np
+
+
+def main(argv=None):
+    """Runs the `keras-tflq` command line.
+
+    Args:
+        argv: The arguments without the program name, or `None` for
+            `sys.argv[1:]`. Defaults to `None`.
+
+    Returns:
+        The exit status: `0` on success, `1` when the input is rejected
+        (the reason is printed to stderr).
+
+    Example:
+
+    ```python
+    from keras_tflq.cli import main
+
+    main(["inspect", "model_int8.tflite", "--json"])
+    ```
+    """
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 1
+    try:
+        args.run(args)
+    except ValueError as e:
+        print(f"keras-tflq {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _build_parser():
+    parser = argparse.ArgumentParser(
+        prog="keras-tflq",
+        description="Inspect, evaluate and compare TFLite (LiteRT) artifacts.",
+    )
+    commands = parser.add_subparsers(dest="command")
+
+    inspect = commands.add_parser(
+        "inspect", help="ops, tensor types, size and float ops left"
+    )
+    inspect.add_argument("tflite", help="the .tflite file")
+    inspect.add_argument("--json", action="store_true", help="print JSON")
+    inspect.set_defaults(run=_inspect)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="argmax accuracy and MSE of an artifact on data"
+    )
+    evaluate.add_argument("tflite", help="the .tflite file")
+    _add_data_arguments(evaluate)
+    evaluate.set_defaults(run=_evaluate)
+
+    compare = commands.add_parser(
+        "compare", help="a Keras model against its artifact, layer by layer"
+    )
+    compare.add_argument("model", help="the .keras model")
+    compare.add_argument("tflite", help="the .tflite file")
+    _add_data_arguments(compare)
+    compare.add_argument(
+        "--layer-samples",
+        type=int,
+        default=32,
+        help="samples for the layer-by-layer comparison (default 32)",
+    )
+    compare.set_defaults(run=_compare)
+    return parser
+
+
+def _add_data_arguments(parser):
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="an .npz file with `x` (or `x_<input name>` per input) and `y`",
+    )
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _inspect(args):
+    from keras_tflq.runtime.inspection import inspect_tflite
+
+    report = inspect_tflite(args.tflite)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"{args.tflite}: {report['bytes']} bytes")
+    for kind in ("inputs", "outputs"):
+        for t in report[kind]:
+            print(f"  {kind[:-1]} {t['name']}: {t['dtype']} {t['shape']}"
+                  f"{_quantization_text(t['quantization'])}")
+    print("ops:")
+    for op, count in report["op_counts"].items():
+        print(f"  {op}: {count}")
+    print("tensor types:")
+    for dtype, count in report["tensor_dtypes"].items():
+        print(f"  {dtype}: {count}")
+    print(f"all integer: {'yes' if report['all_integer'] else 'no'}")
+    print(f"float ops left: {len(report['float_ops'])}")
+    for op in report["float_ops"]:
+        print(f"  {op['op']} -> {', '.join(op['outputs'])}")
+
+
+def _evaluate(args):
+    from keras_tflq.runtime.litert_model import LiteRTModel
+
+    model = LiteRTModel(model_path=_existing(args.tflite, "tflite"))
+    x, y = _load_data(args.data, model.input_names)
+    predictions = model.predict(x, batch_size=args.batch_size)
+    if isinstance(predictions, list):
+        raise ValueError(
+            "Expected a single-output artifact to evaluate. "
+            f"Received: an artifact with outputs {model.output_names}"
+        )
+    metrics = _scores(predictions, y)
+    _print_metrics(metrics, args.json)
+
+
+def _compare(args):
+    import keras
+
+    import keras_tflq  # noqa: F401  (registers the QAT layers for loading)
+    from keras_tflq.runtime.litert_model import LiteRTModel
+
+    if args.layer_samples < 1:
+        raise ValueError(
+            "Expected `--layer-samples` to be a positive integer. "
+            f"Received: layer_samples={args.layer_samples}"
+        )
+    model = keras.saving.load_model(_existing(args.model, "model"))
+    litert_model = LiteRTModel(
+        model_path=_existing(args.tflite, "tflite"), preserve_all_tensors=True
+    )
+    x, _ = _load_data(args.data, litert_model.input_names, need_y=False)
+    keras_x = x if len(model.inputs) > 1 else x[0]
+    expected = _as_list(model.predict(keras_x, batch_size=args.batch_size, verbose=0))
+    actual = _as_list(litert_model.predict(x, batch_size=args.batch_size))
+    outputs = []
+    for name, want, got in zip(litert_model.output_names, expected, actual):
+        entry = {"output": name, "max_abs_diff": float(np.abs(got - want).max())}
+        if want.ndim > 1 and want.shape[-1] > 1:
+            entry["argmax_agreement"] = float(
+                np.mean(got.argmax(-1) == want.argmax(-1))
+            )
+        outputs.append(entry)
+    layers = _compare_layers(
+        model, litert_model, [a[: args.layer_samples] for a in x]
+    )
+    report = {"outputs": outputs, "layers": layers}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    for entry in outputs:
+        line = f"{entry['output']}: max abs diff {entry['max_abs_diff']:.6g}"
+        if "argmax_agreement" in entry:
+            line += f", argmax agreement {entry['argmax_agreement']:.4f}"
+        print(line)
+    print("layer by layer (max abs diff, relative to the layer's max):")
+    for entry in layers:
+        if entry["tensor"] is None:
+            print(f"  {entry['layer']}: no matching TFLite tensor")
+        else:
+            print(
+                f"  {entry['layer']}: {entry['max_abs_diff']:.6g} "
+                f"({entry['relative_diff']:.3%}) {entry['dtype']} "
+                f"{entry['tensor']}"
+            )
+
+
+def _compare_layers(model, litert_model, x):
+    """Compares each layer's output with the TFLite tensor named after it."""
+    import keras
+
+    layers = [
+        layer
+        for layer in model.layers
+        if not isinstance(layer, keras.layers.InputLayer)
+        and not isinstance(layer.output, (list, tuple, dict))
+    ]
+    if not layers:
+        return []
+    probe = keras.Model(model.inputs, [layer.output for layer in layers])
+    expected = _as_list(probe.predict(x if len(x) > 1 else x[0], verbose=0))
+    litert_model.predict_on_batch(x)
+    tensors = [
+        d
+        for d in litert_model.tensor_details
+        if np.dtype(d["dtype"]).kind in "fiu" and len(d["shape"]) > 0
+    ]
+    results = []
+    for layer, want in zip(layers, expected):
+        pattern = re.compile(rf"(^|/){re.escape(layer.name)}(_\d+)?/")
+        matches = [
+            d
+            for d in tensors
+            if tuple(d["shape"]) == want.shape
+            and any(pattern.search(part) for part in d["name"].split(";"))
+        ]
+        entry = {"layer": layer.name, "tensor": None}
+        if matches:
+            # The last tensor of the layer is its output (after fused ops).
+            details = max(matches, key=lambda d: d["index"])
+            got = litert_model.get_tensor(details["index"])
+            diff = float(np.abs(got - want).max())
+            scale = float(np.abs(want).max()) or 1.0
+            entry.update(
+                tensor=details["name"],
+                dtype=np.dtype(details["dtype"]).name,
+                max_abs_diff=diff,
+                relative_diff=diff / scale,
+            )
+        results.append(entry)
+    return results
+
+
+def _scores(predictions, y):
+    y = np.asarray(y)
+    if y.shape == predictions.shape:
+        target = y.astype(np.float32)
+        labels = y.argmax(-1) if y.ndim > 1 and y.shape[-1] > 1 else None
+    elif y.reshape(len(y), -1).shape[1] == 1 and predictions.ndim == 2:
+        labels = y.reshape(-1).astype(np.int64)
+        target = np.eye(predictions.shape[-1], dtype=np.float32)[labels]
+    else:
+        raise ValueError(
+            "Expected `y` of the predictions' shape or one label per sample. "
+            f"Received: y of shape {y.shape} for predictions of shape "
+            f"{predictions.shape}"
+        )
+    metrics = {}
+    if labels is not None:
+        metrics["accuracy"] = float(np.mean(predictions.argmax(-1) == labels))
+    metrics["mse"] = float(np.mean((predictions - target) ** 2))
+    metrics["samples"] = int(len(y))
+    return metrics
+
+
+def _print_metrics(metrics, as_json):
+    if as_json:
+        print(json.dumps(metrics, indent=2))
+        return
+    for name, value in metrics.items():
+        print(f"{name}: {value:.6g}" if isinstance(value, float) else
+              f"{name}: {value}")
+
+
+def _load_data(path, input_names, need_y=True):
+    """Returns `([x per input], y)` from an .npz file."""
+    with np.load(_existing(path, "data")) as data:
+        keys = set(data.files)
+        per_input = [f"x_{name}" for name in input_names]
+        if "x" in keys and len(input_names) == 1:
+            x = [data["x"]]
+        elif all(k in keys for k in per_input):
+            x = [data[k] for k in per_input]
+        else:
+            wanted = "`x`" if len(input_names) == 1 else ""
+            wanted += " or " if wanted else ""
+            raise ValueError(
+                f"Expected {wanted}{', '.join(f'`{k}`' for k in per_input)} "
+                f"in {path}. Received: keys {sorted(keys)}"
+            )
+        if need_y and "y" not in keys:
+            raise ValueError(
+                f"Expected `y` in {path}. Received: keys {sorted(keys)}"
+            )
+        y = data["y"] if "y" in keys else None
+    return x, y
+
+
+def _existing(path, argument):
+    if not os.path.isfile(path):
+        raise ValueError(
+            f"Expected an existing file for `{argument}`. "
+            f"Received: {argument}={path}"
+        )
+    return path
+
+
+def _as_list(outputs):
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+def _quantization_text(quantization):
+    if not quantization["scale"]:
+        return ""
+    if len(quantization["scale"]) == 1:
+        return (
+            f" (scale {quantization['scale'][0]:.6g}, "
+            f"zero point {quantization['zero_point'][0]})"
+        )
+    return f" (per-channel, {len(quantization['scale'])} scales)"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+import json
+import re
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from keras_tflq.cli import main  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A small trained classifier, its float32 and int8 artifacts, and data."""
+    folder = tmp_path_factory.mktemp("cli")
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 4, 4, 1), dtype=np.float32)
+    y = (x.mean(axis=(1, 2, 3)) > 0.5).astype(np.int64)
+    inputs = keras.Input((4, 4, 1), name="image")
+    h = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    h = keras.layers.Flatten(name="flatten")(h)
+    outputs = keras.layers.Dense(2, activation="softmax", name="probs")(h)
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=2, verbose=0)
+    model.save(folder / "model.keras")
+
+    def representative_dataset():
+        for i in range(64):
+            yield [x[i : i + 1]]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    (folder / "float32.tflite").write_bytes(converter.convert())
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    (folder / "int8.tflite").write_bytes(converter.convert())
+    np.savez(folder / "data.npz", x=x, y=y)
+    np.savez(folder / "x_only.npz", x=x)
+    expected = model.predict(x, verbose=0)
+    return {
+        "folder": folder,
+        "accuracy": float(np.mean(expected.argmax(-1) == y)),
+        **{k: str(folder / f) for k, f in [
+            ("model", "model.keras"),
+            ("float32", "float32.tflite"),
+            ("int8", "int8.tflite"),
+            ("data", "data.npz"),
+            ("x_only", "x_only.npz"),
+        ]},
+    }
+
+
+def test_inspect_prints_ops_types_size_and_float_ops(files, capsys):
+    assert main(["inspect", files["float32"]]) == 0
+    out = capsys.readouterr().out
+    assert "bytes" in out
+    assert "CONV_2D: 1" in out
+    assert "FULLY_CONNECTED: 1" in out
+    assert "all integer: no" in out
+    assert "float ops left: " in out and "float ops left: 0" not in out
+    assert "input image: float32 [-1, 4, 4, 1]" in out
+
+
+def test_inspect_int8_has_no_float_ops_left(files, capsys):
+    assert main(["inspect", files["int8"]]) == 0
+    out = capsys.readouterr().out
+    assert "all integer: yes" in out
+    assert "float ops left: 0" in out
+    assert "input image: int8 [-1, 4, 4, 1] (scale" in out
+
+
+def test_inspect_json(files, capsys):
+    assert main(["inspect", files["int8"], "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["all_integer"] is True
+    assert report["bytes"] == os.path.getsize(files["int8"])
+
+
+@pytest.mark.parametrize("artifact", ["float32", "int8"])
+def test_evaluate_prints_accuracy_and_mse(files, capsys, artifact):
+    assert main(["evaluate", files[artifact], "--data", files["data"]]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy: " in out and "mse: " in out and "samples: 64" in out
+    assert main(
+        ["evaluate", files[artifact], "--data", files["data"], "--json"]
+    ) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["accuracy"] == pytest.approx(files["accuracy"], abs=0.05)
+    assert 0 <= metrics["mse"] < 1
+
+
+@pytest.mark.parametrize("artifact", ["float32", "int8"])
+def test_compare_reports_outputs_and_layers(files, capsys, artifact):
+    argv = ["compare", files["model"], files[artifact], "--data", files["data"]]
+    assert main(argv + ["--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    (output,) = report["outputs"]
+    assert output["argmax_agreement"] >= 0.9
+    layers = {entry["layer"]: entry for entry in report["layers"]}
+    assert set(layers) == {"conv", "flatten", "probs"}
+    for name in ("conv", "flatten"):
+        assert layers[name]["tensor"] is not None
+        tolerance = 1e-5 if artifact == "float32" else 0.05
+        assert layers[name]["relative_diff"] <= tolerance
+    if artifact == "float32":
+        assert output["max_abs_diff"] < 1e-5
+        assert layers["conv"]["dtype"] == "float32"
+    else:
+        assert layers["conv"]["dtype"] == "int8"
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "argmax agreement" in out and "layer by layer" in out
+    assert "conv: " in out
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["inspect", "/no/such.tflite"], "model_content_or_path=/no/such.tflite"),
+        (
+            ["evaluate", "{float32}", "--data", "/no/data.npz"],
+            "Received: data=/no/data.npz",
+        ),
+        (
+            ["evaluate", "{float32}", "--data", "{x_only}"],
+            r"Expected `y` in .*Received: keys \['x'\]",
+        ),
+        (
+            ["compare", "{model}", "{float32}", "--data", "{data}",
+             "--layer-samples", "0"],
+            "Received: layer_samples=0",
+        ),
+    ],
+    ids=["missing_tflite", "missing_data", "no_y", "zero_layer_samples"],
+)
+def test_bad_input_is_reported_on_stderr(files, capsys, argv, match):
+    argv = [a.format(**files) for a in argv]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"keras-tflq {argv[0]}: error: ")
+    assert re.search(match, err)
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 1
+    assert "inspect" in capsys.readouterr().out
+
+
+def test_unknown_command_exits_with_usage(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["frobnicate"])
+    assert exit_info.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
