@@ -207,6 +207,14 @@ def _compare_layers(model, litert_model, x):
         for d in litert_model.tensor_details
         if np.dtype(d["dtype"]).kind in "fiu" and len(d["shape"]) > 0
     ]
+    # A model output is the artifact's output tensor, whatever its name.
+    output_tensors = {
+        id(tensor): details["index"]
+        for tensor, details in zip(
+            keras.tree.flatten(model.outputs), litert_model.output_details
+        )
+    }
+    by_index = {d["index"]: d for d in litert_model.tensor_details}
     results = []
     for layer, want in zip(layers, expected):
         pattern = re.compile(rf"(^|/){re.escape(layer.name)}(_\d+)?/")
@@ -216,6 +224,8 @@ def _compare_layers(model, litert_model, x):
             if tuple(d["shape"]) == want.shape
             and any(pattern.search(part) for part in d["name"].split(";"))
         ]
+        if id(layer.output) in output_tensors:
+            matches = [by_index[output_tensors[id(layer.output)]]]
         entry = {"layer": layer.name, "tensor": None}
         if matches:
             # The last tensor of the layer is its output (after fused ops).

@@ -109,6 +109,9 @@ def test_compare_reports_outputs_and_layers(files, capsys, artifact):
         assert layers[name]["tensor"] is not None
         tolerance = 1e-5 if artifact == "float32" else 0.05
         assert layers[name]["relative_diff"] <= tolerance
+    # The softmax output is the artifact's output, not the logits tensor.
+    assert layers["probs"]["tensor"] == "StatefulPartitionedCall_1:0"
+    assert layers["probs"]["max_abs_diff"] <= output["max_abs_diff"]
     if artifact == "float32":
         assert output["max_abs_diff"] < 1e-5
         assert layers["conv"]["dtype"] == "float32"

@@ -1,6 +1,7 @@
 """Batched inference on a TFLite artifact with the LiteRT interpreter."""
 
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -123,14 +124,19 @@ class LiteRTModel:
             )
         self.model_path = model_path
         self.num_threads = num_threads
-        self._interpreter = Interpreter(
-            model_content=(
-                None if model_content is None else bytes(model_content)
-            ),
-            model_path=model_path,
-            num_threads=num_threads,
-            experimental_preserve_all_tensors=bool(preserve_all_tensors),
-        )
+        with warnings.catch_warnings():
+            # Asked for on purpose: no need for the "debugging only" warning.
+            warnings.filterwarnings(
+                "ignore", message=".*experimental_preserve_all_tensors"
+            )
+            self._interpreter = Interpreter(
+                model_content=(
+                    None if model_content is None else bytes(model_content)
+                ),
+                model_path=model_path,
+                num_threads=num_threads,
+                experimental_preserve_all_tensors=bool(preserve_all_tensors),
+            )
         self._interpreter.allocate_tensors()
         self._inputs, self._outputs = named_io(self._interpreter)
         self._initial_shapes = [
