@@ -113,15 +113,8 @@ class LiteRTModel:
                 "Expected `model_path` to be an existing .tflite file. "
                 f"Received: model_path={model_path}"
             )
-        if num_threads is not None and (
-            isinstance(num_threads, bool)
-            or not isinstance(num_threads, int)
-            or num_threads < 1
-        ):
-            raise ValueError(
-                "Expected `num_threads` to be a positive integer or None. "
-                f"Received: num_threads={num_threads}"
-            )
+        if num_threads is not None:
+            _check_positive_int("num_threads", num_threads)
         self.model_path = model_path
         self.num_threads = num_threads
         with warnings.catch_warnings():
@@ -228,15 +221,7 @@ class LiteRTModel:
             One float32 array for a single-output model, else a list of
             arrays in the Keras output order.
         """
-        if (
-            isinstance(batch_size, bool)
-            or not isinstance(batch_size, int)
-            or batch_size < 1
-        ):
-            raise ValueError(
-                "Expected `batch_size` to be a positive integer. "
-                f"Received: batch_size={batch_size}"
-            )
+        _check_positive_int("batch_size", batch_size)
         if verbose not in (0, 1, 2, "auto"):
             raise ValueError(
                 'Expected `verbose` to be one of 0, 1, 2, "auto". '
@@ -436,6 +421,14 @@ def _batch_size(arrays):
     if size == 0:
         raise ValueError("Expected at least one sample. Received: 0 samples")
     return size
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"Expected `{name}` to be a positive integer. "
+            f"Received: {name}={value}"
+        )
 
 
 def _short(value):
