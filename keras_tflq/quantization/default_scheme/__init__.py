@@ -1,0 +1,1 @@
+"""The default scheme: TFLite's int8 (and 16x8) quantization spec."""

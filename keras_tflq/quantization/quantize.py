@@ -1,0 +1,530 @@
+"""Annotate layers for quantization, and apply it: the QAT entry points."""
+
+import collections
+
+import keras
+
+from keras_tflq.quantization.default_scheme import registry
+from keras_tflq.quantization.default_scheme.conv_batchnorm_fold import (
+    ConvBatchNormFold,
+    can_fold,
+)
+from keras_tflq.quantization.default_scheme.default_quantize_config import (
+    DefaultQuantizeConfig,
+)
+from keras_tflq.quantization.quantize_annotate import QuantizeAnnotate
+from keras_tflq.quantization.quantize_config import QuantizeConfig
+from keras_tflq.quantization.quantize_wrapper import QuantizeWrapper
+
+_UNSUPPORTED_CHOICES = ("error", "float")
+# Ops TFLite fuses a following ReLU/ReLU6 into.
+_FUSING_KINDS = ("conv", "dense")
+_FUSING_MERGES = (keras.layers.Add, keras.layers.Subtract, keras.layers.Multiply)
+_QUANTIZED_LAYERS = (QuantizeWrapper, ConvBatchNormFold)
+
+
+def _check_layer(layer):
+    if not isinstance(layer, keras.layers.Layer):
+        raise ValueError(
+            "Expected `layer` to be a keras.layers.Layer instance. "
+            f"Received: layer={layer!r}"
+        )
+    if isinstance(layer, (QuantizeAnnotate,) + _QUANTIZED_LAYERS):
+        raise ValueError(
+            "Expected a layer that is not already annotated or quantized. "
+            f"Received: layer={layer.name!r} of type {type(layer).__name__}"
+        )
+
+
+def _check_quantize_config(quantize_config):
+    if quantize_config is not None and not isinstance(
+        quantize_config, QuantizeConfig
+    ):
+        raise ValueError(
+            "Expected `quantize_config` to be a keras_tflq.QuantizeConfig "
+            f"instance or None. Received: quantize_config={quantize_config!r}"
+        )
+
+
+def _check_options(per_channel, activation_bits, unsupported):
+    if not isinstance(per_channel, bool):
+        raise ValueError(
+            "Expected `per_channel` to be a bool. "
+            f"Received: per_channel={per_channel!r}"
+        )
+    if isinstance(activation_bits, bool) or activation_bits not in (8, 16):
+        raise ValueError(
+            "Expected `activation_bits` to be 8 or 16. "
+            f"Received: activation_bits={activation_bits!r}"
+        )
+    if unsupported not in _UNSUPPORTED_CHOICES:
+        raise ValueError(
+            f"Expected `unsupported` to be one of {_UNSUPPORTED_CHOICES}. "
+            f"Received: unsupported={unsupported!r}"
+        )
+
+
+def _graph_model(model, argument="model"):
+    """The Functional model whose graph `model` runs, checked."""
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            f"Expected `{argument}` to be a keras.Model instance. "
+            f"Received: {argument}={model!r}"
+        )
+    if isinstance(model, keras.Sequential):
+        functional = getattr(model, "_functional", None)
+        if functional is None:
+            raise ValueError(
+                "Expected a Sequential model with a known input shape "
+                "(start it with `keras.Input(shape)` or build it). "
+                f"Received: {argument}={model.name!r}, not built"
+            )
+        return functional
+    if not hasattr(model, "_nodes_by_depth"):
+        raise ValueError(
+            "Expected a Functional or Sequential model; a subclassed model's "
+            "call graph cannot be rebuilt. Annotate the layers inside it "
+            "and quantize them with `quantize_apply` on a Functional model "
+            "that calls it, or build the model functionally. "
+            f"Received: {argument}={model.name!r} of type "
+            f"{type(model).__name__}"
+        )
+    return model
+
+
+def _unsupported_error(layer):
+    return ValueError(
+        "Expected every annotated layer to be supported by the default "
+        "quantization scheme or to carry a `quantize_config`. Received: "
+        f"layer={layer.name!r} of type {type(layer).__name__}. Pass "
+        '`unsupported="float"` to keep such layers in float, or annotate '
+        "them with a QuantizeConfig."
+    )
+
+
+def _copy_layer(layer, pending, **overrides):
+    """A new, unbuilt layer like `layer`; its weights are copied later."""
+    config = {**layer.get_config(), **overrides}
+    new = type(layer).from_config(config)
+    pending.append((new, layer))
+    return new
+
+
+class _Graph:
+    """The nodes of a Functional model in call order, with their consumers."""
+
+    def __init__(self, model):
+        self.model = model
+        self.nodes = []
+        for depth in sorted(model._nodes_by_depth, reverse=True):
+            for node in model._nodes_by_depth[depth]:
+                if node.operation is not None and not node.is_input:
+                    self.nodes.append(node)
+        self.consumers = collections.defaultdict(list)
+        for node in self.nodes:
+            for tensor in node.input_tensors:
+                self.consumers[id(tensor)].append(node)
+        for tensor in model.outputs:
+            self.consumers[id(tensor)].append(None)
+        self.calls = collections.Counter(
+            id(node.operation) for node in self.nodes
+        )
+
+    def sole_consumer(self, node):
+        """The one node consuming `node`'s one output, else None."""
+        if len(node.outputs) != 1:
+            return None
+        consumers = self.consumers[id(node.outputs[0])]
+        if len(consumers) == 1 and consumers[0] is not None:
+            return consumers[0]
+        return None
+
+    def rebuild(self, operation_fn, input_fn=None):
+        """A new Functional model with each operation replaced."""
+        model = self.model
+        inputs = keras.tree.map_structure(
+            lambda x: keras.Input(
+                batch_shape=x.shape,
+                dtype=x.dtype,
+                name=x._keras_history.operation.name,
+            ),
+            model.input,
+        )
+        flat = keras.tree.flatten(inputs)
+        if input_fn is not None:
+            flat = [input_fn(x) for x in flat]
+        outputs = model._run_through_graph(flat, operation_fn=operation_fn)
+        return keras.Model(inputs, outputs, name=model.name)
+
+
+def _copy_weights(pending):
+    for new, old in pending:
+        new.set_weights(old.get_weights())
+
+
+def _unwrap(operation):
+    if isinstance(operation, QuantizeAnnotate):
+        return operation.layer, True, operation.quantize_config
+    return operation, False, None
+
+
+def quantize_annotate_layer(layer, quantize_config=None):
+    """Marks a layer to be quantized by `quantize_apply`.
+
+    Use it inline in model code; the returned layer computes exactly what
+    `layer` computes until `quantize_apply` is called.
+
+    Args:
+        layer: the Keras layer to annotate.
+        quantize_config: a `keras_tflq.QuantizeConfig` saying how to
+            quantize it, or `None` for the default scheme (which must
+            support the layer). Defaults to `None`.
+
+    Returns:
+        A `QuantizeAnnotate` layer wrapping `layer`.
+
+    Example:
+
+    ```python
+    import keras
+    import keras_tflq as tflq
+
+    inputs = keras.Input((8,))
+    x = tflq.quantize_annotate_layer(keras.layers.Dense(4))(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    qat_model = tflq.quantize_apply(model)  # only the first Dense quantized
+    ```
+    """
+    _check_layer(layer)
+    _check_quantize_config(quantize_config)
+    return QuantizeAnnotate(layer, quantize_config)
+
+
+def quantize_annotate_model(model, unsupported="error"):
+    """Marks every layer of a model the default scheme supports.
+
+    Args:
+        model: a Functional or Sequential model (nested models are
+            annotated too).
+        unsupported: `"error"` raises on a layer the default scheme does not
+            support, `"float"` leaves it unannotated (it stays float).
+            Defaults to `"error"`.
+
+    Returns:
+        A new model with annotated layers and the same weights.
+
+    Example:
+
+    ```python
+    import keras
+    import keras_tflq as tflq
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
+    qat_model = tflq.quantize_apply(tflq.quantize_annotate_model(model))
+    ```
+    """
+    _check_options(True, 8, unsupported)
+    return _annotate(model, unsupported)
+
+
+def _annotate(model, unsupported):
+    graph = _Graph(_graph_model(model))
+    pending = []
+    replaced = {}
+
+    def operation_fn(operation):
+        if id(operation) in replaced:
+            return replaced[id(operation)]
+        if isinstance(operation, QuantizeAnnotate):
+            new = operation
+        elif isinstance(operation, keras.Model):
+            new = _annotate(operation, unsupported)
+        elif registry.kind(operation) == "passthrough":
+            new = _copy_layer(operation, pending)
+        elif registry.is_supported(operation):
+            new = QuantizeAnnotate(_copy_layer(operation, pending))
+        elif unsupported == "error":
+            raise _unsupported_error(operation)
+        else:
+            new = _copy_layer(operation, pending)
+        replaced[id(operation)] = new
+        return new
+
+    new_model = graph.rebuild(operation_fn)
+    _copy_weights(pending)
+    return new_model
+
+
+def quantize_apply(
+    model, per_channel=True, activation_bits=8, unsupported="error"
+):
+    """Turns an annotated model into a quantization-aware-training model.
+
+    Annotated layers get fake quantization on their weights and outputs;
+    the default scheme follows TFLite's int8 spec: BatchNormalization
+    folded into the convolution before it, ReLU/ReLU6 fused with the op
+    before them, Concatenate inputs sharing the output range, range-free
+    layers (Reshape, MaxPooling, Dropout, ...) left as they are. The
+    model inputs are quantized too, so the TFLite model can take int8.
+
+    Args:
+        model: a Functional or Sequential model with annotated layers
+            (`quantize_annotate_layer`, `quantize_annotate_model`).
+        per_channel: per-channel weights for convolutions (TFLite's int8
+            spec); `False` for hardware that needs per-tensor weights.
+            Defaults to `True`.
+        activation_bits: `8` for int8, `16` for TFLite's 16x8 mode
+            (symmetric 16-bit activations, 8-bit weights). Defaults to `8`.
+        unsupported: what to do with an annotated layer the default scheme
+            does not support and no `quantize_config` covers: `"error"` or
+            `"float"` (leave it in float). Defaults to `"error"`.
+
+    Returns:
+        A new, trainable Keras model with the float weights carried over.
+
+    Example:
+
+    ```python
+    import keras
+    import keras_tflq as tflq
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
+    qat_model = tflq.quantize_apply(tflq.quantize_annotate_model(model))
+    qat_model.compile("adam", "mse")
+    ```
+    """
+    _check_options(per_channel, activation_bits, unsupported)
+    return _apply(model, per_channel, activation_bits, unsupported, True)
+
+
+def quantize_model(
+    model, per_channel=True, activation_bits=8, unsupported="error"
+):
+    """Annotates every supported layer of `model` and applies quantization.
+
+    The result trains as usual (`compile`, `fit`) and converts with
+    `tf.lite.TFLiteConverter` and `Optimize.DEFAULT` to a full-integer
+    model using the learned ranges, with no representative dataset.
+
+    Args:
+        model: a Functional or Sequential model (nested models included).
+        per_channel: per-channel weights for convolutions. Defaults to
+            `True`.
+        activation_bits: `8` (int8) or `16` (16x8). Defaults to `8`.
+        unsupported: `"error"` raises on a layer the default scheme does
+            not support; `"float"` leaves it in float. Defaults to
+            `"error"`.
+
+    Returns:
+        A new, trainable Keras model with the float weights carried over.
+
+    Example:
+
+    ```python
+    import keras
+    import keras_tflq as tflq
+
+    model = keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(4, 3),
+        keras.layers.BatchNormalization(),
+        keras.layers.ReLU(),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10),
+    ])
+    qat_model = tflq.quantize_model(model)
+    qat_model.compile("adam", "sparse_categorical_crossentropy")
+    ```
+    """
+    _check_options(per_channel, activation_bits, unsupported)
+    annotated = _annotate(model, unsupported)
+    return _apply(annotated, per_channel, activation_bits, unsupported, True)
+
+
+class _Step:
+    """What `quantize_apply` does with one operation."""
+
+    def __init__(self, action, layer, config=None):
+        self.action = action  # float|default|user|fold|skip|model
+        self.layer = layer
+        self.config = config
+        self.kind = registry.kind(layer)
+        self.quantize_output = True
+        self.batch_norm = None
+        self.last_node = None
+
+
+def _plan(graph, unsupported):
+    steps = {}
+    for node in graph.nodes:
+        operation = node.operation
+        if id(operation) in steps:
+            continue
+        layer, annotated, config = _unwrap(operation)
+        if isinstance(layer, keras.Model):
+            action = "model"
+        elif not annotated:
+            action = "float"
+        elif config is not None:
+            action = "user"
+        elif registry.kind(layer) is None:
+            if unsupported == "error":
+                raise _unsupported_error(layer)
+            action = "float"
+        elif registry.kind(layer) == "passthrough":
+            action = "float"
+        else:
+            action = "default"
+        steps[id(operation)] = _Step(action, layer, config)
+
+    def step_of(node):
+        return steps[id(node.operation)] if node is not None else None
+
+    def single_call(node):
+        return graph.calls[id(node.operation)] == 1
+
+    # BatchNormalization folded into the convolution feeding only it.
+    for node in graph.nodes:
+        step = step_of(node)
+        step.last_node = step.last_node or node
+        consumer = graph.sole_consumer(node)
+        after = step_of(consumer)
+        if (
+            step.action == "default"
+            and step.kind == "conv"
+            and after is not None
+            and after.action == "default"
+            and after.kind == "batch_norm"
+            and single_call(node)
+            and single_call(consumer)
+            and can_fold(step.layer, after.layer)
+        ):
+            step.action = "fold"
+            step.batch_norm = after.layer
+            step.last_node = consumer
+            after.action = "skip"
+    # No range between an op and the ReLU TFLite fuses into it, nor between
+    # a Concatenate and its inputs (TFLite gives them the output's range).
+    for node in graph.nodes:
+        step = step_of(node)
+        if step.action not in ("default", "fold") or not single_call(node):
+            continue
+        consumer = graph.sole_consumer(step.last_node)
+        after = step_of(consumer)
+        if after is None or after.action != "default":
+            continue
+        fuses = (
+            step.action == "fold"
+            or step.kind in _FUSING_KINDS
+            or isinstance(step.layer, _FUSING_MERGES)
+        ) and registry.activation_name(step.layer) in (None, "linear")
+        if (
+            fuses
+            and after.kind == "activation"
+            and registry.activation_name(after.layer)
+            in registry.FUSABLE_ACTIVATIONS
+        ):
+            step.quantize_output = False
+        if isinstance(after.layer, keras.layers.Concatenate):
+            step.quantize_output = False
+    return steps
+
+
+def _apply(model, per_channel, activation_bits, unsupported, quantize_inputs):
+    graph = _Graph(_graph_model(model))
+    steps = _plan(graph, unsupported)
+    pending = []
+    replaced = {}
+
+    def wrap(layer, quantize_output):
+        config = registry.default_config(
+            layer, per_channel, activation_bits, quantize_output
+        )
+        return QuantizeWrapper(layer, config)
+
+    def build(operation):
+        step = steps[id(operation)]
+        layer = step.layer
+        if step.action == "float":
+            return _copy_layer(layer, pending)
+        if step.action == "skip":
+            return lambda x, *args, **kwargs: x
+        if step.action == "model":
+            return _apply(layer, per_channel, activation_bits, unsupported,
+                          False)
+        if step.action == "user":
+            return QuantizeWrapper(_copy_layer(layer, pending), step.config)
+        if step.action == "fold":
+            return ConvBatchNormFold(
+                _copy_layer(layer, pending),
+                _copy_layer(step.batch_norm, pending),
+                per_channel=per_channel,
+                quantize_output=step.quantize_output,
+                activation_bits=activation_bits,
+            )
+        activation = registry.activation_name(layer)
+        if step.kind in ("conv", "dense", "transposed_conv") and (
+            activation not in ("linear", "relu", "relu6")
+        ):
+            # An activation TFLite does not fuse runs as its own op and
+            # needs the range of its input: split it off.
+            linear = wrap(_copy_layer(layer, pending, activation="linear"),
+                          True)
+            act = wrap(
+                keras.layers.Activation(
+                    layer.activation, name=f"{layer.name}_activation"
+                ),
+                step.quantize_output,
+            )
+            return lambda *args, **kwargs: act(linear(*args, **kwargs))
+        return wrap(_copy_layer(layer, pending), step.quantize_output)
+
+    def operation_fn(operation):
+        if id(operation) not in replaced:
+            replaced[id(operation)] = build(operation)
+        return replaced[id(operation)]
+
+    input_fn = None
+    quantized = any(
+        step.action not in ("float", "skip") for step in steps.values()
+    )
+    if quantize_inputs and quantized:
+
+        def input_fn(tensor):
+            if "float" not in str(tensor.dtype):
+                return tensor
+            name = tensor._keras_history.operation.name
+            wrapper = QuantizeWrapper(
+                keras.layers.Identity(name=f"{name}_identity"),
+                DefaultQuantizeConfig(activation_bits=activation_bits),
+                name=f"quantize_{name}",
+            )
+            return wrapper(tensor)
+
+    new_model = graph.rebuild(operation_fn, input_fn)
+    _copy_weights(pending)
+    return new_model
+
+
+def is_quantized_model(model):
+    """Whether `model` has keras_tflq fake quantization anywhere in it.
+
+    Args:
+        model: a Keras model (nested models and layers are searched).
+
+    Returns:
+        True if any layer is a keras_tflq quantize wrapper.
+
+    Example:
+
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    >>> is_quantized_model(model)
+    False
+    """
+    if isinstance(model, _QUANTIZED_LAYERS):
+        return True
+    return any(
+        isinstance(layer, _QUANTIZED_LAYERS)
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+    )

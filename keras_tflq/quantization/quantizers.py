@@ -1,0 +1,355 @@
+"""Fake-quantization quantizers, with tfmot's names and constructor args.
+
+A quantizer owns no state itself: `build()` creates its range variables on the
+layer that uses it and returns them in a dict, and `__call__()` fake-quantizes
+a tensor with them. This is the contract of
+`tfmot.quantization.keras.quantizers.Quantizer`, so a tfmot user ports a
+quantizer or a `QuantizeConfig` by changing imports only.
+"""
+
+import abc
+
+import keras
+from keras import ops
+
+_PACKAGE = "keras_tflq"
+
+
+def _check_bool(name, value, owner):
+    if not isinstance(value, bool):
+        raise ValueError(
+            f"Expected `{name}` to be a bool for {owner}. "
+            f"Received: {name}={value!r}"
+        )
+
+
+class Quantizer(abc.ABC):
+    """Base class of the quantizers used by a `QuantizeConfig`.
+
+    Subclasses implement `build()` (create the variables the quantizer needs
+    on the layer that owns it), `__call__()` (fake-quantize a tensor) and
+    `get_config()`.
+    """
+
+    @abc.abstractmethod
+    def build(self, tensor_shape, name, layer):
+        """Creates the quantizer's variables on `layer`.
+
+        Args:
+            tensor_shape: shape of the tensor this quantizer quantizes.
+            name: prefix for the variable names.
+            layer: the layer that owns the variables (`layer.add_weight`).
+
+        Returns:
+            A dict of the created variables, passed back to `__call__()`.
+        """
+
+    @abc.abstractmethod
+    def __call__(self, inputs, training, weights, **kwargs):
+        """Fake-quantizes `inputs`.
+
+        Args:
+            inputs: the float tensor to quantize.
+            training: whether the call is a training step (ranges update).
+            weights: the dict returned by `build()`.
+            **kwargs: unused; kept for tfmot compatibility.
+
+        Returns:
+            The fake-quantized tensor.
+        """
+
+    @abc.abstractmethod
+    def get_config(self):
+        """Returns the constructor arguments as a dict."""
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == (
+            other.get_config()
+        )
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    __hash__ = object.__hash__
+
+
+class _RangeQuantizer(Quantizer):
+    """Shared machinery of the min/max range quantizers (not exported).
+
+    Args:
+        num_bits: bit width of the quantized values, 2 to 16.
+        per_axis: one range per slice along `axis` (per channel) instead
+            of one for the whole tensor.
+        symmetric: range symmetric around zero (`[-m, m]`), as TFLite
+            requires for int8 weights and int16 activations.
+        narrow_range: use `[1, 2**num_bits - 1]` instead of
+            `[0, 2**num_bits - 1]` (the int8 weight range `[-127, 127]`).
+        axis: the channel axis when `per_axis=True`. Defaults to `-1`
+            (tfmot always uses the last axis).
+    """
+
+    def __init__(self, num_bits, per_axis, symmetric, narrow_range, axis=-1):
+        owner = type(self).__name__
+        if (
+            isinstance(num_bits, bool)
+            or not isinstance(num_bits, int)
+            or not 2 <= num_bits <= 16
+        ):
+            raise ValueError(
+                f"Expected `num_bits` to be an int between 2 and 16 for "
+                f"{owner}. Received: num_bits={num_bits!r}"
+            )
+        _check_bool("per_axis", per_axis, owner)
+        _check_bool("symmetric", symmetric, owner)
+        _check_bool("narrow_range", narrow_range, owner)
+        if isinstance(axis, bool) or not isinstance(axis, int):
+            raise ValueError(
+                f"Expected `axis` to be an int for {owner}. "
+                f"Received: axis={axis!r}"
+            )
+        self.num_bits = num_bits
+        self.per_axis = per_axis
+        self.symmetric = symmetric
+        self.narrow_range = narrow_range
+        self.axis = axis
+
+    def _range_shape(self, tensor_shape):
+        if not self.per_axis:
+            return ()
+        if tensor_shape is None or tensor_shape[self.axis] is None:
+            raise ValueError(
+                f"Expected a known size along axis {self.axis} for a "
+                f"per-axis {type(self).__name__}. "
+                f"Received: tensor_shape={tensor_shape}"
+            )
+        return (tensor_shape[self.axis],)
+
+    def build(self, tensor_shape, name, layer):
+        shape = self._range_shape(tensor_shape)
+        return {
+            "min_var": layer.add_weight(
+                name=f"{name}_min",
+                shape=shape,
+                initializer=keras.initializers.Constant(-6.0),
+                trainable=False,
+            ),
+            "max_var": layer.add_weight(
+                name=f"{name}_max",
+                shape=shape,
+                initializer=keras.initializers.Constant(6.0),
+                trainable=False,
+            ),
+        }
+
+    def _batch_range(self, inputs):
+        """Min and max of `inputs` (per channel when `per_axis`)."""
+        x = ops.convert_to_tensor(inputs)
+        if self.per_axis:
+            axis = self.axis % len(x.shape)
+            reduce_axes = tuple(i for i in range(len(x.shape)) if i != axis)
+        else:
+            reduce_axes = None
+        batch_min = ops.min(x, axis=reduce_axes)
+        batch_max = ops.max(x, axis=reduce_axes)
+        return batch_min, batch_max
+
+    def _clean_range(self, range_min, range_max):
+        """The range made to contain zero, symmetric if asked, non-empty."""
+        range_min = ops.minimum(range_min, 0.0)
+        range_max = ops.maximum(range_max, 0.0)
+        if self.symmetric:
+            bound = ops.maximum(-range_min, range_max)
+            bound = ops.maximum(bound, 1e-6)
+            return -bound, bound
+        range_max = ops.maximum(range_max, range_min + 1e-6)
+        return range_min, range_max
+
+    @abc.abstractmethod
+    def _updated_range(self, batch_min, batch_max, weights):
+        """The new range in a training step, given the batch range."""
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        min_var, max_var = weights["min_var"], weights["max_var"]
+        if training:
+            batch_min, batch_max = self._batch_range(inputs)
+            new_min, new_max = self._updated_range(
+                batch_min, batch_max, weights
+            )
+            new_min, new_max = self._clean_range(new_min, new_max)
+            min_var.assign(new_min)
+            max_var.assign(new_max)
+            range_min, range_max = new_min, new_max
+        else:
+            range_min, range_max = min_var, max_var
+        return keras.quantizers.fake_quant_with_min_max_vars(
+            inputs,
+            range_min,
+            range_max,
+            num_bits=self.num_bits,
+            narrow_range=self.narrow_range,
+            axis=self.axis if self.per_axis else None,
+        )
+
+    def get_config(self):
+        config = {
+            "num_bits": self.num_bits,
+            "per_axis": self.per_axis,
+            "symmetric": self.symmetric,
+            "narrow_range": self.narrow_range,
+        }
+        if self.axis != -1:
+            config["axis"] = self.axis
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class LastValueQuantizer(_RangeQuantizer):
+    """Quantizes with the range of the latest value seen (for weights).
+
+    In training, the range is the min/max of the tensor being quantized;
+    at inference, the range of the last training step is used.
+
+    Args:
+        num_bits: bit width of the quantized values, 2 to 16.
+        per_axis: one range per channel (along `axis`) instead of one for
+            the whole tensor.
+        symmetric: range symmetric around zero.
+        narrow_range: use `[1, 2**num_bits - 1]` instead of
+            `[0, 2**num_bits - 1]`.
+        axis: the channel axis when `per_axis=True` (a keras_tflq
+            extension; tfmot always uses the last axis). Defaults to `-1`.
+
+    Example:
+
+    >>> from keras_tflq import quantizers
+    >>> q = quantizers.LastValueQuantizer(
+    ...     num_bits=8, per_axis=False, symmetric=True, narrow_range=True)
+    >>> q.get_config()["num_bits"]
+    8
+    """
+
+    def _updated_range(self, batch_min, batch_max, weights):
+        return batch_min, batch_max
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class MovingAverageQuantizer(_RangeQuantizer):
+    """Quantizes with an exponential moving average of the range (activations).
+
+    The first training step sets the range to the batch's min/max; later
+    steps move it by `1 - ema_decay` toward each batch's range.
+
+    Args:
+        num_bits: bit width of the quantized values, 2 to 16.
+        per_axis: one range per channel (along `axis`).
+        symmetric: range symmetric around zero.
+        narrow_range: use `[1, 2**num_bits - 1]` instead of
+            `[0, 2**num_bits - 1]`.
+        ema_decay: decay of the moving average, in `[0, 1)`.
+            Defaults to `0.999` (tfmot's value).
+        axis: the channel axis when `per_axis=True`. Defaults to `-1`.
+
+    Example:
+
+    >>> from keras_tflq import quantizers
+    >>> q = quantizers.MovingAverageQuantizer(
+    ...     num_bits=8, per_axis=False, symmetric=False, narrow_range=False)
+    >>> q.ema_decay
+    0.999
+    """
+
+    def __init__(
+        self,
+        num_bits,
+        per_axis,
+        symmetric,
+        narrow_range,
+        ema_decay=0.999,
+        axis=-1,
+    ):
+        super().__init__(num_bits, per_axis, symmetric, narrow_range, axis)
+        if isinstance(ema_decay, bool) or not (
+            isinstance(ema_decay, (int, float)) and 0.0 <= ema_decay < 1.0
+        ):
+            raise ValueError(
+                "Expected `ema_decay` to be a float in [0, 1) for "
+                f"MovingAverageQuantizer. Received: ema_decay={ema_decay!r}"
+            )
+        self.ema_decay = float(ema_decay)
+
+    def build(self, tensor_shape, name, layer):
+        weights = super().build(tensor_shape, name, layer)
+        weights["initialized"] = layer.add_weight(
+            name=f"{name}_initialized",
+            shape=(),
+            initializer="zeros",
+            trainable=False,
+        )
+        return weights
+
+    def _updated_range(self, batch_min, batch_max, weights):
+        initialized = weights["initialized"]
+        decay = self.ema_decay * ops.cast(initialized > 0.5, "float32")
+        new_min = decay * weights["min_var"] + (1.0 - decay) * batch_min
+        new_max = decay * weights["max_var"] + (1.0 - decay) * batch_max
+        initialized.assign(1.0)
+        return new_min, new_max
+
+    def get_config(self):
+        return {**super().get_config(), "ema_decay": self.ema_decay}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class AllValuesQuantizer(_RangeQuantizer):
+    """Quantizes with the min/max over every value seen in training.
+
+    Args:
+        num_bits: bit width of the quantized values, 2 to 16.
+        per_axis: one range per channel (along `axis`).
+        symmetric: range symmetric around zero.
+        narrow_range: use `[1, 2**num_bits - 1]` instead of
+            `[0, 2**num_bits - 1]`.
+        axis: the channel axis when `per_axis=True`. Defaults to `-1`.
+
+    Example:
+
+    >>> from keras_tflq import quantizers
+    >>> q = quantizers.AllValuesQuantizer(
+    ...     num_bits=8, per_axis=False, symmetric=False, narrow_range=False)
+    >>> q.symmetric
+    False
+    """
+
+    def build(self, tensor_shape, name, layer):
+        weights = super().build(tensor_shape, name, layer)
+        weights["initialized"] = layer.add_weight(
+            name=f"{name}_initialized",
+            shape=(),
+            initializer="zeros",
+            trainable=False,
+        )
+        return weights
+
+    def _updated_range(self, batch_min, batch_max, weights):
+        initialized = weights["initialized"]
+        seen = initialized > 0.5
+        new_min = ops.where(
+            seen, ops.minimum(weights["min_var"], batch_min), batch_min
+        )
+        new_max = ops.where(
+            seen, ops.maximum(weights["max_var"], batch_max), batch_max
+        )
+        initialized.assign(1.0)
+        return new_min, new_max
+
+
+__all__ = [
+    "Quantizer",
+    "LastValueQuantizer",
+    "MovingAverageQuantizer",
+    "AllValuesQuantizer",
+]
