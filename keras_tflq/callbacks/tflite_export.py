@@ -227,7 +227,8 @@ class TFLiteExport(keras.callbacks.Callback):
         except ConversionError as error:
             saved = self._save_trained_model(path)
             raise ConversionError(
-                f"{error} The trained model was saved to {saved!r}.", saved_model_path=saved
+                f"{str(error).rstrip('.')}. The trained model was saved to {saved!r}.",
+                saved_model_path=saved,
             ) from error
         seconds = time.perf_counter() - started
         tflite_metrics = {}

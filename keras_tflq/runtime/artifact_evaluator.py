@@ -70,7 +70,9 @@ class ArtifactEvaluator:
                 predicted = litert_model.predict_on_batch(
                     model_inputs.to_named_arrays(x, source.name)
                 )
-                yield (predicted, y) if sample_weight is None else (predicted, y, sample_weight)
+                batch = (predicted, y) if sample_weight is None else (predicted, y, sample_weight)
+                # Keras' generator adapter takes tuples, not lists, for several outputs.
+                yield keras.tree.lists_to_tuples(batch)
 
         with warnings.catch_warnings():
             # A source of unknown length ends by running out of data, as intended.
