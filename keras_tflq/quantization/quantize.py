@@ -5,6 +5,10 @@ import collections
 import keras
 
 from keras_tflq.quantization.default_scheme import registry
+from keras_tflq.quantization.default_scheme.channel_affine import (
+    QuantizeChannelAffine,
+    is_channel_affine,
+)
 from keras_tflq.quantization.default_scheme.conv_batchnorm_fold import (
     ConvBatchNormFold,
     can_fold,
@@ -20,7 +24,8 @@ _UNSUPPORTED_CHOICES = ("error", "float")
 # Ops TFLite fuses a following ReLU/ReLU6 into.
 _FUSING_KINDS = ("conv", "dense")
 _FUSING_MERGES = (keras.layers.Add, keras.layers.Subtract, keras.layers.Multiply)
-_QUANTIZED_LAYERS = (QuantizeWrapper, ConvBatchNormFold)
+_FUSING_OPS = ("Add", "Subtract", "Multiply")
+_QUANTIZED_LAYERS = (QuantizeWrapper, ConvBatchNormFold, QuantizeChannelAffine)
 
 
 def _check_layer(layer):
@@ -103,10 +108,16 @@ def _unsupported_error(layer):
 
 
 def _copy_layer(layer, pending, **overrides):
-    """A new, unbuilt layer like `layer`; its weights are copied later."""
+    """A new, unbuilt layer like `layer`; its weights are copied later.
+
+    A Keras op used on symbolic tensors (not a layer) holds no state and
+    is reused as is.
+    """
+    if not isinstance(layer, keras.layers.Layer):
+        return layer
     config = {**layer.get_config(), **overrides}
     new = type(layer).from_config(config)
-    pending.append((new, layer))
+    pending.append(lambda: new.set_weights(layer.get_weights()))
     return new
 
 
@@ -158,8 +169,8 @@ class _Graph:
 
 
 def _copy_weights(pending):
-    for new, old in pending:
-        new.set_weights(old.get_weights())
+    for copy in pending:
+        copy()
 
 
 def _unwrap(operation):
@@ -354,13 +365,17 @@ class _Step:
         self.last_node = None
 
 
-def _plan(graph, unsupported):
+def _plan(graph, unsupported, quantize_ops):
     steps = {}
     for node in graph.nodes:
         operation = node.operation
         if id(operation) in steps:
             continue
         layer, annotated, config = _unwrap(operation)
+        if not isinstance(layer, keras.layers.Layer):
+            # A Keras op on symbolic tensors (`x + 3.0`): quantized with
+            # the rest of the model by quantize_model.
+            annotated = quantize_ops
         if isinstance(layer, keras.Model):
             action = "model"
         elif not annotated:
@@ -403,11 +418,26 @@ def _plan(graph, unsupported):
             step.batch_norm = after.layer
             step.last_node = consumer
             after.action = "skip"
+    # A BatchNormalization left alone, a Normalization or a Rescaling runs
+    # as one int8 op.
+    for node in graph.nodes:
+        step = step_of(node)
+        if step.action == "default" and step.kind in ("batch_norm", "affine"):
+            rank = len(node.input_tensors[0].shape)
+            if is_channel_affine(step.layer, rank):
+                step.action = "affine"
+        if step.action == "default" and step.kind == "activation":
+            name = registry.activation_name(step.layer)
+            # TFLite gives these a fixed output range of its own.
+            if name in registry.FIXED_RANGE_ACTIVATIONS:
+                step.quantize_output = False
     # No range between an op and the ReLU TFLite fuses into it, nor between
     # a Concatenate and its inputs (TFLite gives them the output's range).
     for node in graph.nodes:
         step = step_of(node)
-        if step.action not in ("default", "fold") or not single_call(node):
+        if step.action not in ("default", "fold", "affine") or not (
+            single_call(node)
+        ):
             continue
         consumer = graph.sole_consumer(step.last_node)
         after = step_of(consumer)
@@ -417,6 +447,10 @@ def _plan(graph, unsupported):
             step.action == "fold"
             or step.kind in _FUSING_KINDS
             or isinstance(step.layer, _FUSING_MERGES)
+            or (
+                step.kind == "op"
+                and type(step.layer).__name__ in _FUSING_OPS
+            )
         ) and registry.activation_name(step.layer) in (None, "linear")
         if (
             fuses
@@ -425,14 +459,28 @@ def _plan(graph, unsupported):
             in registry.FUSABLE_ACTIVATIONS
         ):
             step.quantize_output = False
-        if isinstance(after.layer, keras.layers.Concatenate):
+        if isinstance(after.layer, keras.layers.Concatenate) and (
+            step.action != "affine"
+        ):
             step.quantize_output = False
     return steps
 
 
+def _fully_annotated(graph):
+    """Whether every layer of the graph is annotated, range-free or a model."""
+    for node in graph.nodes:
+        layer = node.operation
+        if isinstance(layer, keras.layers.Layer) and not (
+            isinstance(layer, (QuantizeAnnotate, keras.Model))
+            or registry.kind(layer) == "passthrough"
+        ):
+            return False
+    return True
+
+
 def _apply(model, per_channel, activation_bits, unsupported, quantize_inputs):
     graph = _Graph(_graph_model(model))
-    steps = _plan(graph, unsupported)
+    steps = _plan(graph, unsupported, _fully_annotated(graph))
     pending = []
     replaced = {}
 
@@ -442,6 +490,72 @@ def _apply(model, per_channel, activation_bits, unsupported, quantize_inputs):
         )
         return QuantizeWrapper(layer, config)
 
+    def weighted(layer, quantize_output):
+        """A quantized copy of a layer with weights, activation split off."""
+        activation = registry.activation_name(layer)
+        if activation in ("linear", "relu", "relu6"):
+            return wrap(_copy_layer(layer, pending), quantize_output)
+        # An activation TFLite does not fuse runs as its own op and needs
+        # the range of its input: split it off.
+        linear = wrap(_copy_layer(layer, pending, activation="linear"), True)
+        act = wrap(
+            keras.layers.Activation(
+                layer.activation, name=f"{layer.name}_activation"
+            ),
+            quantize_output
+            and activation not in registry.FIXED_RANGE_ACTIVATIONS,
+        )
+        return lambda *args, **kwargs: act(linear(*args, **kwargs))
+
+    def separable(layer, quantize_output):
+        """SeparableConv2D as the depthwise and pointwise ops TFLite runs."""
+        config = layer.get_config()
+        depthwise = keras.layers.DepthwiseConv2D(
+            kernel_size=config["kernel_size"],
+            strides=config["strides"],
+            padding=config["padding"],
+            data_format=config["data_format"],
+            dilation_rate=config["dilation_rate"],
+            depth_multiplier=config["depth_multiplier"],
+            use_bias=False,
+            name=f"{layer.name}_depthwise",
+        )
+        pointwise = keras.layers.Conv2D(
+            config["filters"],
+            1,
+            data_format=config["data_format"],
+            activation=config["activation"],
+            use_bias=config["use_bias"],
+            name=f"{layer.name}_pointwise",
+        )
+
+        def copy():
+            depthwise.set_weights([layer.depthwise_kernel.numpy()])
+            pointwise.set_weights(
+                [layer.pointwise_kernel.numpy()]
+                + ([layer.bias.numpy()] if layer.use_bias else [])
+            )
+
+        first = wrap(depthwise, True)
+        second = wrap(pointwise, quantize_output)
+        pending.append(copy)
+        return lambda *args, **kwargs: second(first(*args, **kwargs))
+
+    def quantized_op(op, quantize_output):
+        if not quantize_output:
+            return op
+        quantizer = QuantizeWrapper(
+            keras.layers.Identity(),
+            DefaultQuantizeConfig(activation_bits=activation_bits),
+        )
+        return lambda *args, **kwargs: quantizer(op(*args, **kwargs))
+
+    def hard_sigmoid(layer, quantize_output):
+        """hard_sigmoid as `relu6(x + 3) / 6`: TFLite's ADD+RELU6, MUL."""
+        relu6 = wrap(keras.layers.ReLU(6.0, name=f"{layer.name}_relu6"), True)
+        scale = quantized_op(lambda x: x * (1.0 / 6.0), quantize_output)
+        return lambda x, *args, **kwargs: scale(relu6(x + 3.0))
+
     def build(operation):
         step = steps[id(operation)]
         layer = step.layer
@@ -450,8 +564,9 @@ def _apply(model, per_channel, activation_bits, unsupported, quantize_inputs):
         if step.action == "skip":
             return lambda x, *args, **kwargs: x
         if step.action == "model":
-            return _apply(layer, per_channel, activation_bits, unsupported,
-                          False)
+            return _apply(
+                layer, per_channel, activation_bits, unsupported, False
+            )
         if step.action == "user":
             return QuantizeWrapper(_copy_layer(layer, pending), step.config)
         if step.action == "fold":
@@ -462,21 +577,20 @@ def _apply(model, per_channel, activation_bits, unsupported, quantize_inputs):
                 quantize_output=step.quantize_output,
                 activation_bits=activation_bits,
             )
-        activation = registry.activation_name(layer)
-        if step.kind in ("conv", "dense", "transposed_conv") and (
-            activation not in ("linear", "relu", "relu6")
-        ):
-            # An activation TFLite does not fuse runs as its own op and
-            # needs the range of its input: split it off.
-            linear = wrap(_copy_layer(layer, pending, activation="linear"),
-                          True)
-            act = wrap(
-                keras.layers.Activation(
-                    layer.activation, name=f"{layer.name}_activation"
-                ),
-                step.quantize_output,
+        if step.action == "affine":
+            return QuantizeChannelAffine(
+                _copy_layer(layer, pending),
+                activation_bits=activation_bits,
+                quantize_output=step.quantize_output,
             )
-            return lambda *args, **kwargs: act(linear(*args, **kwargs))
+        if step.kind == "op":
+            return quantized_op(layer, step.quantize_output)
+        if registry.activation_name(layer) == "hard_sigmoid":
+            return hard_sigmoid(layer, step.quantize_output)
+        if step.kind == "separable":
+            return separable(layer, step.quantize_output)
+        if step.kind in ("conv", "dense", "transposed_conv"):
+            return weighted(layer, step.quantize_output)
         return wrap(_copy_layer(layer, pending), step.quantize_output)
 
     def operation_fn(operation):

@@ -27,12 +27,18 @@ def can_fold(conv, bn):
 
 
 def conv_weight_axis(conv):
-    """The per-channel axis of `conv`'s kernel in TFLite's int8 spec."""
+    """The per-channel axis of `conv`'s kernel in TFLite's int8 spec.
+
+    None (per-tensor) for 1-D convolutions: they run as 2-D ones on an
+    expanded kernel, and the converter rejects the moved channel axis.
+    """
+    if len(conv.kernel_size) != 2:
+        return None
     if isinstance(conv, _DEPTHWISE):
         # Channels of a depthwise kernel (..., in, multiplier) are in*mult;
         # one axis holds them all only when the multiplier is 1.
-        return conv.kernel.ndim - 2 if conv.depth_multiplier == 1 else None
-    return conv.kernel.ndim - 1
+        return len(conv.kernel_size) if conv.depth_multiplier == 1 else None
+    return len(conv.kernel_size) + 1
 
 
 @keras.saving.register_keras_serializable(package="keras_tflq")

@@ -44,6 +44,11 @@ _PASSTHROUGH = (
     L.GlobalMaxPooling2D,
     L.Permute,
     L.Identity,
+    # TFLite requires equal input and output quantization for these.
+    L.AveragePooling1D,
+    L.AveragePooling2D,
+    L.UpSampling1D,
+    L.UpSampling2D,
 )
 # Layers without weights whose output needs its own range.
 _OUTPUT_ONLY = (
@@ -54,15 +59,8 @@ _OUTPUT_ONLY = (
     L.Maximum,
     L.Minimum,
     L.Concatenate,
-    L.AveragePooling1D,
-    L.AveragePooling2D,
     L.GlobalAveragePooling1D,
     L.GlobalAveragePooling2D,
-    L.UpSampling1D,
-    L.UpSampling2D,
-    L.Rescaling,
-    L.Normalization,
-    L.BatchNormalization,
     L.LayerNormalization,
     L.Softmax,
     L.LeakyReLU,
@@ -71,6 +69,11 @@ _OUTPUT_ONLY = (
     L.ReLU,
     L.Activation,
 )
+# Per-channel affine layers, run as one int8 depthwise op.
+_AFFINE = (L.Rescaling, L.Normalization)
+# Keras ops used on symbolic tensors (`x + 3.0`) appear as operations.
+_OP_ARITHMETIC = ("Add", "Subtract", "Multiply", "Divide", "TrueDivide")
+_OP_PASSTHROUGH = ("Reshape", "Transpose", "ExpandDims", "Squeeze", "GetItem")
 # Activations TFLite fuses into the op before them (no range in between).
 FUSABLE_ACTIVATIONS = ("relu", "relu6")
 # Activations TFLite runs with a fixed output range.
@@ -119,9 +122,16 @@ def kind(layer):
     """How the default scheme treats `layer`.
 
     Returns one of "conv", "dense", "transposed_conv", "separable",
-    "batch_norm", "activation", "passthrough", "output", "model", or
-    None (unsupported).
+    "batch_norm", "affine", "activation", "passthrough", "output", "op"
+    (an arithmetic Keras op), "model", or None (unsupported).
     """
+    if not isinstance(layer, L.Layer):
+        name = type(layer).__name__
+        if name in _OP_ARITHMETIC:
+            return "op"
+        if name in _OP_PASSTHROUGH:
+            return "passthrough"
+        return None
     if isinstance(layer, keras.Model):
         return "model"
     if isinstance(layer, L.SeparableConv2D):
@@ -134,6 +144,8 @@ def kind(layer):
         return "dense"
     if isinstance(layer, L.BatchNormalization):
         return "batch_norm"
+    if isinstance(layer, _AFFINE):
+        return "affine"
     if isinstance(layer, (L.ReLU, L.Activation, L.Softmax)):
         name = activation_name(layer)
         if name in SUPPORTED_ACTIVATIONS or name == "relu_custom":
@@ -174,14 +186,10 @@ def default_config(
         return DefaultQuantizeConfig(
             ["kernel"], axes, quantize_output, activation_bits
         )
-    if layer_kind == "transposed_conv":
-        # Keras kernel (h, w, out, in): TFLite's channel is `out`.
-        axes = [layer.kernel.ndim - 2 if per_channel else None]
-        return DefaultQuantizeConfig(
-            ["kernel"], axes, quantize_output, activation_bits
-        )
-    if layer_kind == "dense":
-        # TFLite FullyConnected int8 is per-tensor only.
+    if layer_kind in ("dense", "transposed_conv"):
+        # TFLite FullyConnected int8 is per-tensor only; the converter
+        # rejects a per-channel transposed-convolution kernel (it
+        # transposes the kernel).
         return DefaultQuantizeConfig(
             ["kernel"], [None], quantize_output, activation_bits
         )

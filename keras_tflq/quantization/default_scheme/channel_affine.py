@@ -1,0 +1,160 @@
+"""`QuantizeChannelAffine`: a per-channel affine layer run as one int8 op."""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_tflq.quantization.default_scheme import default_quantize_config
+
+_AFFINE = (
+    keras.layers.BatchNormalization,
+    keras.layers.Normalization,
+    keras.layers.Rescaling,
+)
+
+
+def is_channel_affine(layer, rank):
+    """Whether `layer`, on inputs of `rank`, is a per-channel affine map."""
+    last = (-1, rank - 1)
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return layer.axis in last and not layer.renorm
+    if isinstance(layer, keras.layers.Normalization):
+        axis = layer.axis
+        axis = (axis,) if isinstance(axis, int) else tuple(axis or ())
+        return not layer.invert and len(axis) == 1 and axis[0] in last
+    return isinstance(layer, keras.layers.Rescaling)
+
+
+@keras.saving.register_keras_serializable(package="keras_tflq")
+class QuantizeChannelAffine(keras.layers.Layer):
+    """Runs a BatchNormalization, Normalization or Rescaling as one int8 op.
+
+    At inference the layer computes `x * scale + offset` per channel as a
+    1x1 depthwise convolution with a per-channel quantized kernel, which
+    TFLite runs as a single int8 `DEPTHWISE_CONV_2D` (a multiply and an add
+    would need a range in between). The per-channel kernel has one value
+    per channel, so its quantization is exact. In training a
+    BatchNormalization still normalizes with the batch statistics.
+
+    Args:
+        layer: a `BatchNormalization` (on the last axis), `Normalization`
+            (on the last axis, not inverted) or `Rescaling` layer.
+        activation_bits: 8 or 16. Defaults to `8`.
+        quantize_output: fake-quantize the output. Defaults to `True`.
+        **kwargs: base layer arguments.
+
+    Example:
+
+    ```python
+    import keras
+    affine = QuantizeChannelAffine(keras.layers.Rescaling(1 / 255.0))
+    y = affine(keras.ops.ones((1, 4, 4, 3)))
+    ```
+    """
+
+    def __init__(
+        self, layer, activation_bits=8, quantize_output=True, **kwargs
+    ):
+        if not isinstance(layer, _AFFINE):
+            raise ValueError(
+                "Expected `layer` to be a BatchNormalization, Normalization "
+                f"or Rescaling layer. Received: layer={layer!r}"
+            )
+        if activation_bits not in (8, 16):
+            raise ValueError(
+                "Expected `activation_bits` to be 8 or 16. "
+                f"Received: activation_bits={activation_bits!r}"
+            )
+        kwargs.setdefault("name", f"quant_{layer.name}")
+        super().__init__(**kwargs)
+        self.layer = layer
+        self.activation_bits = activation_bits
+        self.quantize_output = bool(quantize_output)
+
+    def build(self, input_shape):
+        if not self.layer.built:
+            self.layer.build(input_shape)
+        self._channels = input_shape[-1]
+        self._kernel_quantizer = default_quantize_config.weight_quantizer(2)
+        self._kernel_vars = self._kernel_quantizer.build(
+            (1, 1, self._channels, 1), "kernel", self
+        )
+        self._output_quantizer = None
+        if self.quantize_output:
+            self._output_quantizer = (
+                default_quantize_config.activation_quantizer(
+                    self.activation_bits
+                )
+            )
+            self._output_vars = self._output_quantizer.build(
+                input_shape, "output", self
+            )
+        self.built = True
+
+    def _scale_and_offset(self):
+        layer, channels = self.layer, self._channels
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma = layer.gamma if layer.scale else ops.ones((channels,))
+            beta = layer.beta if layer.center else ops.zeros((channels,))
+            scale = gamma / ops.sqrt(layer.moving_variance + layer.epsilon)
+            return scale, beta - layer.moving_mean * scale
+        if isinstance(layer, keras.layers.Normalization):
+            std = ops.maximum(
+                ops.sqrt(ops.reshape(layer.variance, (-1,))),
+                keras.backend.epsilon(),
+            )
+            scale = ops.ones((channels,)) / std
+            mean = ops.reshape(layer.mean, (-1,))
+            return scale, -mean * scale
+        ones = ops.ones((channels,))
+        scale = ops.reshape(ops.cast(layer.scale, "float32"), (-1,)) * ones
+        offset = ops.reshape(ops.cast(layer.offset, "float32"), (-1,)) * ones
+        return scale, offset
+
+    def call(self, inputs, training=None, mask=None):
+        if training and isinstance(
+            self.layer, keras.layers.BatchNormalization
+        ):
+            outputs = self.layer(inputs, training=True)
+        else:
+            scale, offset = self._scale_and_offset()
+            kernel = self._kernel_quantizer(
+                ops.reshape(scale, (1, 1, self._channels, 1)),
+                training,
+                self._kernel_vars,
+            )
+            shape = inputs.shape
+            if len(shape) == 4:
+                images = inputs
+            else:
+                middle = math.prod(shape[1:-1]) if len(shape) > 2 else 1
+                images = ops.reshape(inputs, (-1, 1, middle, shape[-1]))
+            outputs = ops.depthwise_conv(images, kernel, padding="valid")
+            outputs = outputs + offset
+            if len(shape) != 4:
+                outputs = ops.reshape(outputs, (-1,) + tuple(shape[1:]))
+        if self._output_quantizer is not None:
+            outputs = self._output_quantizer(
+                outputs, training, self._output_vars
+            )
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "layer": keras.saving.serialize_keras_object(self.layer),
+            "activation_bits": self.activation_bits,
+            "quantize_output": self.quantize_output,
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        layer = keras.saving.deserialize_keras_object(
+            config.pop("layer"), custom_objects=custom_objects
+        )
+        return cls(layer, **config)
