@@ -1,24 +1,22 @@
 """The `TFLiteExport` callback: a checked TensorFlow Lite artifact out of `fit()`."""
 
-import json
 import os
 import string
-import time
 
 import keras
 import numpy as np
 
 from keras_tflq.callbacks.fit_validation_data import find_fit_validation_data
 from keras_tflq.conversion import modes
-from keras_tflq.conversion.artifact import check_writable_folder, write_atomic
+from keras_tflq.conversion.artifact import check_writable_folder
 from keras_tflq.conversion.calibration import CalibrationSet
 from keras_tflq.conversion.converter import convert_model
 from keras_tflq.conversion.data_source import DataSource
 from keras_tflq.conversion.errors import ConversionError
 from keras_tflq.conversion.model_inputs import ModelInputs
+from keras_tflq.conversion.export import export_artifact
+from keras_tflq.quantization import is_quantized_model
 from keras_tflq.runtime.artifact_evaluator import ArtifactEvaluator
-from keras_tflq.runtime.inspection import inspect_tflite
-from keras_tflq.version import __version__
 
 _TEMPLATE_KEYS = ("name", "mode", "epoch")
 _MONITOR_MODES = ("auto", "min", "max")
@@ -221,31 +219,36 @@ class TFLiteExport(keras.callbacks.Callback):
         if not self._is_chief:
             return
         path = self._path_for(epoch, logs, strict=True)
-        started = time.perf_counter()
         try:
-            content = self._convert(self._calibration.representative_dataset if self._calibration else None)
+            report = export_artifact(
+                self.model,
+                path,
+                self.mode,
+                self._model_inputs,
+                calibration=self._calibration,
+                input_type=self.input_type,
+                output_type=self.output_type,
+                allow_float_ops=self.allow_float_ops,
+                evaluator=self._evaluator,
+                validation=self._validation,
+                epoch=epoch + 1,
+                keras_metrics=dict(logs),
+                verbose=self.verbose,
+            )
         except ConversionError as error:
             saved = self._save_trained_model(path)
             raise ConversionError(
                 f"{str(error).rstrip('.')}. The trained model was saved to {saved!r}.",
                 saved_model_path=saved,
             ) from error
-        seconds = time.perf_counter() - started
-        tflite_metrics = {}
-        if self._evaluator is not None:
-            tflite_metrics = self._evaluator.evaluate(
-                content, self._validation, self._model_inputs, verbose=self.verbose
-            )
-            logs.update({f"val_tflite_{name}": value for name, value in tflite_metrics.items()})
-        report = self._build_report(path, content, epoch, logs, tflite_metrics, seconds)
-        write_atomic(path, content)
-        write_atomic(_report_path(path), json.dumps(report, indent=2, default=_json_default))
+        tflite_metrics = report["tflite_metrics"]
+        logs.update({f"val_tflite_{name}": value for name, value in tflite_metrics.items()})
         self.exported_path, self.report = path, report
         if self.verbose:
             scores = ", ".join(f"val_tflite_{k}={v:.4f}" for k, v in tflite_metrics.items())
             print(
                 f"\nTFLiteExport: epoch {epoch + 1}: wrote {path} "
-                f"({len(content) / 1024:.1f} KiB, mode={self.mode}{', ' + scores if scores else ''})"
+                f"({report['bytes'] / 1024:.1f} KiB, mode={self.mode}{', ' + scores if scores else ''})"
             )
 
     def _convert(self, representative_dataset):
@@ -265,7 +268,7 @@ class TFLiteExport(keras.callbacks.Callback):
             source = DataSource(self.calibration_data, name="calibration_data")
         elif self._validation is not None:
             source = self._validation
-        elif _is_quantized(self.model):
+        elif is_quantized_model(self.model):
             return None
         else:
             raise ValueError(
@@ -324,31 +327,6 @@ class TFLiteExport(keras.callbacks.Callback):
         os.replace(temp, saved)
         return saved
 
-    def _build_report(self, path, content, epoch, logs, tflite_metrics, seconds):
-        import tensorflow as tf
-
-        keras_metrics = {k: v for k, v in logs.items() if not k.startswith("val_tflite_")}
-        return {
-            "path": os.path.abspath(path),
-            "mode": self.mode,
-            "bytes": len(content),
-            "epoch": epoch + 1,
-            "quantization": _quantization_kind(self.model, self.mode),
-            "calibration": self._calibration.describe() if self._calibration else None,
-            "input_type": self.input_type,
-            "output_type": self.output_type,
-            "allow_float_ops": self.allow_float_ops,
-            **inspect_tflite(content),
-            "keras_metrics": keras_metrics,
-            "tflite_metrics": tflite_metrics,
-            "conversion_seconds": round(seconds, 3),
-            "versions": {
-                "keras_tflq": __version__,
-                "tensorflow": tf.__version__,
-                "keras": keras.__version__,
-            },
-        }
-
 
 def _check_filepath(filepath):
     if not isinstance(filepath, (str, os.PathLike)):
@@ -385,29 +363,7 @@ def _check_bool(value, name):
     return value
 
 
-def _report_path(path):
-    return os.path.splitext(path)[0] + ".json"
-
-
-def _is_quantized(model):
-    from keras_tflq.quantization import is_quantized_model
-
-    return is_quantized_model(model)
-
-
-def _quantization_kind(model, mode):
-    if _is_quantized(model):
-        return "quantization-aware"
-    return "none" if mode == "float32" else "post-training"
-
-
 def _is_chief():
     import tensorflow as tf
 
     return tf.distribute.get_strategy().extended.should_checkpoint
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)

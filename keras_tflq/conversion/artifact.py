@@ -1,7 +1,10 @@
 """Writing artifacts atomically: a reader sees the old file or the new one, never half."""
 
+import json
 import os
 import tempfile
+
+from keras_tflq.conversion.report import report_path
 
 
 def write_atomic(path, data):
@@ -36,6 +39,12 @@ def write_atomic(path, data):
         if os.path.exists(temp_path):
             os.remove(temp_path)
         raise
+
+
+def write_artifact(path, content, report):
+    """Writes the artifact, then its JSON report beside it, each atomically."""
+    write_atomic(path, content)
+    write_atomic(report_path(path), json.dumps(report, indent=2))
 
 
 def check_writable_folder(path):

@@ -2,8 +2,6 @@
 
 import numpy as np
 
-from keras_tflq.conversion.model_inputs import ModelInputs
-
 
 class CalibrationSet:
     """A bounded, checked set of calibration samples drawn from a `DataSource`.

@@ -1,0 +1,167 @@
+"""Exporting a Keras model to a TFLite artifact and its report, in or out of `fit()`."""
+
+import time
+
+from keras_tflq.conversion import modes
+from keras_tflq.conversion.artifact import check_writable_folder, write_artifact
+from keras_tflq.conversion.calibration import CalibrationSet
+from keras_tflq.conversion.converter import convert_model
+from keras_tflq.conversion.data_source import DataSource
+from keras_tflq.conversion.model_inputs import ModelInputs
+from keras_tflq.conversion.report import build_report
+
+
+def export_artifact(
+    model,
+    path,
+    mode,
+    model_inputs,
+    calibration=None,
+    input_type="float32",
+    output_type="float32",
+    allow_float_ops=False,
+    evaluator=None,
+    validation=None,
+    epoch=None,
+    keras_metrics=None,
+    verbose=0,
+):
+    """Converts `model`, scores the artifact, and writes it with its report.
+
+    The building block shared by `TFLiteExport` and `export_tflite`: the
+    arguments are already checked objects.
+
+    Args:
+        model: The Keras model.
+        path: The artifact's path.
+        mode: The export mode.
+        model_inputs: The model's `ModelInputs`.
+        calibration: A `CalibrationSet`, or `None`. Defaults to `None`.
+        input_type: Input tensor type name. Defaults to `"float32"`.
+        output_type: Output tensor type name. Defaults to `"float32"`.
+        allow_float_ops: Allow float fallback. Defaults to `False`.
+        evaluator: An `ArtifactEvaluator`, or `None` not to evaluate.
+            Defaults to `None`.
+        validation: The `DataSource` to evaluate on. Defaults to `None`.
+        epoch: The 1-based epoch, for the report. Defaults to `None`.
+        keras_metrics: The Keras logs at export, for the report.
+            Defaults to `None`.
+        verbose: Progress bar during evaluation. Defaults to `0`.
+
+    Returns:
+        The report (a dict); the artifact is at `path`, the report beside it.
+    """
+    started = time.perf_counter()
+    content = convert_model(
+        model,
+        mode,
+        representative_dataset=calibration.representative_dataset if calibration else None,
+        input_type=input_type,
+        output_type=output_type,
+        allow_float_ops=allow_float_ops,
+    )
+    seconds = time.perf_counter() - started
+    tflite_metrics = {}
+    if evaluator is not None:
+        tflite_metrics = evaluator.evaluate(content, validation, model_inputs, verbose=verbose)
+    report = build_report(
+        model,
+        path,
+        content,
+        mode,
+        calibration=calibration,
+        input_type=input_type,
+        output_type=output_type,
+        allow_float_ops=allow_float_ops,
+        epoch=epoch,
+        keras_metrics=keras_metrics,
+        tflite_metrics=tflite_metrics,
+        conversion_seconds=seconds,
+    )
+    write_artifact(path, content, report)
+    return report
+
+
+def export_tflite(
+    model,
+    filepath,
+    mode="int8",
+    calibration_data=None,
+    calibration_samples=200,
+    input_type=None,
+    output_type=None,
+    allow_float_ops=False,
+    validation_data=None,
+    verbose=0,
+):
+    """Exports a trained Keras model to a TFLite artifact, outside `fit()`.
+
+    The same conversion, checks, atomic writing and JSON report as
+    `TFLiteExport`, for a model already trained (or loaded from `.keras`).
+
+    Args:
+        model: A built Keras model (Sequential or functional).
+        filepath: The `.tflite` path; the report goes beside it as `.json`.
+        mode: `"float32"`, `"float16"`, `"dynamic"`, `"int8"` or
+            `"int16x8"`. Defaults to `"int8"`.
+        calibration_data: Calibration data for integer modes on a float
+            model (any form `fit()` accepts). Defaults to `None`.
+        calibration_samples: The most calibration samples.
+            Defaults to `200`.
+        input_type: Input tensor type (see `TFLiteExport`).
+            Defaults to `None` (int8 for `"int8"`, float32 otherwise).
+        output_type: Output tensor type. Defaults to `None` (as input_type).
+        allow_float_ops: Allow float fallback in integer modes.
+            Defaults to `False`.
+        validation_data: `(x, y)` (or a dataset) to score the artifact on
+            with the model's compiled loss and metrics. Defaults to `None`.
+        verbose: Progress bar during evaluation. Defaults to `0`.
+
+    Returns:
+        The report, a dict (also written beside the artifact).
+
+    Example:
+
+    ```python
+    import numpy as np, keras, keras_tflq
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
+    report = keras_tflq.export_tflite(
+        model, "demo_int8.tflite", calibration_data=np.random.rand(32, 8))
+    print(report["all_integer"])  # True
+    ```
+    """
+    from keras_tflq.quantization import is_quantized_model
+    from keras_tflq.runtime.artifact_evaluator import ArtifactEvaluator
+
+    modes.check_mode(mode)
+    input_type = modes.check_io_type(mode, input_type, "input_type")
+    output_type = modes.check_io_type(mode, output_type, "output_type")
+    filepath = str(filepath)
+    check_writable_folder(filepath)
+    model_inputs = ModelInputs(model)
+    calibration = None
+    if modes.needs_calibration(mode):
+        if calibration_data is not None:
+            calibration = CalibrationSet(
+                DataSource(calibration_data, name="calibration_data"), model_inputs, calibration_samples
+            )
+        elif not is_quantized_model(model):
+            raise ValueError(
+                f"Expected calibration_data for mode={mode!r} on a float model. "
+                "Received: calibration_data=None"
+            )
+    validation = None if validation_data is None else DataSource(validation_data, name="validation_data")
+    return export_artifact(
+        model,
+        filepath,
+        mode,
+        model_inputs,
+        calibration=calibration,
+        input_type=input_type,
+        output_type=output_type,
+        allow_float_ops=allow_float_ops,
+        evaluator=None if validation is None else ArtifactEvaluator(model),
+        validation=validation,
+        verbose=verbose,
+    )
