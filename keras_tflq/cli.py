@@ -1,8 +1,9 @@
-"""The `keras-tflq` command line: inspect, evaluate and compare artifacts.
+"""The `keras-tflq` command line: export, inspect, evaluate and compare artifacts.
 
 Example:
 
 ```
+keras-tflq export model.keras --mode int8 --calibration val.npz
 keras-tflq inspect model_int8.tflite
 keras-tflq evaluate model_int8.tflite --data val.npz
 keras-tflq compare model.keras model_int8.tflite --data val.npz
@@ -16,6 +17,8 @@ import re
 import sys
 
 import numpy as np
+
+from keras_tflq.conversion.errors import ConversionError
 
 
 def main(argv=None):
@@ -44,7 +47,7 @@ def main(argv=None):
         return 1
     try:
         args.run(args)
-    except ValueError as e:
+    except (ValueError, ConversionError) as e:
         print(f"keras-tflq {args.command}: error: {e}", file=sys.stderr)
         return 1
     return 0
@@ -53,9 +56,24 @@ def main(argv=None):
 def _build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-tflq",
-        description="Inspect, evaluate and compare TFLite (LiteRT) artifacts.",
+        description="Export, inspect, evaluate and compare TFLite (LiteRT) artifacts.",
     )
     commands = parser.add_subparsers(dest="command")
+
+    export = commands.add_parser(
+        "export", help="a saved .keras model to a .tflite artifact and its JSON report"
+    )
+    export.add_argument("model", help="the .keras model")
+    export.add_argument("--mode", default="int8", help="float32, float16, dynamic, int8 or int16x8 (default int8)")
+    export.add_argument("-o", "--output", help="the .tflite path (default <model>_<mode>.tflite)")
+    export.add_argument("--calibration", help="an .npz with `x` (or `x_<input name>`) to calibrate on")
+    export.add_argument("--calibration-samples", type=int, default=200)
+    export.add_argument("--validation", help="an .npz with `x` and `y` to score the artifact on")
+    export.add_argument("--input-type", help="int8, uint8, int16 or float32")
+    export.add_argument("--output-type", help="int8, uint8, int16 or float32")
+    export.add_argument("--allow-float-ops", action="store_true", help="let ops with no integer kernel run in float")
+    export.add_argument("--json", action="store_true", help="print the report as JSON")
+    export.set_defaults(run=_export)
 
     inspect = commands.add_parser(
         "inspect", help="ops, tensor types, size and float ops left"
@@ -95,6 +113,43 @@ def _add_data_arguments(parser):
     )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _export(args):
+    import keras
+
+    from keras_tflq.conversion.export import export_tflite
+    from keras_tflq.conversion.model_inputs import ModelInputs
+
+    model = keras.saving.load_model(_existing(args.model, "model"))
+    names = ModelInputs(model).names
+    calibration = None
+    if args.calibration:
+        x, _ = _load_data(args.calibration, names, need_y=False)
+        calibration = x[0] if len(x) == 1 else x
+    validation = None
+    if args.validation:
+        x, y = _load_data(args.validation, names)
+        validation = (x[0] if len(x) == 1 else x, y)
+    output = args.output or f"{os.path.splitext(args.model)[0]}_{args.mode}.tflite"
+    report = export_tflite(
+        model,
+        output,
+        mode=args.mode,
+        calibration_data=calibration,
+        calibration_samples=args.calibration_samples,
+        input_type=args.input_type,
+        output_type=args.output_type,
+        allow_float_ops=args.allow_float_ops,
+        validation_data=validation,
+    )
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"wrote {output} ({report['bytes']} bytes, mode={args.mode}, all integer: "
+          f"{'yes' if report['all_integer'] else 'no'})")
+    for name, value in report["tflite_metrics"].items():
+        print(f"  tflite {name}: {value:.6g}")
 
 
 def _inspect(args):

@@ -161,3 +161,35 @@ def test_unknown_command_exits_with_usage(capsys):
         main(["frobnicate"])
     assert exit_info.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_export_writes_int8_artifact_and_report(files, capsys):
+    output = str(files["folder"] / "exported_int8.tflite")
+    status = main(["export", files["model"], "--mode", "int8", "--calibration", files["x_only"],
+                   "--validation", files["data"], "-o", output])
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"wrote {output} (") and "all integer: yes" in printed
+    report = json.loads(open(output[: -len(".tflite")] + ".json").read())
+    assert report["calibration"] == {"source": "calibration_data (arrays)", "samples": 64}
+    assert report["inputs"][0]["dtype"] == "int8"
+    assert report["tflite_metrics"]["loss"] > 0
+
+
+def test_export_default_path_is_beside_the_model(files, capsys):
+    assert main(["export", files["model"], "--mode", "float16"]) == 0
+    assert os.path.isfile(str(files["folder"] / "model_float16.tflite"))
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--mode", "int4"], r"Expected mode to be one of .*Received: mode='int4'"),
+        (["--mode", "int8"], r"Expected calibration_data for mode='int8' on a float model"),
+        (["--mode", "dynamic", "--input-type", "int8"], r"Received: input_type='int8'"),
+    ],
+    ids=["bad_mode", "no_calibration", "bad_io_type"],
+)
+def test_export_rejects_bad_arguments(files, capsys, extra, match):
+    assert main(["export", files["model"], *extra]) == 1
+    assert re.search(match, capsys.readouterr().err)
