@@ -172,11 +172,13 @@ class TFLiteExport(keras.callbacks.Callback):
                 "Expected the TensorFlow backend to export with the TFLite converter. "
                 f"Received: backend={keras.backend.backend()!r}"
             )
-        self._is_chief = _is_chief()
-        self._model_inputs = ModelInputs(self.model)
         self._best = None
         self._exported_final_epoch = False
         self._last_epoch = None
+        self._is_chief = _is_chief()
+        if not self._is_chief:
+            return  # Under tf.distribute only the chief converts and writes.
+        self._model_inputs = ModelInputs(self.model)
         validation = find_fit_validation_data(self.model)
         self._validation = None
         if validation is not None:

@@ -448,3 +448,25 @@ def test_earlier_artifact_survives_a_failed_later_export(workdir, cnn, small_dig
     assert good.predict(x[:4]).shape == (4, 10)
     assert json.loads(open("latest.json").read())["epoch"] == 1
     assert sorted(os.listdir(".")) == ["latest.json", "latest.keras", "latest.tflite"]
+
+
+# ------------------------------------------------------------ tf.distribute
+
+
+def test_mirrored_strategy_chief_exports(workdir, small_digits):
+    x, y = small_digits
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        model = make_cnn()
+    export = TFLiteExport(mode="int8", verbose=0)
+    model.fit(x, y, validation_split=0.25, epochs=1, callbacks=[export], verbose=0)
+    assert tensor_dtypes(export.exported_path) <= {"int8", "int32"}
+
+
+def test_non_chief_worker_writes_nothing_and_finishes(workdir, cnn, small_digits, monkeypatch):
+    x, y = small_digits
+    monkeypatch.setattr(keras_tflq.callbacks.tflite_export, "_is_chief", lambda: False)
+    export = TFLiteExport("out/m.tflite", mode="int8", export_freq="epoch", verbose=0)
+    cnn.fit(x, y, validation_split=0.25, epochs=2, callbacks=[export], verbose=0)
+    assert len(cnn.history.history["loss"]) == 2
+    assert export.exported_path is None
+    assert list(workdir.iterdir()) == []
