@@ -470,3 +470,9 @@ def test_non_chief_worker_writes_nothing_and_finishes(workdir, cnn, small_digits
     assert len(cnn.history.history["loss"]) == 2
     assert export.exported_path is None
     assert list(workdir.iterdir()) == []
+
+
+def test_callback_adds_no_work_per_batch():
+    # Keras skips batch hooks a callback does not override.
+    for hook in ("on_train_batch_begin", "on_train_batch_end", "on_test_batch_end", "on_predict_batch_end"):
+        assert getattr(TFLiteExport, hook) is getattr(keras.callbacks.Callback, hook)
