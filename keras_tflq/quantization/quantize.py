@@ -246,8 +246,10 @@ def _annotate(model, unsupported):
     def operation_fn(operation):
         if id(operation) in replaced:
             return replaced[id(operation)]
-        if isinstance(operation, QuantizeAnnotate):
-            new = operation
+        if isinstance(operation, QuantizeAnnotate) or not isinstance(
+            operation, keras.layers.Layer
+        ):
+            new = operation  # annotated already, or a stateless Keras op
         elif isinstance(operation, keras.Model):
             new = _annotate(operation, unsupported)
         elif registry.kind(operation) == "passthrough":
