@@ -242,7 +242,7 @@ def test_save_best_only_exports_when_monitor_improves(workdir, cnn, small_digits
     x, y = small_digits
     export = TFLiteExport(
         "best_{epoch}.tflite", mode="float32", export_freq="epoch", save_best_only=True,
-        monitor=monitor, monitor_mode=monitor_mode, verbose=0,
+        monitor=monitor, monitor_mode=monitor_mode, evaluate=False, verbose=0,
     )
     cnn.fit(x, y, validation_split=0.25, epochs=4, callbacks=[export], verbose=0)
     values = cnn.history.history[monitor]
