@@ -1,0 +1,145 @@
+"""Conversion and LiteRT helpers shared by the quantization tests."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from ai_edge_litert.interpreter import Interpreter  # noqa: E402
+from ai_edge_litert.interpreter import OpResolverType  # noqa: E402
+
+L = keras.layers
+
+
+def convert(model, io_type=tf.int8, int16x8=False):
+    """A QAT model converted as the lead's conversion module does."""
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if int16x8:
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        ]
+    if io_type is not None:
+        converter.inference_input_type = io_type
+        converter.inference_output_type = io_type
+    return converter.convert()
+
+
+def interpreter(content):
+    """An interpreter without delegates, so op names are the model's."""
+    runner = Interpreter(
+        model_content=content,
+        experimental_op_resolver_type=(
+            OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        ),
+    )
+    runner.allocate_tensors()
+    return runner
+
+
+def op_names(content):
+    return [op["op_name"] for op in interpreter(content)._get_ops_details()]
+
+
+def tensor_types(content):
+    """{tensor name: numpy dtype name} for every tensor of the model."""
+    return {
+        t["name"]: np.dtype(t["dtype"]).name
+        for t in interpreter(content).get_tensor_details()
+    }
+
+
+def run(content, x):
+    """Runs the model on float `x`; returns (float outputs, output scale)."""
+    runner = interpreter(content)
+    inp = runner.get_input_details()[0]
+    out = runner.get_output_details()[0]
+    runner.resize_tensor_input(inp["index"], x.shape)
+    runner.allocate_tensors()
+    scale, zero = inp["quantization"]
+    dtype = inp["dtype"]
+    if scale:
+        info = np.iinfo(dtype)
+        x = np.clip(np.round(x / scale + zero), info.min, info.max)
+    runner.set_tensor(inp["index"], x.astype(dtype))
+    runner.invoke()
+    y = runner.get_tensor(out["index"]).astype("float32")
+    scale, zero = out["quantization"]
+    if scale:
+        y = (y - zero) * scale
+    return y, scale
+
+
+def digits_cnn():
+    """Conv+BN+ReLU, DepthwiseConv+BN+ReLU6, a residual Add, Dense."""
+    inputs = keras.Input((8, 8, 1), name="image")
+    x = L.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
+    x = L.BatchNormalization()(x)
+    x = L.ReLU()(x)
+    shortcut = x
+    x = L.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
+    x = L.BatchNormalization()(x)
+    x = L.ReLU(6.0)(x)
+    x = L.Add()([x, shortcut])
+    x = L.MaxPooling2D()(x)
+    x = L.Flatten()(x)
+    x = L.Dropout(0.2)(x)
+    return keras.Model(inputs, L.Dense(10)(x), name="digits_cnn")
+
+
+def compile_classifier(model, learning_rate):
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def widen_int16x8_conv_bias(content):
+    """The 16x8 artifact with its int32 convolution biases made int64.
+
+    Measured (TF 2.21): converting a QAT model in 16x8 mode gives
+    CONV_2D / DEPTHWISE_CONV_2D / TRANSPOSE_CONV an int32 bias, but the
+    int16 kernels read an int64 bias (DEPTHWISE_CONV_2D refuses to prepare;
+    CONV_2D silently reads past the buffer). Widening the bias, same scale,
+    fixes both. The conversion module applies this fix to QAT 16x8 exports.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+    convolutions = {
+        index
+        for index, code in enumerate(model.operatorCodes)
+        if max(code.builtinCode, code.deprecatedBuiltinCode)
+        in (
+            schema.BuiltinOperator.CONV_2D,
+            schema.BuiltinOperator.DEPTHWISE_CONV_2D,
+            schema.BuiltinOperator.TRANSPOSE_CONV,
+        )
+    }
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            if op.opcodeIndex not in convolutions:
+                continue
+            bias_slot = 3 if model.operatorCodes[op.opcodeIndex].builtinCode == (
+                schema.BuiltinOperator.TRANSPOSE_CONV
+            ) else 2
+            if len(op.inputs) <= bias_slot or op.inputs[bias_slot] < 0:
+                continue
+            inputs = [subgraph.tensors[i] for i in op.inputs]
+            if inputs[0].type != schema.TensorType.INT16:
+                continue
+            bias = subgraph.tensors[op.inputs[bias_slot]]
+            if bias.type != schema.TensorType.INT32:
+                continue
+            buffer = model.buffers[bias.buffer]
+            values = np.frombuffer(bytes(buffer.data), dtype="<i4")
+            buffer.data = np.frombuffer(
+                values.astype("<i8").tobytes(), dtype=np.uint8
+            )
+            bias.type = schema.TensorType.INT64
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
