@@ -141,6 +141,12 @@ class _Graph:
             id(node.operation) for node in self.nodes
         )
 
+    def producer(self, tensor):
+        """The node computing `tensor`, or None for a model input."""
+        operation, node_index, _ = tensor._keras_history
+        node = operation._inbound_nodes[node_index]
+        return None if node.is_input else node
+
     def sole_consumer(self, node):
         """The one node consuming `node`'s one output, else None."""
         if len(node.outputs) != 1:
@@ -461,10 +467,31 @@ def _plan(graph, unsupported, quantize_ops):
             in registry.FUSABLE_ACTIVATIONS
         ):
             step.quantize_output = False
-        if isinstance(after.layer, keras.layers.Concatenate) and (
-            step.action != "affine"
+    # No range of their own for a Concatenate's inputs, through range-free
+    # layers: TFLite gives them the output's range.
+    for node in graph.nodes:
+        step = step_of(node)
+        if step.action != "default" or not isinstance(
+            step.layer, keras.layers.Concatenate
         ):
-            step.quantize_output = False
+            continue
+        for tensor in node.input_tensors:
+            producer = graph.producer(tensor)
+            while (
+                producer is not None
+                and step_of(producer).kind == "passthrough"
+                and graph.sole_consumer(producer) is not None
+                and len(producer.input_tensors) == 1
+            ):
+                producer = graph.producer(producer.input_tensors[0])
+            before = step_of(producer)
+            if (
+                before is not None
+                and before.action in ("default", "fold")
+                and graph.sole_consumer(before.last_node) is not None
+                and single_call(producer)
+            ):
+                before.quantize_output = False
     return steps
 
 

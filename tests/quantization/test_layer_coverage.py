@@ -1,0 +1,87 @@
+"""Each supported layer pattern converts to int8 with no float left over."""
+
+import keras
+import numpy as np
+import pytest
+from qat_helpers import L
+from qat_helpers import convert
+from qat_helpers import op_names
+from qat_helpers import run
+from qat_helpers import tensor_types
+
+import keras_tflq as tflq
+
+
+def _conv(filters=4, **kwargs):
+    return L.Conv2D(filters, 3, padding="same", **kwargs)
+
+
+PATTERNS = {
+    "conv_bn_relu": lambda x: L.ReLU()(L.BatchNormalization()(_conv()(x))),
+    "conv_bias_bn_relu6": lambda x: L.Activation("relu6")(
+        L.BatchNormalization()(_conv(use_bias=True)(x))
+    ),
+    "conv_builtin_relu": lambda x: _conv(activation="relu")(x),
+    "conv_builtin_swish": lambda x: _conv(activation="swish")(x),
+    "conv_sigmoid": lambda x: L.Activation("sigmoid")(_conv()(x)),
+    "conv_tanh": lambda x: L.Activation("tanh")(_conv()(x)),
+    "conv_hard_swish": lambda x: L.Activation("hard_swish")(_conv()(x)),
+    "conv_hard_sigmoid": lambda x: L.Activation("hard_sigmoid")(_conv()(x)),
+    "bn_after_add": lambda x: L.BatchNormalization()(
+        L.Add()([_conv()(x), _conv()(x)])
+    ),
+    "add_relu": lambda x: L.ReLU()(L.Add()([_conv()(x), _conv()(x)])),
+    "concatenate": lambda x: L.Concatenate()(
+        [L.ReLU()(_conv()(x)), _conv(6)(x), L.MaxPooling2D(1)(_conv(2)(x))]
+    ),
+    "multiply_squeeze_excite": lambda x: L.Multiply()(
+        [
+            _conv()(x),
+            L.Dense(4, activation="sigmoid")(
+                L.Reshape((1, 1, 1))(L.GlobalAveragePooling2D()(x))
+            ),
+        ]
+    ),
+    "rescaling_offset": lambda x: _conv()(L.Rescaling(1 / 127.5, -1.0)(x)),
+    "normalization": lambda x: _conv()(L.Normalization(mean=0.5, variance=0.1)(x)),
+    "separable_bn_relu": lambda x: L.ReLU()(
+        L.BatchNormalization()(L.SeparableConv2D(4, 3, padding="same")(x))
+    ),
+    "conv_transpose": lambda x: L.Conv2DTranspose(4, 3, strides=2)(x),
+    "pad_pool_upsample_dropout": lambda x: L.Dropout(0.1)(
+        L.UpSampling2D()(L.AveragePooling2D(2)(L.ZeroPadding2D()(_conv()(x))))
+    ),
+    "depthwise_multiplier_2": lambda x: L.DepthwiseConv2D(
+        3, depth_multiplier=2
+    )(x),
+    "keras_ops_hard_sigmoid": lambda x: L.ReLU(6.0)(_conv()(x) + 3.0)
+    * (1.0 / 6.0),
+    "dense_softmax": lambda x: L.Dense(5, activation="softmax")(L.Flatten()(x)),
+    "dense_bn": lambda x: L.BatchNormalization()(L.Dense(5)(L.Flatten()(x))),
+}
+
+
+@pytest.mark.parametrize("build", PATTERNS.values(), ids=PATTERNS.keys())
+def test_pattern_converts_to_int8_without_requantization(build):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    qat = tflq.quantize_model(keras.Model(inputs, build(inputs)))
+    x = np.random.default_rng(0).random((16, 8, 8, 1), dtype="float32")
+    qat(x, training=True)
+    content = convert(qat)
+    types = tensor_types(content)
+    assert set(types.values()) <= {"int8", "int32"}, types
+    ops = op_names(content)
+    assert "QUANTIZE" not in ops and "DEQUANTIZE" not in ops, ops
+    tflite_out, scale = run(content, x)
+    keras_out = keras.ops.convert_to_numpy(qat(x))
+    assert np.abs(tflite_out - keras_out).max() <= 3 * scale
+
+
+def test_conv1d_bn_relu_converts_to_int8():
+    inputs = keras.Input((16, 3))
+    x = L.ReLU()(L.BatchNormalization()(L.Conv1D(4, 3)(inputs)))
+    qat = tflq.quantize_model(keras.Model(inputs, x))
+    qat(np.random.default_rng(0).random((4, 16, 3), dtype="float32"),
+        training=True)
+    assert set(tensor_types(convert(qat)).values()) <= {"int8", "int32"}
