@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_tflq.quantization import schedule_state
+
 _PACKAGE = "keras_tflq"
 
 
@@ -42,8 +44,12 @@ class QuantizeAwareActivation:
 
     def __call__(self, inputs):
         outputs = self.activation(inputs)
-        return self.quantizer(
-            outputs, self._wrapper._call_training, self.weights
+        return schedule_state.quantize(
+            self._wrapper,
+            self.quantizer,
+            outputs,
+            self._wrapper._call_training,
+            self.weights,
         )
 
 
@@ -98,6 +104,7 @@ class QuantizeWrapper(keras.layers.Wrapper):
     def build(self, input_shape=None):
         if not self.layer.built:
             self.layer.build(input_shape)
+        schedule_state.add_schedule_variables(self)
         config = self.quantize_config
         self._weight_entries = []
         for index, (variable, quantizer) in enumerate(
@@ -135,7 +142,7 @@ class QuantizeWrapper(keras.layers.Wrapper):
         if not self._weight_entries:
             return []
         quantized = [
-            quantizer(variable, training, weights)
+            schedule_state.quantize(self, quantizer, variable, training, weights)
             for variable, quantizer, weights in self._weight_entries
         ]
         recorder = _AttributeRecorder(self.layer)
@@ -179,7 +186,9 @@ class QuantizeWrapper(keras.layers.Wrapper):
             return outputs
         flat = keras.tree.flatten(outputs)
         for index, (quantizer, weights) in enumerate(self._output_entries):
-            flat[index] = quantizer(flat[index], training, weights)
+            flat[index] = schedule_state.quantize(
+                self, quantizer, flat[index], training, weights
+            )
         return keras.tree.pack_sequence_as(outputs, flat)
 
     def compute_output_shape(self, *args, **kwargs):

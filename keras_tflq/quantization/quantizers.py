@@ -52,7 +52,8 @@ class Quantizer(abc.ABC):
             inputs: the float tensor to quantize.
             training: whether the call is a training step (ranges update).
             weights: the dict returned by `build()`.
-            **kwargs: unused; kept for tfmot compatibility.
+            **kwargs: `ranges_frozen` (a boolean tensor) keeps the stored
+                range in training; other keys are ignored, as in tfmot.
 
         Returns:
             The fake-quantized tensor.
@@ -180,6 +181,11 @@ class _RangeQuantizer(Quantizer):
                 batch_min, batch_max, weights
             )
             new_min, new_max = self._clean_range(new_min, new_max)
+            frozen = kwargs.get("ranges_frozen")
+            if frozen is not None:
+                # Frozen by a QuantizationSchedule: keep the learned range.
+                new_min = ops.where(frozen, min_var, new_min)
+                new_max = ops.where(frozen, max_var, new_max)
             min_var.assign(new_min)
             max_var.assign(new_max)
             range_min, range_max = new_min, new_max

@@ -55,4 +55,6 @@ def test_ported_config_quantizes_kernel_and_activation():
         "activation0_min",
         "kernel_max",
         "kernel_min",
+        "quantize_enabled",
+        "ranges_frozen",
     ]

@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from keras_tflq.quantization import schedule_state
 from keras_tflq.quantization.default_scheme import default_quantize_config
 
 _AFFINE = (
@@ -90,6 +91,12 @@ class QuantizeChannelAffine(keras.layers.Layer):
             self._output_vars = self._output_quantizer.build(
                 input_shape, "output", self
             )
+        schedule_state.add_schedule_variables(
+            self,
+            batch_norm=isinstance(
+                self.layer, keras.layers.BatchNormalization
+            ),
+        )
         self.built = True
 
     def _scale_and_offset(self):
@@ -112,31 +119,64 @@ class QuantizeChannelAffine(keras.layers.Layer):
         offset = ops.reshape(ops.cast(layer.offset, "float32"), (-1,)) * ones
         return scale, offset
 
+    def _affine(self, inputs, training):
+        """`inputs * scale + offset` per channel, as a 1x1 depthwise conv."""
+        scale, offset = self._scale_and_offset()
+        kernel = schedule_state.quantize(
+            self,
+            self._kernel_quantizer,
+            ops.reshape(scale, (1, 1, self._channels, 1)),
+            training,
+            self._kernel_vars,
+        )
+        shape = inputs.shape
+        if len(shape) == 4:
+            images = inputs
+        else:
+            middle = math.prod(shape[1:-1]) if len(shape) > 2 else 1
+            images = ops.reshape(inputs, (-1, 1, middle, shape[-1]))
+        outputs = ops.depthwise_conv(images, kernel, padding="valid") + offset
+        if len(shape) != 4:
+            outputs = ops.reshape(outputs, (-1,) + tuple(shape[1:]))
+        return outputs
+
+    def _batch_normalize(self, inputs):
+        """Training-mode BatchNormalization until `bn_frozen` is set."""
+        bn = self.layer
+        axes = list(range(len(inputs.shape) - 1))
+        mean, variance = ops.moments(inputs, axes)
+        frozen = self.bn_frozen > 0.5
+        for moving, batch in (
+            (bn.moving_mean, mean),
+            (bn.moving_variance, variance),
+        ):
+            moving.assign(
+                ops.where(
+                    frozen,
+                    moving,
+                    bn.momentum * moving + (1.0 - bn.momentum) * batch,
+                )
+            )
+        gamma = bn.gamma if bn.scale else 1.0
+        beta = bn.beta if bn.center else 0.0
+        normalized = (inputs - mean) / ops.sqrt(variance + bn.epsilon)
+        return normalized * gamma + beta
+
     def call(self, inputs, training=None, mask=None):
+        outputs = self._affine(inputs, training)
         if training and isinstance(
             self.layer, keras.layers.BatchNormalization
         ):
-            outputs = self.layer(inputs, training=True)
-        else:
-            scale, offset = self._scale_and_offset()
-            kernel = self._kernel_quantizer(
-                ops.reshape(scale, (1, 1, self._channels, 1)),
-                training,
-                self._kernel_vars,
+            outputs = ops.where(
+                self.bn_frozen > 0.5, outputs, self._batch_normalize(inputs)
             )
-            shape = inputs.shape
-            if len(shape) == 4:
-                images = inputs
-            else:
-                middle = math.prod(shape[1:-1]) if len(shape) > 2 else 1
-                images = ops.reshape(inputs, (-1, 1, middle, shape[-1]))
-            outputs = ops.depthwise_conv(images, kernel, padding="valid")
-            outputs = outputs + offset
-            if len(shape) != 4:
-                outputs = ops.reshape(outputs, (-1,) + tuple(shape[1:]))
         if self._output_quantizer is not None:
-            outputs = self._output_quantizer(
-                outputs, training, self._output_vars
+            outputs = schedule_state.quantize(
+                self,
+                self._output_quantizer,
+                outputs,
+                training,
+                self._output_vars,
             )
         return outputs
 

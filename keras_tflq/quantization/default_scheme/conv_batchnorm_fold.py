@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_tflq.quantization import schedule_state
 from keras_tflq.quantization.default_scheme import default_quantize_config
 
 _DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
@@ -124,9 +125,7 @@ class ConvBatchNormFold(keras.layers.Layer):
             self._output_vars = self._output_quantizer.build(
                 output_shape, "output", self
             )
-        self.bn_frozen = self.add_weight(
-            name="bn_frozen", shape=(), initializer="zeros", trainable=False
-        )
+        schedule_state.add_schedule_variables(self, batch_norm=True)
         self.built = True
 
     def _convolve(self, inputs, kernel):
@@ -182,16 +181,17 @@ class ConvBatchNormFold(keras.layers.Layer):
         if isinstance(conv, _DEPTHWISE):
             scale = ops.reshape(scale, kernel.shape[-2:])
         folded = kernel * scale
-        quantized = self._weight_quantizer(
-            folded, training, self._weight_vars
+        quantized = schedule_state.quantize(
+            self, self._weight_quantizer, folded, training, self._weight_vars
         )
         outputs = self._convolve(inputs, quantized)
         if correction is not None:
             outputs = outputs * correction
         outputs = outputs + (beta + gamma * (bias - mean) / sigma)
         if self._output_quantizer is not None:
-            outputs = self._output_quantizer(
-                outputs, training, self._output_vars
+            outputs = schedule_state.quantize(
+                self, self._output_quantizer, outputs, training,
+                self._output_vars,
             )
         return outputs
 
