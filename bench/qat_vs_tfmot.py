@@ -1,0 +1,637 @@
+"""Benchmark (issue 3): keras_tflq QAT (Keras 3) vs tfmot QAT (tf_keras), side by side.
+
+Same model, data, epochs, optimizer and seeds in both frameworks:
+
+* data: `sklearn.datasets.load_digits` (8x8x1, scaled to [0, 1]); a fixed
+  stratified split (seed 0): 540 test, 200 validation (PTQ calibration and
+  `validation_data`), 1057 train.
+* model (BatchNormalization momentum 0.9): Conv2D+BN+ReLU -> [DepthwiseConv2D+BN+ReLU6 -> Conv2D 1x1+BN] +
+  residual Add -> ReLU -> Conv2D(stride 2)+BN+ReLU -> GlobalAveragePooling ->
+  Dense softmax. Built by the same code with `keras` and with `tf_keras`.
+* per seed: the Keras 3 model is built with `keras.utils.set_random_seed(seed)`;
+  its initial weights W0 are handed to the tfmot worker, so both frameworks
+  start float training from identical weights. Each framework trains float
+  for N epochs (own float accuracy, own float step time). QAT then starts,
+  in both frameworks, from the same float weights Wf (the Keras 3 ones), so
+  the int8 comparison measures QAT and conversion only; QAT runs M epochs
+  (`keras_tflq.quantize_model` / `tfmot.quantization.keras.quantize_model`).
+* conversion to full-integer TFLite (int8 I/O, TFLITE_BUILTINS_INT8):
+  keras_tflq with `TFLiteExport(mode="int8")` in the QAT `fit()`; tfmot with
+  `tf.lite.TFLiteConverter.from_keras_model` + `Optimize.DEFAULT`. The float
+  Keras 3 model also gets a PTQ-int8 artifact (`TFLiteExport(mode="int8")`
+  calibrated on the 200 validation samples) and a float32 artifact
+  (`TFLiteExport(mode="float32")`) from its float `fit()`.
+* accuracy of every artifact on the test set with ai_edge_litert's
+  `Interpreter` (own loop, batch 1, not the package's evaluator).
+* step time: a callback times every train batch (`on_train_batch_begin` ->
+  `on_train_batch_end`, `perf_counter`), the first epoch dropped (tracing);
+  median; overhead = QAT median / float median within a framework.
+* latency: every artifact of the last seed in one interpreter each
+  (default op resolver, i.e. XNNPACK; `num_threads=1`), batch 1, rounds
+  interleaved across artifacts, median of all invokes.
+
+tfmot switches the process to legacy Keras, so it runs in a subprocess
+(`--tfmot-worker`, env `TF_USE_LEGACY_KERAS=1`) that prints JSON.
+
+Prints one JSON line, then markdown tables. Targets: keras_tflq int8
+accuracy >= tfmot's; keras_tflq QAT step-time overhead <= tfmot's.
+
+Usage:
+    python bench/qat_vs_tfmot.py            # 10 seeds, 20 float + 6 QAT epochs
+    python bench/qat_vs_tfmot.py --quick    # 1 seed, 6 float + 2 QAT epochs
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+TEST_SIZE = 540
+VAL_SIZE = 200
+SPLIT_SEED = 0
+BATCH_SIZE = 32
+FLOAT_LR = 1e-3
+QAT_LR = 2e-4
+
+
+# ------------------------------------------------------------------ shared
+
+
+def digits_split():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    x = (digits.images / 16.0).astype("float32")[..., None]
+    y = digits.target.astype("int32")
+    x_rest, x_test, y_rest, y_test = train_test_split(
+        x, y, test_size=TEST_SIZE, random_state=SPLIT_SEED, stratify=y
+    )
+    x_train, x_val, y_train, y_val = train_test_split(
+        x_rest, y_rest, test_size=VAL_SIZE, random_state=SPLIT_SEED, stratify=y_rest
+    )
+    return {
+        "train": (x_train, y_train),
+        "val": (x_val, y_val),
+        "test": (x_test, y_test),
+    }
+
+
+def build_model(K):
+    """The same architecture with `keras` (Keras 3) or `tf_keras`."""
+    L = K.layers
+    inputs = K.Input((8, 8, 1), name="image")
+    x = L.Conv2D(16, 3, padding="same", use_bias=False, name="conv1")(inputs)
+    x = L.BatchNormalization(momentum=0.9, name="bn1")(x)
+    x = L.ReLU(name="relu1")(x)
+    y = L.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(x)
+    y = L.BatchNormalization(momentum=0.9, name="bn_dw")(y)
+    y = L.ReLU(6.0, name="relu6_dw")(y)
+    y = L.Conv2D(16, 1, use_bias=False, name="pw")(y)
+    y = L.BatchNormalization(momentum=0.9, name="bn_pw")(y)
+    x = L.Add(name="add")([x, y])
+    x = L.ReLU(name="relu_add")(x)
+    x = L.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="conv2")(x)
+    x = L.BatchNormalization(momentum=0.9, name="bn2")(x)
+    x = L.ReLU(name="relu2")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    outputs = L.Dense(10, activation="softmax", name="logits")(x)
+    return K.Model(inputs, outputs, name="digits_resnet")
+
+
+def make_step_timer(K, skip_first_epoch):
+    """A callback recording each train step's wall time (first epoch dropped)."""
+
+    class StepTimer(K.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.times = []
+            self._epoch = 0
+            self._started = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._epoch = epoch
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self._started = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            seconds = time.perf_counter() - self._started
+            if self._epoch > 0 or not skip_first_epoch:
+                self.times.append(seconds)
+
+        def median(self):
+            times = self.times if skip_first_epoch else self.times[5:] or self.times
+            return statistics.median(times)
+
+    return StepTimer()
+
+
+def tflite_accuracy(path, x, y):
+    """Test accuracy of an artifact with ai_edge_litert, one sample per invoke."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=path, num_threads=1)
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]
+    out = interpreter.get_output_details()[0]
+    scale, zero_point = inp["quantization"]
+    correct = 0
+    for i in range(len(x)):
+        sample = x[i : i + 1]
+        if inp["dtype"] != np.float32:
+            info = np.iinfo(inp["dtype"])
+            sample = np.clip(np.round(sample / scale + zero_point), info.min, info.max)
+        interpreter.set_tensor(inp["index"], sample.astype(inp["dtype"]))
+        interpreter.invoke()
+        correct += int(np.argmax(interpreter.get_tensor(out["index"])[0]) == y[i])
+    return correct / len(x)
+
+
+def artifact_info(path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=path)
+    ops = {}
+    for d in interpreter._get_ops_details():
+        ops[d["op_name"]] = ops.get(d["op_name"], 0) + 1
+    float_ops = []
+    for d in interpreter._get_ops_details():
+        if d["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        dtypes = {
+            interpreter._get_tensor_details(t, 0)["dtype"]
+            for t in list(d["inputs"]) + list(d["outputs"])
+            if t >= 0
+        }
+        if np.float32 in dtypes:
+            float_ops.append(d["op_name"])
+    io = [
+        np.dtype(interpreter.get_input_details()[0]["dtype"]).name,
+        np.dtype(interpreter.get_output_details()[0]["dtype"]).name,
+    ]
+    return {
+        "bytes": os.path.getsize(path),
+        "ops": dict(sorted(ops.items())),
+        "float_ops": sorted(set(float_ops)),
+        "io": io,
+    }
+
+
+def latencies(paths, x, rounds, invokes_per_round):
+    """Median batch-1 invoke time (ms) per artifact, rounds interleaved."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    runners = {}
+    for name, path in paths.items():
+        interpreter = Interpreter(model_path=path, num_threads=1)
+        interpreter.allocate_tensors()
+        inp = interpreter.get_input_details()[0]
+        sample = x[:1]
+        if inp["dtype"] != np.float32:
+            scale, zero_point = inp["quantization"]
+            sample = np.round(sample / scale + zero_point)
+        sample = sample.astype(inp["dtype"])
+        interpreter.set_tensor(inp["index"], sample)
+        for _ in range(20):  # warm-up (XNNPACK delegate set-up, caches)
+            interpreter.invoke()
+        runners[name] = (interpreter, inp["index"], sample)
+    times = {name: [] for name in paths}
+    names = list(paths)
+    for r in range(rounds):
+        order = names if r % 2 == 0 else names[::-1]
+        for name in order:
+            interpreter, index, sample = runners[name]
+            for _ in range(invokes_per_round):
+                interpreter.set_tensor(index, sample)
+                started = time.perf_counter()
+                interpreter.invoke()
+                times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
+
+
+# ------------------------------------------------------------ tfmot worker
+
+
+def tfmot_worker(spec):
+    """Runs in a subprocess with TF_USE_LEGACY_KERAS=1; prints JSON on stdout."""
+    import contextlib
+
+    import tensorflow as tf
+    import tf_keras as K
+
+    import tensorflow_model_optimization as tfmot
+
+    data = digits_split()
+    x_train, y_train = data["train"]
+    x_val, y_val = data["val"]
+    x_test, y_test = data["test"]
+    K.utils.set_random_seed(spec["seed"])
+    model = build_model(K)
+    init = np.load(spec["init_weights"])
+    model.set_weights([init[f"w{i}"] for i in range(len(init.files))])
+    model.compile(K.optimizers.Adam(FLOAT_LR), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    skip = spec["float_epochs"] > 1
+    float_timer = make_step_timer(K, skip)
+    model.fit(
+        x_train, y_train, validation_data=(x_val, y_val), batch_size=BATCH_SIZE,
+        epochs=spec["float_epochs"], callbacks=[float_timer], verbose=0,
+    )
+    float_acc = float(model.evaluate(x_test, y_test, verbose=0)[1])
+    if spec["qat_start"] == "shared":
+        shared = np.load(spec["float_weights"])
+        model.set_weights([shared[f"w{i}"] for i in range(len(shared.files))])
+    start_acc = float(model.evaluate(x_test, y_test, verbose=0)[1])
+
+    qat = tfmot.quantization.keras.quantize_model(model)
+    qat.compile(K.optimizers.Adam(QAT_LR), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    qat_timer = make_step_timer(K, spec["qat_epochs"] > 1)
+    qat.fit(
+        x_train, y_train, validation_data=(x_val, y_val), batch_size=BATCH_SIZE,
+        epochs=spec["qat_epochs"], callbacks=[qat_timer], verbose=0,
+    )
+    qat_acc = float(qat.evaluate(x_test, y_test, verbose=0)[1])
+
+    started = time.perf_counter()
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        converter = tf.lite.TFLiteConverter.from_keras_model(qat)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+
+        def representative_dataset():
+            # The converter refuses TFLITE_BUILTINS_INT8 without one even for a
+            # QAT model; TFLiteExport likewise gets the same 200 validation
+            # samples from fit(). The learned (FakeQuant) ranges take priority.
+            for i in range(len(x_val)):
+                yield [x_val[i : i + 1]]
+
+        converter.representative_dataset = representative_dataset
+        content = converter.convert()
+    convert_s = time.perf_counter() - started
+    with open(spec["output"], "wb") as f:
+        f.write(content)
+    result = {
+        "float_acc": float_acc,
+        "qat_start_acc": start_acc,
+        "qat_keras_acc": qat_acc,
+        "float_step_ms": float_timer.median() * 1e3,
+        "qat_step_ms": qat_timer.median() * 1e3,
+        "convert_s": convert_s,
+        "tflite_int8_acc": tflite_accuracy(spec["output"], x_test, y_test),
+        "versions": {
+            "tf_keras": K.__version__,
+            "tfmot": getattr(tfmot, "__version__", "?"),
+        },
+    }
+    print("TFMOT_RESULT " + json.dumps(result))
+
+
+def run_tfmot(spec):
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--tfmot-worker", json.dumps(spec)],
+        env=env, capture_output=True, text=True,
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith("TFMOT_RESULT "):
+            return json.loads(line[len("TFMOT_RESULT "):])
+    raise RuntimeError(
+        f"tfmot worker failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
+    )
+
+
+# ------------------------------------------------------------ keras_tflq side
+
+
+def run_seed(seed, float_epochs, qat_epochs, workdir, qat_start):
+    import contextlib
+
+    import keras
+
+    import keras_tflq
+
+    data = digits_split()
+    x_train, y_train = data["train"]
+    x_val, y_val = data["val"]
+    x_test, y_test = data["test"]
+    paths = {
+        "float32": os.path.join(workdir, f"s{seed}_float32.tflite"),
+        "ptq_int8": os.path.join(workdir, f"s{seed}_ptq_int8.tflite"),
+        "keras_tflq_qat_int8": os.path.join(workdir, f"s{seed}_tflq_qat_int8.tflite"),
+        "tfmot_qat_int8": os.path.join(workdir, f"s{seed}_tfmot_qat_int8.tflite"),
+    }
+    init_path = os.path.join(workdir, f"s{seed}_init.npz")
+    float_path = os.path.join(workdir, f"s{seed}_float.npz")
+
+    keras.utils.set_random_seed(seed)
+    model = build_model(keras)
+    np.savez(init_path, **{f"w{i}": w for i, w in enumerate(model.get_weights())})
+    model.compile(keras.optimizers.Adam(FLOAT_LR), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    float_timer = make_step_timer(keras, float_epochs > 1)
+    exports = [
+        keras_tflq.TFLiteExport(paths["float32"], mode="float32", evaluate=False, verbose=0),
+        keras_tflq.TFLiteExport(paths["ptq_int8"], mode="int8", evaluate=False, verbose=0),
+    ]
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        model.fit(
+            x_train, y_train, validation_data=(x_val, y_val), batch_size=BATCH_SIZE,
+            epochs=float_epochs, callbacks=[float_timer, *exports], verbose=0,
+        )
+    float_acc = float(model.evaluate(x_test, y_test, verbose=0)[1])
+    np.savez(float_path, **{f"w{i}": w for i, w in enumerate(model.get_weights())})
+
+    # The tfmot side runs in a subprocess; which QAT runs first alternates
+    # with the seed (odd seeds: tfmot first) so machine drift hits both.
+    spec = {
+        "seed": seed, "float_epochs": float_epochs, "qat_epochs": qat_epochs,
+        "init_weights": init_path, "float_weights": float_path,
+        "output": paths["tfmot_qat_int8"], "qat_start": qat_start,
+    }
+    tfmot_result = None
+    if seed % 2 == 1:
+        tfmot_result = run_tfmot(spec)
+
+    error = None
+    tflq = {"float_acc": float_acc, "float_step_ms": float_timer.median() * 1e3}
+    try:
+        keras.utils.set_random_seed(seed)
+        qat = keras_tflq.quantize_model(model)
+        qat.compile(keras.optimizers.Adam(QAT_LR), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        qat_timer = make_step_timer(keras, qat_epochs > 1)
+        export = keras_tflq.TFLiteExport(
+            paths["keras_tflq_qat_int8"], mode="int8", evaluate=False, verbose=0
+        )
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+            qat.fit(
+                x_train, y_train, validation_data=(x_val, y_val), batch_size=BATCH_SIZE,
+                epochs=qat_epochs, callbacks=[qat_timer, export], verbose=0,
+            )
+        tflq.update(
+            qat_keras_acc=float(qat.evaluate(x_test, y_test, verbose=0)[1]),
+            qat_step_ms=qat_timer.median() * 1e3,
+            convert_s=export.report["conversion_seconds"],
+            quantization=export.report["quantization"],
+            tflite_int8_acc=tflite_accuracy(paths["keras_tflq_qat_int8"], x_test, y_test),
+        )
+    except Exception as exc:  # reported, not hidden
+        import traceback
+
+        error = f"{type(exc).__name__}: {exc}"
+        traceback.print_exc()
+    if tfmot_result is None:
+        tfmot_result = run_tfmot(spec)
+
+    artifacts = {}
+    for name, path in paths.items():
+        if os.path.exists(path):
+            artifacts[name] = {
+                **artifact_info(path),
+                "test_acc": tflite_accuracy(path, x_test, y_test),
+            }
+    return {
+        "seed": seed,
+        "keras_tflq": tflq,
+        "keras_tflq_error": error,
+        "tfmot": tfmot_result,
+        "artifacts": artifacts,
+        "paths": {k: v for k, v in paths.items() if os.path.exists(v)},
+        "x_latency": x_test[:1],
+    }
+
+
+# ------------------------------------------------------------------ report
+
+
+def mean_spread(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {
+        "mean": float(np.mean(values)),
+        "min": float(np.min(values)),
+        "max": float(np.max(values)),
+        "std": float(np.std(values)),
+        "n": len(values),
+    }
+
+
+def fmt(stat, scale=1.0, digits=4):
+    if stat is None:
+        return "n/a"
+    return (
+        f"{stat['mean'] * scale:.{digits}f} ± {stat['std'] * scale:.{digits}f} "
+        f"[{stat['min'] * scale:.{digits}f}, {stat['max'] * scale:.{digits}f}]"
+    )
+
+
+def summarize(runs, latency_ms, args, wall_s):
+    def collect(framework, key):
+        return [r[framework].get(key) if r[framework] else None for r in runs]
+
+    summary = {}
+    for fw in ("keras_tflq", "tfmot"):
+        overhead = [
+            q / f if q is not None and f else None
+            for q, f in zip(collect(fw, "qat_step_ms"), collect(fw, "float_step_ms"))
+        ]
+        summary[fw] = {
+            "float_acc": mean_spread(collect(fw, "float_acc")),
+            "qat_keras_acc": mean_spread(collect(fw, "qat_keras_acc")),
+            "tflite_int8_acc": mean_spread(collect(fw, "tflite_int8_acc")),
+            "float_step_ms": mean_spread(collect(fw, "float_step_ms")),
+            "qat_step_ms": mean_spread(collect(fw, "qat_step_ms")),
+            "qat_step_overhead": mean_spread(overhead),
+            "convert_s": mean_spread(collect(fw, "convert_s")),
+        }
+    artifacts = {}
+    for name in ("float32", "ptq_int8", "keras_tflq_qat_int8", "tfmot_qat_int8"):
+        infos = [r["artifacts"][name] for r in runs if name in r["artifacts"]]
+        if not infos:
+            continue
+        artifacts[name] = {
+            "bytes": infos[-1]["bytes"],
+            "io": infos[-1]["io"],
+            "float_ops": infos[-1]["float_ops"],
+            "ops": infos[-1]["ops"],
+            "test_acc": mean_spread([i["test_acc"] for i in infos]),
+            "latency_ms_median": latency_ms.get(name),
+        }
+    a = summary["keras_tflq"]["tflite_int8_acc"]
+    b = summary["tfmot"]["tflite_int8_acc"]
+    oa = summary["keras_tflq"]["qat_step_overhead"]
+    ob = summary["tfmot"]["qat_step_overhead"]
+    paired = [
+        r["keras_tflq"]["tflite_int8_acc"] - r["tfmot"]["tflite_int8_acc"]
+        for r in runs
+        if r["keras_tflq"].get("tflite_int8_acc") is not None and r["tfmot"]
+    ]
+    targets = {
+        "int8_acc_paired_diff": mean_spread(paired),
+        "int8_acc_paired_wins_ties_losses": [
+            sum(d > 1e-9 for d in paired), sum(abs(d) <= 1e-9 for d in paired), sum(d < -1e-9 for d in paired)
+        ],
+        "one_test_sample": 1.0 / TEST_SIZE,
+        "int8_acc_keras_tflq_ge_tfmot": None if a is None or b is None else a["mean"] >= b["mean"],
+        "int8_acc_diff_mean": None if a is None or b is None else a["mean"] - b["mean"],
+        "qat_overhead_keras_tflq_le_tfmot": None if oa is None or ob is None else oa["mean"] <= ob["mean"],
+        "qat_overhead_ratio_keras_tflq_over_tfmot": None if oa is None or ob is None else oa["mean"] / ob["mean"],
+    }
+    return {
+        "benchmark": "qat_vs_tfmot",
+        "quick": args.quick,
+        "protocol": {
+            "seeds": args.seeds,
+            "float_epochs": args.float_epochs,
+            "qat_epochs": args.qat_epochs,
+            "batch_size": BATCH_SIZE,
+            "float_lr": FLOAT_LR,
+            "qat_lr": QAT_LR,
+            "split": {"train": 1797 - TEST_SIZE - VAL_SIZE, "val": VAL_SIZE, "test": TEST_SIZE, "seed": SPLIT_SEED},
+            "qat_start": args.qat_start,
+            "latency": {"rounds": args.latency_rounds, "invokes_per_round": 10, "num_threads": 1, "batch": 1},
+        },
+        "summary": summary,
+        "artifacts": artifacts,
+        "targets": targets,
+        "errors": [r["keras_tflq_error"] for r in runs if r["keras_tflq_error"]],
+        "per_seed": [
+            {"seed": r["seed"], "keras_tflq": r["keras_tflq"], "tfmot": r["tfmot"],
+             "artifact_test_acc": {k: v["test_acc"] for k, v in r["artifacts"].items()}}
+            for r in runs
+        ],
+        "wall_s": round(wall_s, 1),
+    }
+
+
+def markdown(result):
+    s = result["summary"]
+    lines = [
+        "| metric (mean ± std [min, max] over seeds) | keras_tflq (Keras 3) | tfmot (tf_keras) |",
+        "|---|---|---|",
+        f"| float Keras test acc | {fmt(s['keras_tflq']['float_acc'])} | {fmt(s['tfmot']['float_acc'])} |",
+        f"| QAT Keras test acc | {fmt(s['keras_tflq']['qat_keras_acc'])} | {fmt(s['tfmot']['qat_keras_acc'])} |",
+        f"| **int8 TFLite test acc** | {fmt(s['keras_tflq']['tflite_int8_acc'])} | {fmt(s['tfmot']['tflite_int8_acc'])} |",
+        f"| float step ms (median) | {fmt(s['keras_tflq']['float_step_ms'], digits=2)} | {fmt(s['tfmot']['float_step_ms'], digits=2)} |",
+        f"| QAT step ms (median) | {fmt(s['keras_tflq']['qat_step_ms'], digits=2)} | {fmt(s['tfmot']['qat_step_ms'], digits=2)} |",
+        f"| **QAT / float step time** | {fmt(s['keras_tflq']['qat_step_overhead'], digits=2)} | {fmt(s['tfmot']['qat_step_overhead'], digits=2)} |",
+        f"| int8 conversion s | {fmt(s['keras_tflq']['convert_s'], digits=2)} | {fmt(s['tfmot']['convert_s'], digits=2)} |",
+        "",
+        "| artifact | bytes | I/O | ops | float ops | test acc (LiteRT) | latency µs, batch 1, XNNPACK, 1 thread (median) | latency vs float32 |",
+        "|---|---:|---|---|---|---|---:|---:|",
+    ]
+    arts = result["artifacts"]
+    base = arts.get("float32", {}).get("latency_ms_median")
+    for name, a in arts.items():
+        lat = a["latency_ms_median"]
+        rel = f"{lat / base:.2f}" if lat and base else "n/a"
+        lat_s = f"{lat * 1e3:.2f}" if lat else "n/a"
+        lines.append(
+            f"| {name} | {a['bytes']} | {a['io'][0]}/{a['io'][1]} "
+            f"| {' '.join(f'{k}x{v}' for k, v in a['ops'].items())} | {', '.join(a['float_ops']) or '-'} "
+            f"| {fmt(a['test_acc'])} | {lat_s} | {rel} |"
+        )
+    t = result["targets"]
+    lines += [
+        "",
+        "| target | result |",
+        "|---|---|",
+        f"| keras_tflq int8 acc >= tfmot int8 acc | {t['int8_acc_keras_tflq_ge_tfmot']} "
+        f"(diff of means {t['int8_acc_diff_mean'] if t['int8_acc_diff_mean'] is None else format(t['int8_acc_diff_mean'], '+.4f')}; "
+        f"paired per-seed diff {fmt(t['int8_acc_paired_diff'])}, wins/ties/losses "
+        f"{'/'.join(map(str, t['int8_acc_paired_wins_ties_losses']))}; one test sample = {t['one_test_sample']:.4f}) |",
+        f"| keras_tflq QAT step overhead <= tfmot's | {t['qat_overhead_keras_tflq_le_tfmot']} "
+        f"(ratio {t['qat_overhead_ratio_keras_tflq_over_tfmot'] if t['qat_overhead_ratio_keras_tflq_over_tfmot'] is None else format(t['qat_overhead_ratio_keras_tflq_over_tfmot'], '.2f')}) |",
+    ]
+    return "\n".join(lines)
+
+
+def machine_info(tfmot_versions):
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import keras
+    import tensorflow as tf
+
+    import keras_tflq
+
+    versions = {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "keras_tflq": keras_tflq.__version__,
+        **(tfmot_versions or {}),
+    }
+    try:
+        import ai_edge_litert
+
+        versions["ai_edge_litert"] = getattr(ai_edge_litert, "__version__", "?")
+    except ImportError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": cpu, "versions": versions}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 seed, 6 float + 2 QAT epochs")
+    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 10)")
+    parser.add_argument("--float-epochs", type=int, default=None, help="default 20")
+    parser.add_argument("--qat-epochs", type=int, default=None, help="default 6")
+    parser.add_argument("--latency-rounds", type=int, default=None, help="rounds of 10 invokes (default 40)")
+    parser.add_argument(
+        "--qat-start", choices=("shared", "own"), default="shared",
+        help="tfmot QAT starts from the Keras 3 float weights (shared) or its own float training",
+    )
+    parser.add_argument("--tfmot-worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--output", default=None, help="also write the results as markdown to this file")
+    args = parser.parse_args(argv)
+    if args.tfmot_worker:
+        tfmot_worker(json.loads(args.tfmot_worker))
+        return
+    args.seeds = args.seeds or (1 if args.quick else 10)
+    args.float_epochs = args.float_epochs or (6 if args.quick else 20)
+    args.qat_epochs = args.qat_epochs or (2 if args.quick else 6)
+    args.latency_rounds = args.latency_rounds or (10 if args.quick else 40)
+
+    started = time.perf_counter()
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="bench_qat_") as workdir:
+        for seed in range(args.seeds):
+            run = run_seed(seed, args.float_epochs, args.qat_epochs, workdir, args.qat_start)
+            runs.append(run)
+            print(
+                f"[qat_vs_tfmot] seed {seed}: keras_tflq int8 "
+                f"{run['keras_tflq'].get('tflite_int8_acc')} tfmot int8 {run['tfmot'].get('tflite_int8_acc')}",
+                file=sys.stderr,
+            )
+        last = runs[-1]
+        latency_ms = latencies(last["paths"], last["x_latency"], args.latency_rounds, 10)
+    result = summarize(runs, latency_ms, args, time.perf_counter() - started)
+    result["machine"] = machine_info((runs[-1]["tfmot"] or {}).get("versions"))
+    print(json.dumps(result))
+    print()
+    print(markdown(result))
+    if args.output:
+        from _report import write_results
+
+        write_results(args.output, "keras_tflq QAT vs tfmot QAT (issue 3)", result, markdown(result))
+
+
+if __name__ == "__main__":
+    main()
