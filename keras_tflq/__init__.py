@@ -12,6 +12,7 @@ model.fit(x, y, validation_split=0.1,
 ```
 """
 
+from keras_tflq.callbacks.quantization_schedule import QuantizationSchedule
 from keras_tflq.callbacks.tflite_export import TFLiteExport
 from keras_tflq.conversion.errors import ConversionError
 from keras_tflq.conversion.export import export_tflite
@@ -30,6 +31,7 @@ __all__ = [
     "ConversionError",
     "LiteRTModel",
     "MODES",
+    "QuantizationSchedule",
     "QuantizeConfig",
     "TFLiteExport",
     "export_tflite",

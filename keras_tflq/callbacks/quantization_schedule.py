@@ -1,0 +1,148 @@
+"""`QuantizationSchedule`: when fake quantization starts and what freezes."""
+
+import keras
+
+from keras_tflq.quantization import schedule_state
+
+_UNITS = ("epoch", "step")
+
+
+def _check_point(name, value, allow_none):
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        kind = "a non-negative int or None" if allow_none else (
+            "a non-negative int"
+        )
+        raise ValueError(
+            f"Expected `{name}` to be {kind}. Received: {name}={value!r}"
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_tflq")
+class QuantizationSchedule(keras.callbacks.Callback):
+    """Schedules fake quantization and freezing during QAT `fit()`.
+
+    Before `start`, a model from `keras_tflq.quantize_model` trains in float
+    (its ranges are still tracked, so they are ready when quantization
+    starts). From `freeze_ranges` on, the quantization ranges stop moving;
+    from `freeze_batch_norm` on, folded BatchNormalization layers normalize
+    with their moving statistics and stop updating them, as they will at
+    inference. Counts are absolute (resuming with `initial_epoch` or a
+    restored optimizer continues the schedule). Inference always uses the
+    learned ranges, like the converted model.
+
+    Args:
+        start: epoch (or step) at which fake quantization starts.
+            Defaults to `0`.
+        freeze_ranges: epoch (or step) at which quantization ranges freeze,
+            or `None` to never freeze them. Defaults to `None`.
+        freeze_batch_norm: epoch (or step) at which BatchNormalization
+            statistics freeze, or `None`. Defaults to `None`.
+        unit: `"epoch"` or `"step"` (optimizer steps). Defaults to
+            `"epoch"`.
+
+    Example:
+
+    ```python
+    import keras
+    import numpy as np
+    import keras_tflq as tflq
+
+    model = tflq.quantize_model(keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(4, 3),
+        keras.layers.BatchNormalization(),
+        keras.layers.ReLU(),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10),
+    ]))
+    model.compile("adam", "mse")
+    schedule = tflq.QuantizationSchedule(
+        start=1, freeze_batch_norm=2, freeze_ranges=3)
+    model.fit(np.ones((8, 8, 8, 1)), np.ones((8, 10)), epochs=4,
+              callbacks=[schedule], verbose=0)
+    ```
+    """
+
+    def __init__(
+        self, start=0, freeze_ranges=None, freeze_batch_norm=None,
+        unit="epoch",
+    ):
+        super().__init__()
+        _check_point("start", start, allow_none=False)
+        _check_point("freeze_ranges", freeze_ranges, allow_none=True)
+        _check_point("freeze_batch_norm", freeze_batch_norm, allow_none=True)
+        if unit not in _UNITS:
+            raise ValueError(
+                f"Expected `unit` to be one of {_UNITS}. "
+                f"Received: unit={unit!r}"
+            )
+        self.start = start
+        self.freeze_ranges = freeze_ranges
+        self.freeze_batch_norm = freeze_batch_norm
+        self.unit = unit
+        self._variables = []
+        self._state = None
+
+    def on_train_begin(self, logs=None):
+        self._variables = [
+            schedule_state.schedule_variables(layer)
+            for layer in self.model._flatten_layers(
+                include_self=False, recursive=True
+            )
+        ]
+        self._variables = [found for found in self._variables if found]
+        if not self._variables:
+            raise ValueError(
+                "Expected a model quantized by keras_tflq (quantize_model or "
+                "quantize_apply) for QuantizationSchedule. Received: "
+                f"model={self.model.name!r} with no quantizing layer"
+            )
+        self._state = None
+        self._step = int(self.model.optimizer.iterations)
+
+    def _set(self, count):
+        state = (
+            count >= self.start,
+            self.freeze_ranges is not None and count >= self.freeze_ranges,
+            self.freeze_batch_norm is not None
+            and count >= self.freeze_batch_norm,
+        )
+        if state == self._state:
+            return
+        self._state = state
+        values = dict(
+            zip(
+                (
+                    schedule_state.QUANTIZE_ENABLED,
+                    schedule_state.RANGES_FROZEN,
+                    schedule_state.BN_FROZEN,
+                ),
+                state,
+            )
+        )
+        for found in self._variables:
+            for name, variable in found.items():
+                variable.assign(float(values[name]))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.unit == "epoch":
+            self._set(epoch)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.unit == "step":
+            self._set(self._step)
+            self._step += 1
+
+    def get_config(self):
+        return {
+            "start": self.start,
+            "freeze_ranges": self.freeze_ranges,
+            "freeze_batch_norm": self.freeze_batch_norm,
+            "unit": self.unit,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
