@@ -264,13 +264,14 @@ class TFLiteExport(keras.callbacks.Callback):
         )
 
     def _build_calibration(self):
-        if not modes.needs_calibration(self.mode):
+        need = modes.calibration_need(self.mode, is_quantized_model(self.model))
+        if need == "none":
             return None
         if self.calibration_data is not None:
             source = DataSource(self.calibration_data, name="calibration_data")
         elif self._validation is not None:
             source = self._validation
-        elif is_quantized_model(self.model):
+        elif need == "optional":
             return None
         else:
             raise ValueError(

@@ -7,6 +7,7 @@ import tempfile
 import warnings
 
 from keras_tflq.conversion.errors import ConversionError
+from keras_tflq.conversion.int16x8_bias import widen_int16x8_conv_bias
 from keras_tflq.conversion.modes import configure_converter
 from keras_tflq.runtime.inspection import inspect_tflite
 
@@ -75,6 +76,8 @@ def convert_model(
                 f"The TFLite converter rejected model {model.name!r} in mode={mode!r}: "
                 f"{_diagnostic(error)}"
             ) from error
+    if mode == "int16x8":
+        content = widen_int16x8_conv_bias(content)
     if mode in ("int8", "int16x8") and not allow_float_ops:
         _check_integer_only(content, model, mode)
     return content

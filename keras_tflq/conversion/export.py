@@ -140,17 +140,17 @@ def export_tflite(
     filepath = str(filepath)
     check_writable_folder(filepath)
     model_inputs = ModelInputs(model)
+    need = modes.calibration_need(mode, is_quantized_model(model))
+    if need == "required" and calibration_data is None:
+        raise ValueError(
+            f"Expected calibration_data for mode={mode!r} on a float model. "
+            "Received: calibration_data=None"
+        )
     calibration = None
-    if modes.needs_calibration(mode):
-        if calibration_data is not None:
-            calibration = CalibrationSet(
-                DataSource(calibration_data, name="calibration_data"), model_inputs, calibration_samples
-            )
-        elif not is_quantized_model(model):
-            raise ValueError(
-                f"Expected calibration_data for mode={mode!r} on a float model. "
-                "Received: calibration_data=None"
-            )
+    if need != "none" and calibration_data is not None:
+        calibration = CalibrationSet(
+            DataSource(calibration_data, name="calibration_data"), model_inputs, calibration_samples
+        )
     validation = None if validation_data is None else DataSource(validation_data, name="validation_data")
     return export_artifact(
         model,

@@ -21,9 +21,19 @@ def check_mode(mode):
     return mode
 
 
-def needs_calibration(mode):
-    """Whether a float model exported in `mode` needs representative data."""
-    return mode in ("int8", "int16x8")
+def calibration_need(mode, quantization_aware):
+    """`"required"`, `"optional"` or `"none"`: what calibration data `mode` needs.
+
+    A float model needs representative data for `"int8"` and `"int16x8"`.
+    A quantization-aware model has learned its ranges: in `"int8"` data only
+    calibrates ops left unannotated, and in `"int16x8"` the converter
+    refuses it.
+    """
+    if mode not in ("int8", "int16x8"):
+        return "none"
+    if quantization_aware:
+        return "none" if mode == "int16x8" else "optional"
+    return "required"
 
 
 def default_io_type(mode):
@@ -92,9 +102,14 @@ def configure_converter(
         ops = [integer_ops]
         if allow_float_ops:
             ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
-        converter.target_spec.supported_ops = ops
         if representative_dataset is not None:
             converter.representative_dataset = representative_dataset
+            converter.target_spec.supported_ops = ops
+        elif mode == "int16x8":
+            converter.target_spec.supported_ops = ops
+        # A quantization-aware int8 model converts from its fake-quant ranges
+        # with the default op set: the int8-only set would demand a
+        # representative dataset. `convert_model` then checks no op is float.
         converter.inference_input_type = tf.as_dtype(input_type)
         converter.inference_output_type = tf.as_dtype(output_type)
     return converter
