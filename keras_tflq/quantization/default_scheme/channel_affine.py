@@ -163,13 +163,17 @@ class QuantizeChannelAffine(keras.layers.Layer):
         return normalized * gamma + beta
 
     def call(self, inputs, training=None, mask=None):
-        outputs = self._affine(inputs, training)
         if training and isinstance(
             self.layer, keras.layers.BatchNormalization
         ):
+            # Statistics first, so the kernel range stored in training is
+            # the range of the kernel used at inference.
+            normalized = self._batch_normalize(inputs)
             outputs = ops.where(
-                self.bn_frozen > 0.5, outputs, self._batch_normalize(inputs)
+                self.bn_frozen > 0.5, self._affine(inputs, training), normalized
             )
+        else:
+            outputs = self._affine(inputs, training)
         if self._output_quantizer is not None:
             outputs = schedule_state.quantize(
                 self,

@@ -147,8 +147,6 @@ class ConvBatchNormFold(keras.layers.Layer):
         gamma = bn.gamma if bn.scale else ops.ones((channels,))
         beta = bn.beta if bn.center else ops.zeros((channels,))
         bias = conv.bias if conv.use_bias else ops.zeros((channels,))
-        moving_mean = ops.convert_to_tensor(bn.moving_mean)
-        moving_sigma = ops.sqrt(bn.moving_variance + bn.epsilon)
         kernel = ops.convert_to_tensor(conv.kernel)
         if training:
             raw = self._convolve(inputs, kernel) + bias
@@ -156,21 +154,22 @@ class ConvBatchNormFold(keras.layers.Layer):
             batch_mean, batch_variance = ops.moments(raw, axes)
             frozen = self.bn_frozen > 0.5
             momentum = bn.momentum
-            bn.moving_mean.assign(
-                ops.where(
-                    frozen,
-                    moving_mean,
-                    momentum * moving_mean + (1.0 - momentum) * batch_mean,
+            for moving, batch in (
+                (bn.moving_mean, batch_mean),
+                (bn.moving_variance, batch_variance),
+            ):
+                moving.assign(
+                    ops.where(
+                        frozen,
+                        moving,
+                        momentum * moving + (1.0 - momentum) * batch,
+                    )
                 )
-            )
-            bn.moving_variance.assign(
-                ops.where(
-                    frozen,
-                    bn.moving_variance,
-                    momentum * bn.moving_variance
-                    + (1.0 - momentum) * batch_variance,
-                )
-            )
+        # Read after the update: the kernel range stored in training is
+        # then the range of the kernel folded at inference.
+        moving_mean = ops.convert_to_tensor(bn.moving_mean)
+        moving_sigma = ops.sqrt(bn.moving_variance + bn.epsilon)
+        if training:
             batch_sigma = ops.sqrt(batch_variance + bn.epsilon)
             mean = ops.where(frozen, moving_mean, batch_mean)
             sigma = ops.where(frozen, moving_sigma, batch_sigma)
