@@ -11,8 +11,10 @@ def _check_point(name, value, allow_none):
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        kind = "a non-negative int or None" if allow_none else (
-            "a non-negative int"
+        kind = (
+            "a non-negative int or None"
+            if allow_none
+            else ("a non-negative int")
         )
         raise ValueError(
             f"Expected `{name}` to be {kind}. Received: {name}={value!r}"
@@ -66,7 +68,10 @@ class QuantizationSchedule(keras.callbacks.Callback):
     """
 
     def __init__(
-        self, start=0, freeze_ranges=None, freeze_batch_norm=None,
+        self,
+        start=0,
+        freeze_ranges=None,
+        freeze_batch_norm=None,
         unit="epoch",
     ):
         super().__init__()

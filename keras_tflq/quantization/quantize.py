@@ -16,6 +16,9 @@ from keras_tflq.quantization.default_scheme.conv_batchnorm_fold import (
 from keras_tflq.quantization.default_scheme.default_quantize_config import (
     DefaultQuantizeConfig,
 )
+from keras_tflq.quantization.default_scheme.default_quantize_config import (
+    check_activation_bits,
+)
 from keras_tflq.quantization.quantize_annotate import QuantizeAnnotate
 from keras_tflq.quantization.quantize_config import QuantizeConfig
 from keras_tflq.quantization.quantize_wrapper import QuantizeWrapper
@@ -23,7 +26,11 @@ from keras_tflq.quantization.quantize_wrapper import QuantizeWrapper
 _UNSUPPORTED_CHOICES = ("error", "float")
 # Ops TFLite fuses a following ReLU/ReLU6 into.
 _FUSING_KINDS = ("conv", "dense")
-_FUSING_MERGES = (keras.layers.Add, keras.layers.Subtract, keras.layers.Multiply)
+_FUSING_MERGES = (
+    keras.layers.Add,
+    keras.layers.Subtract,
+    keras.layers.Multiply,
+)
 _FUSING_OPS = ("Add", "Subtract", "Multiply")
 _QUANTIZED_LAYERS = (QuantizeWrapper, ConvBatchNormFold, QuantizeChannelAffine)
 
@@ -57,11 +64,7 @@ def _check_options(per_channel, activation_bits, unsupported):
             "Expected `per_channel` to be a bool. "
             f"Received: per_channel={per_channel!r}"
         )
-    if isinstance(activation_bits, bool) or activation_bits not in (8, 16):
-        raise ValueError(
-            "Expected `activation_bits` to be 8 or 16. "
-            f"Received: activation_bits={activation_bits!r}"
-        )
+    check_activation_bits(activation_bits)
     if unsupported not in _UNSUPPORTED_CHOICES:
         raise ValueError(
             f"Expected `unsupported` to be one of {_UNSUPPORTED_CHOICES}. "
@@ -455,10 +458,7 @@ def _plan(graph, unsupported, quantize_ops):
             step.action == "fold"
             or step.kind in _FUSING_KINDS
             or isinstance(step.layer, _FUSING_MERGES)
-            or (
-                step.kind == "op"
-                and type(step.layer).__name__ in _FUSING_OPS
-            )
+            or (step.kind == "op" and type(step.layer).__name__ in _FUSING_OPS)
         ) and registry.activation_name(step.layer) in (None, "linear")
         if (
             fuses

@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_tflq.quantization.serialization import pop_objects
+
 
 @keras.saving.register_keras_serializable(package="keras_tflq")
 class QuantizeAnnotate(keras.layers.Wrapper):
@@ -50,13 +52,7 @@ class QuantizeAnnotate(keras.layers.Wrapper):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        layer = keras.saving.deserialize_keras_object(
-            config.pop("layer"), custom_objects=custom_objects
+        (layer, quantize_config), config = pop_objects(
+            config, ("layer", "quantize_config"), custom_objects
         )
-        quantize_config = config.pop("quantize_config", None)
-        if quantize_config is not None:
-            quantize_config = keras.saving.deserialize_keras_object(
-                quantize_config, custom_objects=custom_objects
-            )
         return cls(layer, quantize_config, **config)

@@ -1,8 +1,9 @@
-"""`QuantizeWrapper`: a layer run with fake-quantized weights and activations."""
+"""`QuantizeWrapper`: a layer run with fake-quantized weights and outputs."""
 
 import keras
 
 from keras_tflq.quantization import schedule_state
+from keras_tflq.quantization.serialization import pop_objects
 
 _PACKAGE = "keras_tflq"
 
@@ -142,7 +143,9 @@ class QuantizeWrapper(keras.layers.Wrapper):
         if not self._weight_entries:
             return []
         quantized = [
-            schedule_state.quantize(self, quantizer, variable, training, weights)
+            schedule_state.quantize(
+                self, quantizer, variable, training, weights
+            )
             for variable, quantizer, weights in self._weight_entries
         ]
         recorder = _AttributeRecorder(self.layer)
@@ -208,12 +211,7 @@ class QuantizeWrapper(keras.layers.Wrapper):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        layer = keras.saving.deserialize_keras_object(
-            config.pop("layer"), custom_objects=custom_objects
-        )
-        quantize_config = keras.saving.deserialize_keras_object(
-            config.pop("quantize_config"), custom_objects=custom_objects
+        (layer, quantize_config), config = pop_objects(
+            config, ("layer", "quantize_config"), custom_objects
         )
         return cls(layer, quantize_config, **config)
-

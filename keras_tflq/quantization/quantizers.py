@@ -129,9 +129,12 @@ class _RangeQuantizer(Quantizer):
             )
         return (tensor_shape[self.axis],)
 
+    # Whether the range accumulates over steps (and so must know the first).
+    _accumulates = False
+
     def build(self, tensor_shape, name, layer):
         shape = self._range_shape(tensor_shape)
-        return {
+        weights = {
             "min_var": layer.add_weight(
                 name=f"{name}_min",
                 shape=shape,
@@ -145,6 +148,14 @@ class _RangeQuantizer(Quantizer):
                 trainable=False,
             ),
         }
+        if self._accumulates:
+            weights["initialized"] = layer.add_weight(
+                name=f"{name}_initialized",
+                shape=(),
+                initializer="zeros",
+                trainable=False,
+            )
+        return weights
 
     def _batch_range(self, inputs):
         """Min and max of `inputs` (per channel when `per_axis`)."""
@@ -287,15 +298,7 @@ class MovingAverageQuantizer(_RangeQuantizer):
             )
         self.ema_decay = float(ema_decay)
 
-    def build(self, tensor_shape, name, layer):
-        weights = super().build(tensor_shape, name, layer)
-        weights["initialized"] = layer.add_weight(
-            name=f"{name}_initialized",
-            shape=(),
-            initializer="zeros",
-            trainable=False,
-        )
-        return weights
+    _accumulates = True
 
     def _updated_range(self, batch_min, batch_max, weights):
         initialized = weights["initialized"]
@@ -330,15 +333,7 @@ class AllValuesQuantizer(_RangeQuantizer):
     False
     """
 
-    def build(self, tensor_shape, name, layer):
-        weights = super().build(tensor_shape, name, layer)
-        weights["initialized"] = layer.add_weight(
-            name=f"{name}_initialized",
-            shape=(),
-            initializer="zeros",
-            trainable=False,
-        )
-        return weights
+    _accumulates = True
 
     def _updated_range(self, batch_min, batch_max, weights):
         initialized = weights["initialized"]

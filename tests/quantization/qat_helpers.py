@@ -125,9 +125,12 @@ def widen_int16x8_conv_bias(content):
         for op in subgraph.operators:
             if op.opcodeIndex not in convolutions:
                 continue
-            bias_slot = 3 if model.operatorCodes[op.opcodeIndex].builtinCode == (
-                schema.BuiltinOperator.TRANSPOSE_CONV
-            ) else 2
+            bias_slot = (
+                3
+                if model.operatorCodes[op.opcodeIndex].builtinCode
+                == (schema.BuiltinOperator.TRANSPOSE_CONV)
+                else 2
+            )
             if len(op.inputs) <= bias_slot or op.inputs[bias_slot] < 0:
                 continue
             inputs = [subgraph.tensors[i] for i in op.inputs]

@@ -16,7 +16,9 @@ ARCHITECTURES = {
         input_shape=SHAPE, weights=None, classes=10
     ),
     "MobileNetV3Small": lambda: A.MobileNetV3Small(
-        input_shape=SHAPE, weights=None, classes=10,
+        input_shape=SHAPE,
+        weights=None,
+        classes=10,
         include_preprocessing=False,
     ),
     "EfficientNetB0": lambda: A.EfficientNetB0(

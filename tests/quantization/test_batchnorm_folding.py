@@ -69,12 +69,16 @@ def test_training_normalizes_with_batch_statistics(make):
     assert np.abs(got - expected).max() <= 0.05 * np.abs(expected).max()
     # The moving statistics moved exactly as BatchNormalization's did.
     np.testing.assert_allclose(
-        fold.batch_norm.moving_mean.numpy(), bn.moving_mean.numpy(),
-        rtol=1e-4, atol=1e-5,
+        fold.batch_norm.moving_mean.numpy(),
+        bn.moving_mean.numpy(),
+        rtol=1e-4,
+        atol=1e-5,
     )
     np.testing.assert_allclose(
-        fold.batch_norm.moving_variance.numpy(), bn.moving_variance.numpy(),
-        rtol=1e-4, atol=1e-5,
+        fold.batch_norm.moving_variance.numpy(),
+        bn.moving_variance.numpy(),
+        rtol=1e-4,
+        atol=1e-5,
     )
 
 
@@ -93,7 +97,10 @@ def test_frozen_statistics_stay_and_training_uses_them():
     "kwargs, match",
     [
         (dict(conv=L.Dense(3)), "Expected `conv` to be a Conv1D, Conv2D"),
-        (dict(batch_norm=L.ReLU()), "Expected `batch_norm` to be a BatchNormalization layer"),
+        (
+            dict(batch_norm=L.ReLU()),
+            "Expected `batch_norm` to be a BatchNormalization layer",
+        ),
         (dict(activation_bits=4), "Received: activation_bits=4"),
     ],
     ids=["conv", "batch_norm", "bits"],

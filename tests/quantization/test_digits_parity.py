@@ -76,9 +76,13 @@ def test_float_io_artifact_agrees_with_int8_io_artifact(
     # Only the model boundary converts float <-> int8.
     assert ops[0] == "QUANTIZE" and ops[-1] == "DEQUANTIZE"
     assert "QUANTIZE" not in ops[1:] and "DEQUANTIZE" not in ops[:-1]
-    assert np.mean(
-        run(float_io, x_test)[0].argmax(1) == run(content, x_test)[0].argmax(1)
-    ) >= 0.99
+    assert (
+        np.mean(
+            run(float_io, x_test)[0].argmax(1)
+            == run(content, x_test)[0].argmax(1)
+        )
+        >= 0.99
+    )
 
 
 def test_int16x8_qat_converts_without_representative_dataset_and_runs(

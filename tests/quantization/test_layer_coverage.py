@@ -43,7 +43,9 @@ PATTERNS = {
         ]
     ),
     "rescaling_offset": lambda x: _conv()(L.Rescaling(1 / 127.5, -1.0)(x)),
-    "normalization": lambda x: _conv()(L.Normalization(mean=0.5, variance=0.1)(x)),
+    "normalization": lambda x: _conv()(
+        L.Normalization(mean=0.5, variance=0.1)(x)
+    ),
     "separable_bn_relu": lambda x: L.ReLU()(
         L.BatchNormalization()(L.SeparableConv2D(4, 3, padding="same")(x))
     ),
@@ -54,8 +56,9 @@ PATTERNS = {
     "depthwise_multiplier_2": lambda x: L.DepthwiseConv2D(
         3, depth_multiplier=2
     )(x),
-    "keras_ops_hard_sigmoid": lambda x: L.ReLU(6.0)(_conv()(x) + 3.0)
-    * (1.0 / 6.0),
+    "keras_ops_hard_sigmoid": lambda x: (
+        L.ReLU(6.0)(_conv()(x) + 3.0) * (1.0 / 6.0)
+    ),
     "dense_softmax": lambda x: L.Dense(5, activation="softmax")(L.Flatten()(x)),
     "dense_bn": lambda x: L.BatchNormalization()(L.Dense(5)(L.Flatten()(x))),
 }
@@ -82,6 +85,8 @@ def test_conv1d_bn_relu_converts_to_int8():
     inputs = keras.Input((16, 3))
     x = L.ReLU()(L.BatchNormalization()(L.Conv1D(4, 3)(inputs)))
     qat = tflq.quantize_model(keras.Model(inputs, x))
-    qat(np.random.default_rng(0).random((4, 16, 3), dtype="float32"),
-        training=True)
+    qat(
+        np.random.default_rng(0).random((4, 16, 3), dtype="float32"),
+        training=True,
+    )
     assert set(tensor_types(convert(qat)).values()) <= {"int8", "int32"}

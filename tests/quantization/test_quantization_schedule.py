@@ -23,8 +23,15 @@ def _variables(model, suffix):
 
 def _fit(model, data, callback, epochs, initial_epoch=0):
     x, y = data
-    model.fit(x, y, epochs=epochs, initial_epoch=initial_epoch,
-              batch_size=64, callbacks=[callback], verbose=0)
+    model.fit(
+        x,
+        y,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        batch_size=64,
+        callbacks=[callback],
+        verbose=0,
+    )
 
 
 @pytest.fixture
@@ -73,11 +80,15 @@ def test_batch_norm_statistics_freeze(qat):
     model, data = qat
     schedule = tflq.QuantizationSchedule(freeze_batch_norm=1)
     _fit(model, data, schedule, epochs=1)
-    fold = [layer for layer in model.layers if isinstance(layer, ConvBatchNormFold)]
+    fold = [
+        layer for layer in model.layers if isinstance(layer, ConvBatchNormFold)
+    ]
     moving = fold[0].batch_norm.moving_mean.numpy().copy()
     assert np.any(moving != 0.0)  # epoch 0 updated the statistics
     _fit(model, data, schedule, epochs=3, initial_epoch=1)
-    np.testing.assert_array_equal(fold[0].batch_norm.moving_mean.numpy(), moving)
+    np.testing.assert_array_equal(
+        fold[0].batch_norm.moving_mean.numpy(), moving
+    )
     assert fold[0].bn_frozen.numpy() == 1.0
 
 
@@ -90,10 +101,19 @@ def test_schedule_config_round_trip():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(start=-1), "Expected `start` to be a non-negative int. Received: start=-1"),
-        (dict(freeze_ranges=1.5), "Expected `freeze_ranges` to be a non-negative int or None. Received: freeze_ranges=1.5"),
+        (
+            dict(start=-1),
+            "Expected `start` to be a non-negative int. Received: start=-1",
+        ),
+        (
+            dict(freeze_ranges=1.5),
+            "Expected `freeze_ranges` to be a non-negative int or None. Received: freeze_ranges=1.5",
+        ),
         (dict(freeze_batch_norm=True), "Received: freeze_batch_norm=True"),
-        (dict(unit="batch"), r"Expected `unit` to be one of .* Received: unit='batch'"),
+        (
+            dict(unit="batch"),
+            r"Expected `unit` to be one of .* Received: unit='batch'",
+        ),
     ],
     ids=["start", "freeze_ranges", "freeze_batch_norm", "unit"],
 )
@@ -104,6 +124,12 @@ def test_bad_arguments_rejected(kwargs, match):
 
 def test_float_model_rejected_before_the_first_batch(digits_split):
     model = compile_classifier(digits_cnn(), 1e-3)
-    with pytest.raises(ValueError, match="Expected a model quantized by keras_tflq"):
-        _fit(model, (digits_split[0][:64], digits_split[1][:64]),
-             tflq.QuantizationSchedule(), epochs=1)
+    with pytest.raises(
+        ValueError, match="Expected a model quantized by keras_tflq"
+    ):
+        _fit(
+            model,
+            (digits_split[0][:64], digits_split[1][:64]),
+            tflq.QuantizationSchedule(),
+            epochs=1,
+        )

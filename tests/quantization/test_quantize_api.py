@@ -69,13 +69,22 @@ def test_quantize_model_folds_bn_and_carries_float_weights():
 
 def test_quantize_model_on_sequential_and_nested_models():
     block = keras.Sequential(
-        [keras.Input((8, 8, 4)), L.Conv2D(4, 3, padding="same"),
-         L.BatchNormalization(), L.ReLU()],
+        [
+            keras.Input((8, 8, 4)),
+            L.Conv2D(4, 3, padding="same"),
+            L.BatchNormalization(),
+            L.ReLU(),
+        ],
         name="block",
     )
     model = keras.Sequential(
-        [keras.Input((8, 8, 1)), L.Conv2D(4, 3, padding="same"), block,
-         L.GlobalAveragePooling2D(), L.Dense(3)]
+        [
+            keras.Input((8, 8, 1)),
+            L.Conv2D(4, 3, padding="same"),
+            block,
+            L.GlobalAveragePooling2D(),
+            L.Dense(3),
+        ]
     )
     qat = tflq.quantize_model(model)
     nested = [layer for layer in qat.layers if isinstance(layer, keras.Model)]
@@ -100,7 +109,9 @@ def test_is_quantized_model():
     model = digits_cnn()
     assert not is_quantized_model(model)
     assert is_quantized_model(tflq.quantize_model(model))
-    outer = keras.Sequential([keras.Input((8, 8, 1)), tflq.quantize_model(model)])
+    outer = keras.Sequential(
+        [keras.Input((8, 8, 1)), tflq.quantize_model(model)]
+    )
     assert is_quantized_model(outer)
 
 
@@ -133,9 +144,18 @@ def test_unsupported_annotated_without_config_rejected_by_apply():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(per_channel="yes"), "Expected `per_channel` to be a bool. Received: per_channel='yes'"),
-        (dict(activation_bits=4), "Expected `activation_bits` to be 8 or 16. Received: activation_bits=4"),
-        (dict(unsupported="skip"), r"Expected `unsupported` to be one of .* Received: unsupported='skip'"),
+        (
+            dict(per_channel="yes"),
+            "Expected `per_channel` to be a bool. Received: per_channel='yes'",
+        ),
+        (
+            dict(activation_bits=4),
+            "Expected `activation_bits` to be 8 or 16. Received: activation_bits=4",
+        ),
+        (
+            dict(unsupported="skip"),
+            r"Expected `unsupported` to be one of .* Received: unsupported='skip'",
+        ),
     ],
     ids=["per_channel", "activation_bits", "unsupported"],
 )
@@ -145,26 +165,39 @@ def test_bad_options_rejected(kwargs, match):
 
 
 def test_non_model_rejected():
-    with pytest.raises(ValueError, match="Expected `model` to be a keras.Model instance. Received: model="):
+    with pytest.raises(
+        ValueError,
+        match="Expected `model` to be a keras.Model instance. Received: model=",
+    ):
         tflq.quantize_model(L.Dense(3))
 
 
 def test_unbuilt_sequential_rejected():
-    with pytest.raises(ValueError, match="Expected a Sequential model with a known input shape"):
+    with pytest.raises(
+        ValueError, match="Expected a Sequential model with a known input shape"
+    ):
         tflq.quantize_model(keras.Sequential([L.Dense(3)]))
 
 
 def test_annotating_twice_rejected():
     annotated = tflq.quantize_annotate_layer(L.Dense(3))
-    with pytest.raises(ValueError, match="Expected a layer that is not already annotated"):
+    with pytest.raises(
+        ValueError, match="Expected a layer that is not already annotated"
+    ):
         tflq.quantize_annotate_layer(annotated)
 
 
 def test_bad_quantize_config_rejected():
-    with pytest.raises(ValueError, match="Expected `quantize_config` to be a keras_tflq.QuantizeConfig instance or None. Received: quantize_config='int8'"):
+    with pytest.raises(
+        ValueError,
+        match="Expected `quantize_config` to be a keras_tflq.QuantizeConfig instance or None. Received: quantize_config='int8'",
+    ):
         tflq.quantize_annotate_layer(L.Dense(3), "int8")
 
 
 def test_wrapper_rejects_non_config():
-    with pytest.raises(ValueError, match="Expected `quantize_config` to be a keras_tflq.QuantizeConfig"):
+    with pytest.raises(
+        ValueError,
+        match="Expected `quantize_config` to be a keras_tflq.QuantizeConfig",
+    ):
         QuantizeWrapper(L.Dense(3), None)

@@ -26,8 +26,9 @@ def _built(quantizer, shape=(4, 3)):
 
 @pytest.mark.parametrize("cls", ALL, ids=IDS)
 def test_config_round_trip(cls):
-    quantizer = cls(num_bits=4, per_axis=True, symmetric=True,
-                    narrow_range=True)
+    quantizer = cls(
+        num_bits=4, per_axis=True, symmetric=True, narrow_range=True
+    )
     restored = cls.from_config(quantizer.get_config())
     assert restored == quantizer
     revived = keras.saving.deserialize_keras_object(
@@ -50,12 +51,16 @@ def test_config_round_trip(cls):
     ids=["bits_1", "bits_17", "bits_float", "per_axis", "symmetric", "narrow"],
 )
 def test_bad_arguments_rejected_at_construction(cls, bad, match):
-    with pytest.raises(ValueError, match=rf"Expected `{match}`.*Received: {match}="):
+    with pytest.raises(
+        ValueError, match=rf"Expected `{match}`.*Received: {match}="
+    ):
         cls(**{**ARGS, **bad})
 
 
 def test_bad_ema_decay_rejected():
-    with pytest.raises(ValueError, match="Expected `ema_decay`.*Received: ema_decay=1.5"):
+    with pytest.raises(
+        ValueError, match="Expected `ema_decay`.*Received: ema_decay=1.5"
+    ):
         quantizers.MovingAverageQuantizer(**ARGS, ema_decay=1.5)
 
 
@@ -83,7 +88,9 @@ def test_moving_average_starts_at_first_batch_then_moves_slowly():
     assert weights["max_var"].numpy() == pytest.approx(5.0)
     # Inference uses the stored range without updating it.
     y = quantizer(np.array([100.0], "float32"), False, weights)
-    assert float(keras.ops.convert_to_numpy(y)[0]) == pytest.approx(5.0, abs=0.03)
+    assert float(keras.ops.convert_to_numpy(y)[0]) == pytest.approx(
+        5.0, abs=0.03
+    )
     assert weights["max_var"].numpy() == pytest.approx(5.0)
 
 

@@ -48,7 +48,9 @@ def test_ported_config_quantizes_kernel_and_activation():
         for layer in model.layers
         if isinstance(getattr(layer, "quantize_config", None), config_class)
     ]
-    names = sorted(v.path.split("/")[-1] for v in wrapper.non_trainable_variables)
+    names = sorted(
+        v.path.split("/")[-1] for v in wrapper.non_trainable_variables
+    )
     assert names == [
         "activation0_initialized",
         "activation0_max",

@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_tflq.quantization import schedule_state
 from keras_tflq.quantization.default_scheme import default_quantize_config
+from keras_tflq.quantization.serialization import pop_objects
 
 _AFFINE = (
     keras.layers.BatchNormalization,
@@ -62,11 +63,7 @@ class QuantizeChannelAffine(keras.layers.Layer):
                 "Expected `layer` to be a BatchNormalization, Normalization "
                 f"or Rescaling layer. Received: layer={layer!r}"
             )
-        if activation_bits not in (8, 16):
-            raise ValueError(
-                "Expected `activation_bits` to be 8 or 16. "
-                f"Received: activation_bits={activation_bits!r}"
-            )
+        default_quantize_config.check_activation_bits(activation_bits)
         kwargs.setdefault("name", f"quant_{layer.name}")
         super().__init__(**kwargs)
         self.layer = layer
@@ -81,21 +78,12 @@ class QuantizeChannelAffine(keras.layers.Layer):
         self._kernel_vars = self._kernel_quantizer.build(
             (1, 1, self._channels, 1), "kernel", self
         )
-        self._output_quantizer = None
-        if self.quantize_output:
-            self._output_quantizer = (
-                default_quantize_config.activation_quantizer(
-                    self.activation_bits
-                )
-            )
-            self._output_vars = self._output_quantizer.build(
-                input_shape, "output", self
-            )
+        self._output_quantizer, self._output_vars = (
+            default_quantize_config.build_output_quantizer(self, input_shape)
+        )
         schedule_state.add_schedule_variables(
             self,
-            batch_norm=isinstance(
-                self.layer, keras.layers.BatchNormalization
-            ),
+            batch_norm=isinstance(self.layer, keras.layers.BatchNormalization),
         )
         self.built = True
 
@@ -163,9 +151,7 @@ class QuantizeChannelAffine(keras.layers.Layer):
         return normalized * gamma + beta
 
     def call(self, inputs, training=None, mask=None):
-        if training and isinstance(
-            self.layer, keras.layers.BatchNormalization
-        ):
+        if training and isinstance(self.layer, keras.layers.BatchNormalization):
             # Statistics first, so the kernel range stored in training is
             # the range of the kernel used at inference.
             normalized = self._batch_normalize(inputs)
@@ -197,8 +183,5 @@ class QuantizeChannelAffine(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        layer = keras.saving.deserialize_keras_object(
-            config.pop("layer"), custom_objects=custom_objects
-        )
+        (layer,), config = pop_objects(config, ("layer",), custom_objects)
         return cls(layer, **config)

@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_tflq.quantization import schedule_state
 from keras_tflq.quantization.default_scheme import default_quantize_config
+from keras_tflq.quantization.serialization import pop_objects
 
 _DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
 FOLDABLE_CONVS = (keras.layers.Conv1D, keras.layers.Conv2D) + _DEPTHWISE
@@ -91,11 +92,7 @@ class ConvBatchNormFold(keras.layers.Layer):
                 "Expected `batch_norm` to be a BatchNormalization layer. "
                 f"Received: batch_norm={batch_norm!r}"
             )
-        if activation_bits not in (8, 16):
-            raise ValueError(
-                "Expected `activation_bits` to be 8 or 16. "
-                f"Received: activation_bits={activation_bits!r}"
-            )
+        default_quantize_config.check_activation_bits(activation_bits)
         kwargs.setdefault("name", f"quant_{conv.name}")
         super().__init__(**kwargs)
         self.conv = conv
@@ -115,16 +112,9 @@ class ConvBatchNormFold(keras.layers.Layer):
         self._weight_vars = self._weight_quantizer.build(
             tuple(self.conv.kernel.shape), "kernel", self
         )
-        self._output_quantizer = None
-        if self.quantize_output:
-            self._output_quantizer = (
-                default_quantize_config.activation_quantizer(
-                    self.activation_bits
-                )
-            )
-            self._output_vars = self._output_quantizer.build(
-                output_shape, "output", self
-            )
+        self._output_quantizer, self._output_vars = (
+            default_quantize_config.build_output_quantizer(self, output_shape)
+        )
         schedule_state.add_schedule_variables(self, batch_norm=True)
         self.built = True
 
@@ -189,7 +179,10 @@ class ConvBatchNormFold(keras.layers.Layer):
         outputs = outputs + (beta + gamma * (bias - mean) / sigma)
         if self._output_quantizer is not None:
             outputs = schedule_state.quantize(
-                self, self._output_quantizer, outputs, training,
+                self,
+                self._output_quantizer,
+                outputs,
+                training,
                 self._output_vars,
             )
         return outputs
@@ -201,9 +194,7 @@ class ConvBatchNormFold(keras.layers.Layer):
         return {
             **super().get_config(),
             "conv": keras.saving.serialize_keras_object(self.conv),
-            "batch_norm": keras.saving.serialize_keras_object(
-                self.batch_norm
-            ),
+            "batch_norm": keras.saving.serialize_keras_object(self.batch_norm),
             "per_channel": self.per_channel,
             "quantize_output": self.quantize_output,
             "activation_bits": self.activation_bits,
@@ -211,11 +202,7 @@ class ConvBatchNormFold(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        conv = keras.saving.deserialize_keras_object(
-            config.pop("conv"), custom_objects=custom_objects
-        )
-        batch_norm = keras.saving.deserialize_keras_object(
-            config.pop("batch_norm"), custom_objects=custom_objects
+        (conv, batch_norm), config = pop_objects(
+            config, ("conv", "batch_norm"), custom_objects
         )
         return cls(conv, batch_norm, **config)

@@ -22,6 +22,23 @@ def activation_quantizer(activation_bits):
     )
 
 
+def check_activation_bits(activation_bits):
+    if isinstance(activation_bits, bool) or activation_bits not in (8, 16):
+        raise ValueError(
+            "Expected `activation_bits` to be 8 or 16. "
+            f"Received: activation_bits={activation_bits!r}"
+        )
+
+
+def build_output_quantizer(layer, output_shape):
+    """The default output quantizer and its variables, built on `layer`
+    (which has `quantize_output` and `activation_bits`), or (None, None)."""
+    if not layer.quantize_output:
+        return None, None
+    quantizer = activation_quantizer(layer.activation_bits)
+    return quantizer, quantizer.build(output_shape, "output", layer)
+
+
 def weight_quantizer(axis):
     """8-bit symmetric narrow-range weights, per channel along `axis`."""
     return quantizers.LastValueQuantizer(
@@ -72,11 +89,7 @@ class DefaultQuantizeConfig(QuantizeConfig):
                 f"Received: weight_axes={weight_axes}, "
                 f"weight_attrs={weight_attrs}"
             )
-        if activation_bits not in (8, 16):
-            raise ValueError(
-                "Expected `activation_bits` to be 8 or 16. "
-                f"Received: activation_bits={activation_bits!r}"
-            )
+        check_activation_bits(activation_bits)
         self.weight_attrs = weight_attrs
         self.weight_axes = weight_axes
         self.quantize_output = bool(quantize_output)

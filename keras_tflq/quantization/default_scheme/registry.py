@@ -100,10 +100,7 @@ SUPPORTED_ACTIVATIONS = (
 def activation_name(layer):
     """The activation a layer applies, as a Keras name, or None."""
     if isinstance(layer, L.ReLU):
-        if (
-            float(layer.negative_slope) == 0.0
-            and float(layer.threshold) == 0.0
-        ):
+        if float(layer.negative_slope) == 0.0 and float(layer.threshold) == 0.0:
             if layer.max_value is None:
                 return "relu"
             if float(layer.max_value) == 6.0:
@@ -193,6 +190,4 @@ def default_config(
         return DefaultQuantizeConfig(
             ["kernel"], [None], quantize_output, activation_bits
         )
-    return DefaultQuantizeConfig(
-        [], [], quantize_output, activation_bits
-    )
+    return DefaultQuantizeConfig([], [], quantize_output, activation_bits)
