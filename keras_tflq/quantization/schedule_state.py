@@ -40,6 +40,15 @@ def quantize(layer, quantizer, inputs, training, weights):
     return ops.where(layer.quantize_enabled > 0.5, quantized, inputs)
 
 
+def quantize_output(layer, outputs, training):
+    """`outputs` through the layer's `_output_quantizer`, if it has one."""
+    if layer._output_quantizer is None:
+        return outputs
+    return quantize(
+        layer, layer._output_quantizer, outputs, training, layer._output_vars
+    )
+
+
 def schedule_variables(layer):
     """{name: variable} of the schedule variables `layer` holds."""
     names = (QUANTIZE_ENABLED, RANGES_FROZEN, BN_FROZEN)

@@ -160,15 +160,7 @@ class QuantizeChannelAffine(keras.layers.Layer):
             )
         else:
             outputs = self._affine(inputs, training)
-        if self._output_quantizer is not None:
-            outputs = schedule_state.quantize(
-                self,
-                self._output_quantizer,
-                outputs,
-                training,
-                self._output_vars,
-            )
-        return outputs
+        return schedule_state.quantize_output(self, outputs, training)
 
     def compute_output_shape(self, input_shape):
         return input_shape

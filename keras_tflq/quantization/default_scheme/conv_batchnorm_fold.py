@@ -177,15 +177,7 @@ class ConvBatchNormFold(keras.layers.Layer):
         if correction is not None:
             outputs = outputs * correction
         outputs = outputs + (beta + gamma * (bias - mean) / sigma)
-        if self._output_quantizer is not None:
-            outputs = schedule_state.quantize(
-                self,
-                self._output_quantizer,
-                outputs,
-                training,
-                self._output_vars,
-            )
-        return outputs
+        return schedule_state.quantize_output(self, outputs, training)
 
     def compute_output_shape(self, input_shape):
         return self.conv.compute_output_shape(input_shape)
