@@ -32,6 +32,13 @@ _FUSING_MERGES = (
     keras.layers.Multiply,
 )
 _FUSING_OPS = ("Add", "Subtract", "Multiply")
+# Merges TFLite runs as a chain of two-input ops when given more inputs.
+_PAIRWISE_MERGES = (
+    keras.layers.Add,
+    keras.layers.Multiply,
+    keras.layers.Maximum,
+    keras.layers.Minimum,
+)
 _QUANTIZED_LAYERS = (QuantizeWrapper, ConvBatchNormFold, QuantizeChannelAffine)
 
 
@@ -585,6 +592,35 @@ def _apply(model, per_channel, activation_bits, unsupported, quantize_inputs):
         scale = quantized_op(lambda x: x * (1.0 / 6.0), quantize_output)
         return lambda x, *args, **kwargs: scale(relu6(x + 3.0))
 
+    def merge(layer, quantize_output, scale=None):
+        """A merge of n inputs as n - 1 two-input TFLite ops, each with
+        its range (then a MUL by `scale`, for Average)."""
+        merge_class = (
+            keras.layers.Add
+            if isinstance(layer, keras.layers.Average)
+            else type(layer)
+        )
+
+        def call(inputs, *args, **kwargs):
+            if len(inputs) <= 2 and scale is None:
+                copy = _copy_layer(layer, pending)
+                return wrap(copy, quantize_output)(inputs, *args, **kwargs)
+            outputs = inputs[0]
+            for index, other in enumerate(inputs[1:], start=1):
+                last = index == len(inputs) - 1
+                pair = wrap(
+                    merge_class(name=f"{layer.name}_{index}"),
+                    quantize_output or not last or scale is not None,
+                )
+                outputs = pair([outputs, other])
+            if scale is not None:
+                outputs = quantized_op(
+                    lambda x: x * (1.0 / len(inputs)), quantize_output
+                )(outputs)
+            return outputs
+
+        return call
+
     def build(operation):
         step = steps[id(operation)]
         layer = step.layer
@@ -616,6 +652,10 @@ def _apply(model, per_channel, activation_bits, unsupported, quantize_inputs):
             return quantized_op(layer, step.quantize_output)
         if registry.activation_name(layer) == "hard_sigmoid":
             return hard_sigmoid(layer, step.quantize_output)
+        if isinstance(layer, keras.layers.Average):
+            return merge(layer, step.quantize_output, scale=True)
+        if isinstance(layer, _PAIRWISE_MERGES):
+            return merge(layer, step.quantize_output)
         if step.kind == "separable":
             return separable(layer, step.quantize_output)
         if step.kind in ("conv", "dense", "transposed_conv"):

@@ -60,6 +60,21 @@ PATTERNS = {
         L.ReLU(6.0)(_conv()(x) + 3.0) * (1.0 / 6.0)
     ),
     "dense_softmax": lambda x: L.Dense(5, activation="softmax")(L.Flatten()(x)),
+    "average_maximum_subtract": lambda x: L.Subtract()(
+        [
+            L.Average()([_conv()(x), _conv()(x), _conv()(x)]),
+            L.Maximum()([_conv()(x), _conv()(x)]),
+        ]
+    ),
+    "gelu_leaky_prelu": lambda x: L.PReLU()(
+        L.LeakyReLU()(L.Activation("gelu")(_conv()(x)))
+    ),
+    "permute_crop_global_max": lambda x: L.GlobalMaxPooling2D()(
+        L.Cropping2D(1)(L.Permute((2, 1, 3))(_conv()(x)))
+    ),
+    "global_average_1d": lambda x: L.GlobalAveragePooling1D()(
+        L.Reshape((64, 4))(_conv()(x))
+    ),
     "dense_bn": lambda x: L.BatchNormalization()(L.Dense(5)(L.Flatten()(x))),
 }
 
@@ -90,3 +105,23 @@ def test_conv1d_bn_relu_converts_to_int8():
         training=True,
     )
     assert set(tensor_types(convert(qat)).values()) <= {"int8", "int32"}
+
+
+UNSUPPORTED = {
+    "layer_normalization": lambda: L.LayerNormalization(),
+    "elu": lambda: L.Activation("elu"),
+    "relu_max_4": lambda: L.ReLU(max_value=4.0),
+    "conv_with_elu": lambda: L.Conv2D(4, 1, activation="elu"),
+}
+
+
+@pytest.mark.parametrize("make", UNSUPPORTED.values(), ids=UNSUPPORTED.keys())
+def test_layers_tflite_runs_in_float_are_refused(make):
+    # They would leave float ops (several TFLite ops, or no int8 kernel).
+    inputs = keras.Input((8, 8, 4))
+    layer = make()
+    model = keras.Model(inputs, layer(inputs))
+    with pytest.raises(ValueError, match=f"Received: layer='{layer.name}'"):
+        tflq.quantize_model(model)
+    kept = tflq.quantize_model(model, unsupported="float")
+    assert type(kept.layers[-1]) is type(layer)

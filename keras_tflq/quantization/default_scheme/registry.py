@@ -50,7 +50,9 @@ _PASSTHROUGH = (
     L.UpSampling1D,
     L.UpSampling2D,
 )
-# Layers without weights whose output needs its own range.
+# Layers without weights whose output needs its own range. (Layers that
+# TFLite runs as several ops, such as LayerNormalization, or has no int8
+# kernel for, such as ELU, are not supported: they would leave float ops.)
 _OUTPUT_ONLY = (
     L.Add,
     L.Subtract,
@@ -61,11 +63,9 @@ _OUTPUT_ONLY = (
     L.Concatenate,
     L.GlobalAveragePooling1D,
     L.GlobalAveragePooling2D,
-    L.LayerNormalization,
     L.Softmax,
     L.LeakyReLU,
     L.PReLU,
-    L.ELU,
     L.ReLU,
     L.Activation,
 )
@@ -91,7 +91,6 @@ SUPPORTED_ACTIVATIONS = (
     "hard_silu",
     "hard_swish",
     "hard_sigmoid",
-    "elu",
     "leaky_relu",
     "gelu",
 )
@@ -131,6 +130,13 @@ def kind(layer):
         return None
     if isinstance(layer, keras.Model):
         return "model"
+    builtin = getattr(layer, "activation", None)
+    if (
+        builtin is not None
+        and not isinstance(layer, L.Activation)
+        and activation_name(layer) not in SUPPORTED_ACTIVATIONS
+    ):
+        return None  # an activation TFLite has no int8 kernel for
     if isinstance(layer, L.SeparableConv2D):
         return "separable"
     if isinstance(layer, _CONVS):
@@ -145,9 +151,8 @@ def kind(layer):
         return "affine"
     if isinstance(layer, (L.ReLU, L.Activation, L.Softmax)):
         name = activation_name(layer)
-        if name in SUPPORTED_ACTIVATIONS or name == "relu_custom":
-            return "activation"
-        return None
+        # A ReLU with other bounds runs as several TFLite ops: unsupported.
+        return "activation" if name in SUPPORTED_ACTIVATIONS else None
     if isinstance(layer, _PASSTHROUGH):
         return "passthrough"
     if isinstance(layer, _OUTPUT_ONLY):
