@@ -201,3 +201,70 @@ def test_wrapper_rejects_non_config():
         match="Expected `quantize_config` to be a keras_tflq.QuantizeConfig",
     ):
         QuantizeWrapper(L.Dense(3), None)
+
+
+class _SubclassedModel(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = L.Dense(3)
+
+    def call(self, x):
+        return self.dense(x)
+
+
+@keras.saving.register_keras_serializable(package="keras_tflq_tests")
+class _OutputConfig(tflq.QuantizeConfig):
+    """Quantizes only the output of a custom layer."""
+
+    def get_weights_and_quantizers(self, layer):
+        return []
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        pass
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        pass
+
+    def get_output_quantizers(self, layer):
+        return [
+            tflq.quantizers.MovingAverageQuantizer(
+                num_bits=8, per_axis=False, symmetric=False, narrow_range=False
+            )
+        ]
+
+    def get_config(self):
+        return {}
+
+
+def test_subclassed_model_rejected_with_guidance():
+    model = _SubclassedModel(name="sub")
+    model(np.ones((1, 4)))
+    with pytest.raises(
+        ValueError,
+        match=r"Expected a Functional or Sequential model.* "
+        r"Received: model='sub' of type _SubclassedModel",
+    ):
+        tflq.quantize_model(model)
+
+
+def test_custom_layer_quantized_through_its_config(tmp_path):
+    inputs = keras.Input((4,))
+    x = tflq.quantize_annotate_layer(L.Dense(4))(inputs)
+    x = tflq.quantize_annotate_layer(
+        Unsupported(name="doubler"), _OutputConfig()
+    )(x)
+    qat = tflq.quantize_apply(keras.Model(inputs, x))
+    data = _x((16, 4))
+    qat(data, training=True)
+    content = convert(qat)
+    assert set(tensor_types(content).values()) <= {"int8", "int32"}
+    qat.save(tmp_path / "custom.keras")
+    reloaded = keras.saving.load_model(
+        tmp_path / "custom.keras", custom_objects={"Unsupported": Unsupported}
+    )
+    np.testing.assert_array_equal(
+        reloaded.predict(data, verbose=0), qat.predict(data, verbose=0)
+    )
