@@ -10,6 +10,12 @@ import tensorflow as tf  # noqa: E402
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 from ai_edge_litert.interpreter import OpResolverType  # noqa: E402
 
+# The conversion module's fix for QAT 16x8 artifacts (int32 conv biases
+# where the int16 kernels read int64), used as TFLiteExport uses it.
+from keras_tflq.conversion.int16x8_bias import (  # noqa: E402, F401
+    widen_int16x8_conv_bias,
+)
+
 L = keras.layers
 
 
@@ -97,52 +103,3 @@ def compile_classifier(model, learning_rate):
     )
     return model
 
-
-def widen_int16x8_conv_bias(content):
-    """The 16x8 artifact with its int32 convolution biases made int64.
-
-    Measured (TF 2.21): converting a QAT model in 16x8 mode gives
-    CONV_2D / DEPTHWISE_CONV_2D / TRANSPOSE_CONV an int32 bias, but the
-    int16 kernels read an int64 bias (DEPTHWISE_CONV_2D refuses to prepare;
-    CONV_2D silently reads past the buffer). Widening the bias, same scale,
-    fixes both. The conversion module applies this fix to QAT 16x8 exports.
-    """
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
-    convolutions = {
-        index
-        for index, code in enumerate(model.operatorCodes)
-        if max(code.builtinCode, code.deprecatedBuiltinCode)
-        in (
-            schema.BuiltinOperator.CONV_2D,
-            schema.BuiltinOperator.DEPTHWISE_CONV_2D,
-            schema.BuiltinOperator.TRANSPOSE_CONV,
-        )
-    }
-    for subgraph in model.subgraphs:
-        for op in subgraph.operators:
-            if op.opcodeIndex not in convolutions:
-                continue
-            bias_slot = (
-                3
-                if model.operatorCodes[op.opcodeIndex].builtinCode
-                == (schema.BuiltinOperator.TRANSPOSE_CONV)
-                else 2
-            )
-            if len(op.inputs) <= bias_slot or op.inputs[bias_slot] < 0:
-                continue
-            inputs = [subgraph.tensors[i] for i in op.inputs]
-            if inputs[0].type != schema.TensorType.INT16:
-                continue
-            bias = subgraph.tensors[op.inputs[bias_slot]]
-            if bias.type != schema.TensorType.INT32:
-                continue
-            buffer = model.buffers[bias.buffer]
-            values = np.frombuffer(bytes(buffer.data), dtype="<i4")
-            buffer.data = np.frombuffer(
-                values.astype("<i8").tobytes(), dtype=np.uint8
-            )
-            bias.type = schema.TensorType.INT64
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
