@@ -268,3 +268,24 @@ def test_custom_layer_quantized_through_its_config(tmp_path):
     np.testing.assert_array_equal(
         reloaded.predict(data, verbose=0), qat.predict(data, verbose=0)
     )
+
+
+def test_multiple_inputs_outputs_and_a_shared_layer(tmp_path):
+    a = keras.Input((8, 8, 1), name="a")
+    b = keras.Input((8, 8, 1), name="b")
+    shared = L.Conv2D(4, 3, padding="same")
+    x = L.Add()([shared(a), shared(b)])
+    head1 = L.Dense(3)(L.Flatten()(x))
+    head2 = L.GlobalAveragePooling2D()(L.ReLU()(x))
+    qat = tflq.quantize_model(keras.Model([a, b], [head1, head2]))
+    data = [_x(), _x()]
+    qat(data, training=True)
+    content = convert(qat)
+    assert set(tensor_types(content).values()) <= {"int8", "int32"}
+    assert op_names(content).count("CONV_2D") == 2
+    qat.save(tmp_path / "multi.keras")
+    reloaded = keras.saving.load_model(tmp_path / "multi.keras")
+    for got, want in zip(
+        reloaded.predict(data, verbose=0), qat.predict(data, verbose=0)
+    ):
+        np.testing.assert_array_equal(got, want)
