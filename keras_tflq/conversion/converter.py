@@ -1,10 +1,13 @@
 """Converting a Keras model to TFLite bytes in one export mode."""
 
 import contextlib
+import functools
 import os
 import re
 import tempfile
 import warnings
+
+import keras
 
 from keras_tflq.conversion.errors import ConversionError
 from keras_tflq.conversion.int16x8_bias import widen_int16x8_conv_bias
@@ -27,9 +30,11 @@ def convert_model(
 ):
     """Converts a Keras 3 model to a TFLite flatbuffer with TensorFlow's converter.
 
-    The model is exported as a SavedModel with Keras' own exporter (which
-    keeps list and dict inputs with their names), then converted by
-    `tf.lite.TFLiteConverter.from_saved_model` with the settings of `mode`.
+    `tf.lite.TFLiteConverter.from_keras_model` does the conversion, as in a
+    hand-written export; a model with dict inputs, which that route cannot
+    trace, is first exported as a SavedModel with Keras' own `ExportArchive`
+    (which keeps the dict) and converted with `from_saved_model`. Either
+    way the TFLite inputs carry the names of the Keras `Input` layers.
 
     Args:
         model: A built Keras model.
@@ -45,19 +50,16 @@ def convert_model(
         The TFLite model as `bytes`.
 
     Raises:
-        ConversionError: The converter rejected the model; the message
-            carries the converter's diagnostic.
+        ConversionError: The converter rejected the model (the message
+            carries the converter's diagnostic), or left an op in float in
+            an integer mode without `allow_float_ops`.
 
     Example:
 
     >>> tflite_bytes = convert_model(model, "dynamic")
     """
-    import tensorflow as tf
-
-    with tempfile.TemporaryDirectory(prefix="keras_tflq_") as saved_model_dir:
-        with _quiet_stdout():
-            model.export(saved_model_dir, format="tf_saved_model", verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+    with contextlib.ExitStack() as stack:
+        converter = _converter_for(model, stack)
         configure_converter(
             converter,
             mode,
@@ -67,9 +69,11 @@ def convert_model(
             allow_float_ops=allow_float_ops,
         )
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _quiet_stdout():
                 # The converter calibrates with the deprecated tf.lite.Interpreter itself.
                 warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+                # Emitted for every int8-I/O conversion; the ranges come from calibration.
+                warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
                 content = converter.convert()
         except Exception as error:  # The converter raises several unrelated types.
             raise ConversionError(
@@ -81,6 +85,32 @@ def convert_model(
     if mode in ("int8", "int16x8") and not allow_float_ops:
         _check_integer_only(content, model, mode)
     return content
+
+
+def _converter_for(model, stack):
+    """`from_keras_model`, or for dict inputs a SavedModel in a folder `stack` removes."""
+    import tensorflow as tf
+
+    if not _has_dict_inputs(model):
+        return tf.lite.TFLiteConverter.from_keras_model(model)
+    saved_model_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="keras_tflq_"))
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    signature = {
+        key: tf.TensorSpec(tensor.shape, tensor.dtype, name=tensor.name)
+        for key, tensor in model.input.items()
+    }
+    archive.add_endpoint("serve", functools.partial(model.__call__, training=False), [signature])
+    with _quiet_stdout():
+        archive.write_out(saved_model_dir, verbose=False)
+    return tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+
+
+def _has_dict_inputs(model):
+    try:
+        return isinstance(model.input, dict)
+    except (AttributeError, ValueError):
+        return False
 
 
 def _check_integer_only(content, model, mode):
@@ -116,6 +146,6 @@ def _diagnostic(error):
 
 @contextlib.contextmanager
 def _quiet_stdout():
-    """Silences the exporter's Python-level prints (it lists every captured variable)."""
+    """Silences the exporters' Python-level prints (they list every captured variable)."""
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
         yield
