@@ -1,1 +1,0 @@
-"""Legacy tf_keras models, delegated to tensorflow-model-optimization (imported lazily)."""
