@@ -79,6 +79,15 @@ def _check_options(per_channel, activation_bits, unsupported):
         )
 
 
+def _is_subclassed(model):
+    """Whether `model` is a subclassed model (no graph to rebuild)."""
+    return (
+        isinstance(model, keras.Model)
+        and not isinstance(model, keras.Sequential)
+        and not hasattr(model, "_nodes_by_depth")
+    )
+
+
 def _graph_model(model, argument="model"):
     """The Functional model whose graph `model` runs, checked."""
     if not isinstance(model, keras.Model):
@@ -98,9 +107,11 @@ def _graph_model(model, argument="model"):
     if not hasattr(model, "_nodes_by_depth"):
         raise ValueError(
             "Expected a Functional or Sequential model; a subclassed model's "
-            "call graph cannot be rebuilt. Annotate the layers inside it "
-            "and quantize them with `quantize_apply` on a Functional model "
-            "that calls it, or build the model functionally. "
+            "call graph cannot be rebuilt, so its layers cannot be annotated "
+            "automatically. Annotate them inline with "
+            "`quantize_annotate_layer` in the model's `__init__` and call "
+            "`quantize_apply` on the model (it quantizes them in place), or "
+            "build the model functionally. "
             f"Received: {argument}={model.name!r} of type "
             f"{type(model).__name__}"
         )
@@ -266,6 +277,10 @@ def _annotate(model, unsupported):
             operation, keras.layers.Layer
         ):
             new = operation  # annotated already, or a stateless Keras op
+        elif _is_subclassed(operation):
+            if unsupported == "error":
+                _graph_model(operation)  # raises, with guidance
+            new = operation  # its inline annotations are its own
         elif isinstance(operation, keras.Model):
             new = _annotate(operation, unsupported)
         elif registry.kind(operation) == "passthrough":
@@ -323,6 +338,9 @@ def quantize_apply(
     ```
     """
     _check_options(per_channel, activation_bits, unsupported)
+    if _is_subclassed(model):
+        _activate_in_place(model, per_channel, activation_bits, unsupported)
+        return model
     return _apply(model, per_channel, activation_bits, unsupported, True)
 
 
@@ -629,6 +647,11 @@ def _apply(model, per_channel, activation_bits, unsupported, quantize_inputs):
         if step.action == "skip":
             return lambda x, *args, **kwargs: x
         if step.action == "model":
+            if _is_subclassed(layer):
+                _activate_in_place(
+                    layer, per_channel, activation_bits, unsupported, True
+                )
+                return layer
             return _apply(
                 layer, per_channel, activation_bits, unsupported, False
             )
@@ -687,6 +710,172 @@ def _apply(model, per_channel, activation_bits, unsupported, quantize_inputs):
     new_model = graph.rebuild(operation_fn, input_fn)
     _copy_weights(pending)
     return new_model
+
+
+# Default-scheme layers `quantize_apply` runs as several quantized ops in a
+# Functional model; in place (a subclassed model) a layer stays one layer.
+_IN_PLACE_WEIGHTED = ("conv", "dense", "transposed_conv")
+_IN_PLACE_ACTIVATIONS = ("linear", "relu", "relu6")
+
+
+def _build_shape(annotation):
+    shapes = annotation._build_shapes_dict or {}
+    return next(iter(shapes.values()), None)
+
+
+def _in_place_refusal(layer, input_shape):
+    """Why the default scheme cannot quantize `layer` as one layer, or None."""
+    layer_kind = registry.kind(layer)
+    if layer_kind is None:
+        return "it is not supported by the default quantization scheme"
+    if layer_kind == "model":
+        return "it is a model: annotate the layers inside it instead"
+    if layer_kind == "separable":
+        return (
+            "inside a subclassed model it cannot be split into the depthwise "
+            "and pointwise ops TFLite runs: use a DepthwiseConv2D and a 1x1 "
+            "Conv2D"
+        )
+    activation = registry.activation_name(layer)
+    if (
+        layer_kind in _IN_PLACE_WEIGHTED
+        and activation not in _IN_PLACE_ACTIVATIONS
+    ):
+        return (
+            f"its activation {activation!r} is not fused by TFLite and inside "
+            "a subclassed model cannot be split off: use activation=None and "
+            "an annotated keras.layers.Activation after it"
+        )
+    if layer_kind == "activation" and activation == "hard_sigmoid":
+        return (
+            "hard_sigmoid runs as several TFLite ops: inside a subclassed "
+            "model use ReLU(6.0) on `x + 3.0`, then multiply by 1/6"
+        )
+    if isinstance(layer, keras.layers.Average) or (
+        isinstance(layer, _PAIRWISE_MERGES)
+        and isinstance(input_shape, (list, tuple))
+        and len(input_shape) > 2
+        and all(isinstance(s, (list, tuple)) for s in input_shape)
+    ):
+        return (
+            "TFLite runs it as a chain of two-input ops, whose intermediate "
+            "ranges a subclassed model cannot learn: merge two inputs at a "
+            "time with annotated layers"
+        )
+    return None
+
+
+def _in_place_layer(annotation, per_channel, activation_bits, unsupported):
+    """The built quantizing layer an annotation runs in place, or None
+    (a range-free layer, or an unsupported one left in float)."""
+    layer = annotation.layer
+    input_shape = _build_shape(annotation)
+    if annotation.quantize_config is not None:
+        quantized = QuantizeWrapper(layer, annotation.quantize_config)
+    else:
+        reason = _in_place_refusal(layer, input_shape)
+        if reason is not None:
+            if unsupported == "float":
+                return None
+            raise ValueError(
+                "Expected every annotated layer of a subclassed model to be "
+                "quantizable in place by the default scheme, or to carry a "
+                f"`quantize_config`. Received: layer={layer.name!r} of type "
+                f"{type(layer).__name__}: {reason}. Pass "
+                '`unsupported="float"` to keep it in float.'
+            )
+        layer_kind = registry.kind(layer)
+        if layer_kind == "passthrough":
+            return None
+        if layer_kind in ("batch_norm", "affine") and is_channel_affine(
+            layer, len(input_shape)
+        ):
+            quantized = QuantizeChannelAffine(
+                layer, activation_bits=activation_bits
+            )
+        else:
+            quantize_output = not (
+                layer_kind == "activation"
+                and registry.activation_name(layer)
+                in registry.FIXED_RANGE_ACTIVATIONS
+            )
+            quantized = QuantizeWrapper(
+                layer,
+                registry.default_config(
+                    layer, per_channel, activation_bits, quantize_output
+                ),
+            )
+    quantized.build(input_shape)
+    return quantized
+
+
+def activate_annotations(annotations, per_channel, activation_bits, unsupported):
+    """Quantizes built `QuantizeAnnotate` layers in place.
+
+    Every annotation is checked before any is changed. An annotation
+    activated before with the same options is left as it is.
+
+    Args:
+        annotations: built `QuantizeAnnotate` layers.
+        per_channel: per-channel weights for convolutions.
+        activation_bits: 8 or 16.
+        unsupported: `"error"` or `"float"`.
+    """
+    options = (per_channel, activation_bits, unsupported)
+    planned = []
+    for annotation in annotations:
+        if annotation.applied_options == options:
+            continue
+        if annotation.applied_options is not None:
+            raise ValueError(
+                f"Expected annotation {annotation.name!r} to be quantized "
+                "once, or again with the same options. Received: "
+                "(per_channel, activation_bits, unsupported)="
+                f"{options}, quantized before with "
+                f"{annotation.applied_options}"
+            )
+        if not annotation.built or _build_shape(annotation) is None:
+            raise ValueError(
+                "Expected a built model: call the subclassed model on a batch "
+                "(or build it) before `quantize_apply`, so the annotated "
+                "layers know their input shapes. Received: annotated layer "
+                f"{annotation.layer.name!r}, not built"
+            )
+        planned.append(
+            (annotation, _in_place_layer(annotation, *options))
+        )
+    for annotation, quantized in planned:
+        annotation._activate(quantized, *options)
+
+
+def _activate_in_place(
+    model, per_channel, activation_bits, unsupported, nested=False
+):
+    """`quantize_apply` on a subclassed model: activates its annotations.
+
+    A nested one (called by a Functional model) may have none: it stays
+    float."""
+    annotations = [
+        layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, QuantizeAnnotate)
+    ]
+    if not annotations and not nested:
+        raise ValueError(
+            "Expected a subclassed model with layers annotated by "
+            "`quantize_annotate_layer` in its code: `quantize_apply` "
+            "quantizes those in place (its other layers cannot be found "
+            "automatically). Received: model="
+            f"{model.name!r} of type {type(model).__name__}, "
+            "with no annotated layer"
+        )
+    activate_annotations(
+        annotations, per_channel, activation_bits, unsupported
+    )
+    # Train/predict functions traced before run the float layers.
+    for name in ("train_function", "test_function", "predict_function"):
+        if getattr(model, name, None) is not None:
+            setattr(model, name, None)
 
 
 def is_quantized_model(model):

@@ -1,8 +1,15 @@
 """`QuantizeAnnotate`: marks a layer for quantization, changing nothing else."""
 
 import keras
+import numpy as np
 
 from keras_tflq.quantization.serialization import pop_objects
+
+# The weights-file entry recording that an annotation was quantized in place
+# (inside a subclassed model): [per_channel, activation_bits, unsupported
+# index in _UNSUPPORTED].
+_APPLIED_KEY = "quantize_apply"
+_UNSUPPORTED = ("error", "float")
 
 
 @keras.saving.register_keras_serializable(package="keras_tflq")
@@ -12,6 +19,15 @@ class QuantizeAnnotate(keras.layers.Wrapper):
     Built by `keras_tflq.quantize_annotate_layer`; the wrapped layer is
     called as is, so an annotated model trains and predicts exactly like
     the float model until `quantize_apply` is called.
+
+    In a Functional or Sequential model, `quantize_apply` replaces the
+    annotation with a quantized layer in a new model. In a subclassed
+    model, whose call graph cannot be rebuilt, `quantize_apply` activates
+    the annotation in place: from then on it runs `quantized`, a
+    quantizing layer around the same `layer` (the same float weights).
+    The activation is recorded in the model's weights, so a saved model
+    reloads quantized even though its `__init__` creates fresh, inactive
+    annotations.
 
     Args:
         layer: the layer to annotate.
@@ -32,8 +48,34 @@ class QuantizeAnnotate(keras.layers.Wrapper):
         kwargs.setdefault("name", f"annotate_{layer.name}")
         super().__init__(layer, **kwargs)
         self.quantize_config = quantize_config
+        self.quantized = None
+        self._applied = None
+
+    @property
+    def applied_options(self):
+        """`(per_channel, activation_bits, unsupported)` of the in-place
+        `quantize_apply` that activated this annotation, or `None`."""
+        if self._applied is None:
+            return None
+        per_channel, activation_bits, unsupported = self._applied.split(",")
+        return per_channel == "1", int(activation_bits), unsupported
+
+    def _activate(self, quantized, per_channel, activation_bits, unsupported):
+        """Runs `quantized` (a built layer around `self.layer`, or `None`
+        to stay float) from now on."""
+        locked = self._tracker.locked
+        self._tracker.unlock()
+        try:
+            self.quantized = quantized
+        finally:
+            if locked:
+                self._tracker.lock()
+        # A string, not a tuple: the saver walks tuple attributes.
+        self._applied = f"{int(per_channel)},{activation_bits},{unsupported}"
 
     def call(self, inputs, *args, **kwargs):
+        if self.quantized is not None:
+            return self.quantized(inputs, *args, **kwargs)
         return self.layer(inputs, *args, **kwargs)
 
     def compute_output_shape(self, *args, **kwargs):
@@ -41,6 +83,40 @@ class QuantizeAnnotate(keras.layers.Wrapper):
 
     def compute_output_spec(self, *args, **kwargs):
         return self.layer.compute_output_spec(*args, **kwargs)
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        options = self.applied_options
+        if options is not None:
+            per_channel, activation_bits, unsupported = options
+            store[_APPLIED_KEY] = np.array(
+                [
+                    int(per_channel),
+                    activation_bits,
+                    _UNSUPPORTED.index(unsupported),
+                ],
+                dtype="int32",
+            )
+
+    def load_own_variables(self, store):
+        if _APPLIED_KEY not in list(store.keys()):
+            super().load_own_variables(store)
+            return
+        values = [int(v) for v in np.asarray(store[_APPLIED_KEY])]
+        options = (bool(values[0]), values[1], _UNSUPPORTED[values[2]])
+        if self.applied_options is None:
+            # Saved after an in-place `quantize_apply`: quantize again, so
+            # the quantizer variables loaded next exist.
+            from keras_tflq.quantization.quantize import activate_annotations
+
+            activate_annotations([self], *options)
+        elif self.applied_options != options:
+            raise ValueError(
+                f"Expected the weights of annotation {self.name!r} to come "
+                "from a model quantized with the same options. Received: "
+                "(per_channel, activation_bits, unsupported) saved="
+                f"{options}, in the model={self.applied_options}"
+            )
 
     def get_config(self):
         config = {**super().get_config()}
