@@ -209,8 +209,9 @@ def _unwrap(operation):
 def quantize_annotate_layer(layer, quantize_config=None):
     """Marks a layer to be quantized by `quantize_apply`.
 
-    Use it inline in model code; the returned layer computes exactly what
-    `layer` computes until `quantize_apply` is called.
+    Use it inline in model code, Functional or subclassed (in `__init__`);
+    the returned layer computes exactly what `layer` computes until
+    `quantize_apply` is called on the model.
 
     Args:
         layer: the Keras layer to annotate.
@@ -243,7 +244,11 @@ def quantize_annotate_model(model, unsupported="error"):
 
     Args:
         model: a Functional or Sequential model (nested models are
-            annotated too).
+            annotated too). The layers of a subclassed model cannot be
+            found and replaced: annotate them inline instead. A subclassed
+            model nested in `model` is refused, or with
+            `unsupported="float"` kept as it is (with its own inline
+            annotations).
         unsupported: `"error"` raises on a layer the default scheme does not
             support, `"float"` leaves it unannotated (it stays float).
             Defaults to `"error"`.
@@ -311,9 +316,26 @@ def quantize_apply(
     layers (Reshape, MaxPooling, Dropout, ...) left as they are. The
     model inputs are quantized too, so the TFLite model can take int8.
 
+    A Functional or Sequential model is rebuilt: the result is a new model
+    and `model` is left as it was. A subclassed model cannot be rebuilt,
+    so it is quantized **in place** and returned itself: each
+    `QuantizeAnnotate` among its tracked layers (attributes, lists, nested
+    models; found recursively) starts running its layer, with the same
+    float weights, through the quantizers of its `QuantizeConfig` (the
+    default scheme's if none). There, each annotated layer is quantized on
+    its own: no BatchNormalization folding (an annotated one runs as one
+    int8 per-channel op), no range sharing across layers, and the model
+    inputs are not quantized; the converter calibrates such tensors from
+    representative data (`TFLiteExport` uses the validation data), or call
+    `quantize_apply` on a Functional model that calls the subclassed one,
+    which quantizes the inputs (and the subclassed model, in place). The
+    activation is recorded in the weights, so the saved model reloads
+    quantized. Call the model on a batch before (it must be built).
+
     Args:
         model: a Functional or Sequential model with annotated layers
-            (`quantize_annotate_layer`, `quantize_annotate_model`).
+            (`quantize_annotate_layer`, `quantize_annotate_model`), or a
+            built subclassed model with layers annotated in its code.
         per_channel: per-channel weights for convolutions (TFLite's int8
             spec); `False` for hardware that needs per-tensor weights.
             Defaults to `True`.
@@ -324,7 +346,8 @@ def quantize_apply(
             `"float"` (leave it in float). Defaults to `"error"`.
 
     Returns:
-        A new, trainable Keras model with the float weights carried over.
+        A new, trainable Keras model with the float weights carried over;
+        for a subclassed `model`, `model` itself, quantized in place.
 
     Example:
 
@@ -335,6 +358,18 @@ def quantize_apply(
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
     qat_model = tflq.quantize_apply(tflq.quantize_annotate_model(model))
     qat_model.compile("adam", "mse")
+
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = tflq.quantize_annotate_layer(keras.layers.Dense(2))
+
+        def call(self, x):
+            return self.dense(x)
+
+    net = Net()
+    net(keras.ops.ones((1, 8)))
+    assert tflq.quantize_apply(net) is net  # quantized in place
     ```
     """
     _check_options(per_channel, activation_bits, unsupported)
@@ -354,7 +389,9 @@ def quantize_model(
     model using the learned ranges, with no representative dataset.
 
     Args:
-        model: a Functional or Sequential model (nested models included).
+        model: a Functional or Sequential model (nested models included;
+            for a subclassed model, annotate its layers inline and use
+            `quantize_apply`).
         per_channel: per-channel weights for convolutions. Defaults to
             `True`.
         activation_bits: `8` (int8) or `16` (16x8). Defaults to `8`.
@@ -809,7 +846,9 @@ def _in_place_layer(annotation, per_channel, activation_bits, unsupported):
     return quantized
 
 
-def activate_annotations(annotations, per_channel, activation_bits, unsupported):
+def activate_annotations(
+    annotations, per_channel, activation_bits, unsupported
+):
     """Quantizes built `QuantizeAnnotate` layers in place.
 
     Every annotation is checked before any is changed. An annotation
@@ -841,9 +880,7 @@ def activate_annotations(annotations, per_channel, activation_bits, unsupported)
                 "layers know their input shapes. Received: annotated layer "
                 f"{annotation.layer.name!r}, not built"
             )
-        planned.append(
-            (annotation, _in_place_layer(annotation, *options))
-        )
+        planned.append((annotation, _in_place_layer(annotation, *options)))
     for annotation, quantized in planned:
         annotation._activate(quantized, *options)
 
@@ -869,9 +906,7 @@ def _activate_in_place(
             f"{model.name!r} of type {type(model).__name__}, "
             "with no annotated layer"
         )
-    activate_annotations(
-        annotations, per_channel, activation_bits, unsupported
-    )
+    activate_annotations(annotations, per_channel, activation_bits, unsupported)
     # Train/predict functions traced before run the float layers.
     for name in ("train_function", "test_function", "predict_function"):
         if getattr(model, name, None) is not None:

@@ -132,9 +132,7 @@ def test_int8_artifact_agrees_with_the_qat_model(trained_net, digits_split):
     )
     assert _integer_only(content)
     assert _agreement(model, content, x_test) >= 0.99
-    accuracy = np.mean(
-        net.predict(x_test, verbose=0).argmax(-1) == y_test
-    )
+    accuracy = np.mean(net.predict(x_test, verbose=0).argmax(-1) == y_test)
     assert accuracy > 0.85
 
 
@@ -193,7 +191,9 @@ def test_saved_model_reloads_quantized_and_resumes(
     reloaded.fit(x_train[:64], y_train[:64], epochs=1, verbose=0)
 
 
-def test_weights_file_quantizes_a_fresh_model(trained_net, digits_split, tmp_path):
+def test_weights_file_quantizes_a_fresh_model(
+    trained_net, digits_split, tmp_path
+):
     net, _, _ = trained_net
     x_test = digits_split[2]
     path = str(tmp_path / "net.weights.h5")
