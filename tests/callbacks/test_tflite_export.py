@@ -476,3 +476,22 @@ def test_callback_adds_no_work_per_batch():
     # Keras skips batch hooks a callback does not override.
     for hook in ("on_train_batch_begin", "on_train_batch_end", "on_test_batch_end", "on_predict_batch_end"):
         assert getattr(TFLiteExport, hook) is getattr(keras.callbacks.Callback, hook)
+
+
+def test_subclassed_model_is_refused_before_training_with_guidance(workdir, small_digits):
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__(name="net")
+            self.flatten = keras.layers.Flatten()
+            self.head = keras.layers.Dense(10)
+
+        def call(self, x):
+            return self.head(self.flatten(x))
+
+    x, y = small_digits
+    model = Net()
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    counter = BatchCounter()
+    with pytest.raises(ValueError, match=r"Received: model='net', whose inputs are not defined \(.*wrap a subclassed model in a functional one\)"):
+        model.fit(x, y, validation_split=0.25, epochs=1, callbacks=[TFLiteExport(mode="float32"), counter], verbose=0)
+    assert counter.batches == 0
