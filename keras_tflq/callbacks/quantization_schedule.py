@@ -106,6 +106,27 @@ class QuantizationSchedule(keras.callbacks.Callback):
             )
         self._state = None
         self._step = int(self.model.optimizer.iterations)
+        # Only what this schedule changes during fit() is gated in the
+        # traced step; the rest is fixed when the step is traced.
+        changing = [
+            name
+            for name, point in (
+                (schedule_state.QUANTIZE_ENABLED, self.start),
+                (schedule_state.RANGES_FROZEN, self.freeze_ranges),
+                (schedule_state.BN_FROZEN, self.freeze_batch_norm),
+            )
+            if point
+        ]
+        retrace = False
+        for layer in self.model._flatten_layers(
+            include_self=False, recursive=True
+        ):
+            found = schedule_state.schedule_variables(layer)
+            if found:
+                names = [name for name in changing if name in found]
+                retrace |= schedule_state.mark_scheduled(layer, names)
+        if retrace and self.model.train_function is not None:
+            self.model.make_train_function(force=True)
 
     def _set(self, count):
         state = (

@@ -52,7 +52,8 @@ class Quantizer(abc.ABC):
             inputs: the float tensor to quantize.
             training: whether the call is a training step (ranges update).
             weights: the dict returned by `build()`.
-            **kwargs: `ranges_frozen` (a boolean tensor) keeps the stored
+            **kwargs: `ranges_frozen` (a boolean tensor, or a Python bool
+                when it is known when the step is traced) keeps the stored
                 range in training; other keys are ignored, as in tfmot.
 
         Returns:
@@ -157,14 +158,17 @@ class _RangeQuantizer(Quantizer):
             )
         return weights
 
+    def _reduce_axes(self, x):
+        """The axes a range reduces over (all but `axis` when per-axis)."""
+        if not self.per_axis:
+            return None
+        axis = self.axis % len(x.shape)
+        return tuple(i for i in range(len(x.shape)) if i != axis)
+
     def _batch_range(self, inputs):
         """Min and max of `inputs` (per channel when `per_axis`)."""
         x = ops.convert_to_tensor(inputs)
-        if self.per_axis:
-            axis = self.axis % len(x.shape)
-            reduce_axes = tuple(i for i in range(len(x.shape)) if i != axis)
-        else:
-            reduce_axes = None
+        reduce_axes = self._reduce_axes(x)
         batch_min = ops.min(x, axis=reduce_axes)
         batch_max = ops.max(x, axis=reduce_axes)
         return batch_min, batch_max
@@ -184,25 +188,42 @@ class _RangeQuantizer(Quantizer):
     def _updated_range(self, batch_min, batch_max, weights):
         """The new range in a training step, given the batch range."""
 
+    def _new_range(self, inputs, weights):
+        """The cleaned range of a training step.
+
+        The range is a statistic, not a parameter: no gradient flows
+        through it into `inputs` (as in tfmot, whose fake quantization
+        reads the range back from its variables).
+        """
+        x = ops.stop_gradient(inputs)
+        batch_min, batch_max = self._batch_range(x)
+        new_min, new_max = self._updated_range(batch_min, batch_max, weights)
+        return self._clean_range(new_min, new_max)
+
+    def _mark_seen(self, weights):
+        """Records that a training step ran (accumulating quantizers)."""
+        if self._accumulates:
+            weights["initialized"].assign(1.0)
+
     def __call__(self, inputs, training, weights, **kwargs):
         min_var, max_var = weights["min_var"], weights["max_var"]
-        if training:
-            batch_min, batch_max = self._batch_range(inputs)
-            new_min, new_max = self._updated_range(
-                batch_min, batch_max, weights
-            )
-            new_min, new_max = self._clean_range(new_min, new_max)
-            frozen = kwargs.get("ranges_frozen")
-            if frozen is not None:
-                # Frozen by a QuantizationSchedule: keep the learned range.
+        # `ranges_frozen`: a boolean tensor, or a Python bool when it is
+        # known when the step is traced. Frozen by a QuantizationSchedule:
+        # keep the learned range.
+        frozen = kwargs.get("ranges_frozen")
+        if training and frozen is not True:
+            new_min, new_max = self._new_range(inputs, weights)
+            if frozen is not None and frozen is not False:
                 new_min = ops.where(frozen, min_var, new_min)
                 new_max = ops.where(frozen, max_var, new_max)
             min_var.assign(new_min)
             max_var.assign(new_max)
             range_min, range_max = new_min, new_max
         else:
+            if training:
+                self._mark_seen(weights)
             range_min, range_max = min_var, max_var
-        return keras.quantizers.fake_quant_with_min_max_vars(
+        return _fake_quant(
             inputs,
             range_min,
             range_max,
@@ -221,6 +242,49 @@ class _RangeQuantizer(Quantizer):
         if self.axis != -1:
             config["axis"] = self.axis
         return config
+
+
+def _scalar(value):
+    return ops.reshape(value, ()) if len(value.shape) else value
+
+
+def _fake_quant(inputs, range_min, range_max, num_bits, narrow_range, axis):
+    """`keras.quantizers.fake_quant_with_min_max_vars`, with the TensorFlow
+    op called directly when Keras would only add reshapes or transposes."""
+    if keras.backend.backend() == "tensorflow" and not (
+        keras.backend.is_keras_tensor(inputs)
+    ):
+        import tensorflow as tf
+
+        x = ops.convert_to_tensor(inputs)
+        if x.dtype == tf.float32 and (
+            axis is None or axis % len(x.shape) == len(x.shape) - 1
+        ):
+            range_min = ops.convert_to_tensor(range_min)
+            range_max = ops.convert_to_tensor(range_max)
+            if axis is None:
+                return tf.quantization.fake_quant_with_min_max_vars(
+                    x,
+                    _scalar(range_min),
+                    _scalar(range_max),
+                    num_bits=num_bits,
+                    narrow_range=narrow_range,
+                )
+            return tf.quantization.fake_quant_with_min_max_vars_per_channel(
+                x,
+                range_min,
+                range_max,
+                num_bits=num_bits,
+                narrow_range=narrow_range,
+            )
+    return keras.quantizers.fake_quant_with_min_max_vars(
+        inputs,
+        range_min,
+        range_max,
+        num_bits=num_bits,
+        narrow_range=narrow_range,
+        axis=axis,
+    )
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -251,6 +315,14 @@ class LastValueQuantizer(_RangeQuantizer):
 
     def _updated_range(self, batch_min, batch_max, weights):
         return batch_min, batch_max
+
+    def _new_range(self, inputs, weights):
+        if not self.symmetric:
+            return super()._new_range(inputs, weights)
+        # max(-min(min(x), 0), max(max(x), 0), 1e-6) == max(max|x|, 1e-6).
+        x = ops.abs(ops.stop_gradient(ops.convert_to_tensor(inputs)))
+        bound = ops.maximum(ops.max(x, axis=self._reduce_axes(x)), 1e-6)
+        return -bound, bound
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -302,7 +374,8 @@ class MovingAverageQuantizer(_RangeQuantizer):
 
     def _updated_range(self, batch_min, batch_max, weights):
         initialized = weights["initialized"]
-        decay = self.ema_decay * ops.cast(initialized > 0.5, "float32")
+        # `initialized` is 0 before the first training step, then 1.
+        decay = self.ema_decay * ops.minimum(initialized, 1.0)
         new_min = decay * weights["min_var"] + (1.0 - decay) * batch_min
         new_max = decay * weights["max_var"] + (1.0 - decay) * batch_max
         initialized.assign(1.0)

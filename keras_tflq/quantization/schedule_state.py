@@ -2,13 +2,25 @@
 
 They are variables, not Python flags, so a schedule changes them during
 `fit()` without retracing the compiled train step.
+
+Gating on them costs ops in every training step, so it is only traced in
+where a variable can change under the trace: for the variables a
+`QuantizationSchedule` drives (it marks them on the layers with
+`mark_scheduled()`), or whose value cannot be read when the step is traced.
+Otherwise the value read when the step is traced (or, eagerly, at the call)
+decides the branch in Python: a model without a schedule traces no gating
+ops, and one reloaded with non-default values still honours them. A value
+assigned by hand after a train step was traced takes effect once the step
+is traced again (`model.make_train_function(force=True)`).
 """
 
+import keras
 from keras import ops
 
 QUANTIZE_ENABLED = "quantize_enabled"
 RANGES_FROZEN = "ranges_frozen"
 BN_FROZEN = "bn_frozen"
+NAMES = (QUANTIZE_ENABLED, RANGES_FROZEN, BN_FROZEN)
 
 
 def add_schedule_variables(layer, batch_norm=False):
@@ -26,6 +38,42 @@ def add_schedule_variables(layer, batch_norm=False):
         )
 
 
+def mark_scheduled(layer, names):
+    """Makes the traced steps of `layer` gate on the variables `names`.
+
+    Returns whether this adds any (a traced step must then be retraced).
+    """
+    scheduled = layer.__dict__.get("_tflq_scheduled", frozenset())
+    updated = scheduled | frozenset(names)
+    object.__setattr__(layer, "_tflq_scheduled", updated)
+    return updated != scheduled
+
+
+def _known_value(variable):
+    """The value of `variable` as a float, or None inside a trace that
+    cannot read it (a stateless scope, a JAX trace)."""
+    try:
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            with tf.init_scope():
+                return float(variable.value.numpy())
+        return float(ops.convert_to_numpy(variable.value))
+    except Exception:  # noqa: BLE001 - unknown: gate on the variable
+        return None
+
+
+def flag(layer, name):
+    """`layer.<name> > 0.5`: a Python bool when it is fixed for the
+    current trace (or eager call), else a boolean tensor."""
+    variable = getattr(layer, name)
+    if name not in layer.__dict__.get("_tflq_scheduled", ()):
+        value = _known_value(variable)
+        if value is not None:
+            return value > 0.5
+    return variable > 0.5
+
+
 def quantize(layer, quantizer, inputs, training, weights):
     """`quantizer(inputs)` as the layer's schedule allows.
 
@@ -35,9 +83,18 @@ def quantize(layer, quantizer, inputs, training, weights):
     """
     if not training:
         return quantizer(inputs, False, weights)
-    frozen = layer.ranges_frozen > 0.5
-    quantized = quantizer(inputs, True, weights, ranges_frozen=frozen)
-    return ops.where(layer.quantize_enabled > 0.5, quantized, inputs)
+    frozen = flag(layer, RANGES_FROZEN)
+    if frozen is False:
+        quantized = quantizer(inputs, True, weights)
+    else:
+        quantized = quantizer(inputs, True, weights, ranges_frozen=frozen)
+    enabled = flag(layer, QUANTIZE_ENABLED)
+    if enabled is True:
+        return quantized
+    if enabled is False:
+        # The ranges were still tracked (the quantizer call updated them).
+        return inputs
+    return ops.where(enabled, quantized, inputs)
 
 
 def quantize_output(layer, outputs, training):
@@ -51,9 +108,8 @@ def quantize_output(layer, outputs, training):
 
 def schedule_variables(layer):
     """{name: variable} of the schedule variables `layer` holds."""
-    names = (QUANTIZE_ENABLED, RANGES_FROZEN, BN_FROZEN)
     return {
         name: getattr(layer, name)
-        for name in names
+        for name in NAMES
         if getattr(layer, name, None) is not None
     }

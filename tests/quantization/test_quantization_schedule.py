@@ -133,3 +133,77 @@ def test_float_model_rejected_before_the_first_batch(digits_split):
             tflq.QuantizationSchedule(),
             epochs=1,
         )
+
+
+def _train_step_ops(model):
+    """Op type counts of the traced train step (its functions included)."""
+    import collections
+    import inspect
+
+    step = inspect.getclosurevars(model.train_function).nonlocals[
+        "multi_step_on_iterator"
+    ]
+    graph = step._list_all_concrete_functions()[0].graph.as_graph_def()
+    ops = collections.Counter(node.op for node in graph.node)
+    for function in graph.library.function:
+        ops.update(node.op for node in function.node_def)
+    return ops
+
+
+def test_no_schedule_traces_no_gating(qat, digits_split):
+    model, data = qat
+    _fit(model, data, keras.callbacks.History(), epochs=1)
+    float_model = compile_classifier(digits_cnn(), 1e-3)
+    _fit(float_model, data, keras.callbacks.History(), epochs=1)
+    # No select on a schedule variable: only those the float step has.
+    selects = _train_step_ops(model)["SelectV2"]
+    assert selects == _train_step_ops(float_model)["SelectV2"]
+
+
+def test_schedule_after_unscheduled_fit_retraces(qat):
+    model, data = qat
+    _fit(model, data, keras.callbacks.History(), epochs=1)
+    schedule = tflq.QuantizationSchedule(freeze_ranges=1)
+    selects = _train_step_ops(model)["SelectV2"]
+    _fit(model, data, schedule, epochs=1)
+    assert _train_step_ops(model)["SelectV2"] > selects
+    frozen = _variables(model, "output_max")
+    _fit(model, data, schedule, epochs=2, initial_epoch=1)
+    for before, after in zip(frozen, _variables(model, "output_max")):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_reloaded_schedule_state_holds_without_schedule(tmp_path):
+    inputs = keras.Input((4,))
+    model = tflq.quantize_model(keras.Model(inputs, L.Dense(3)(inputs)))
+    model.compile("sgd", "mse")
+    x = np.random.default_rng(0).random((8, 4), dtype="float32")
+    schedule = tflq.QuantizationSchedule(start=5, freeze_ranges=0)
+    model.fit(x, np.zeros((8, 3)), epochs=1, callbacks=[schedule], verbose=0)
+    path = str(tmp_path / "scheduled.keras")
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    reloaded.compile("sgd", "mse")
+    ranges = _variables(reloaded, "output_max")
+    reloaded.fit(x, np.ones((8, 3)), epochs=1, verbose=0)
+    # Still float in training (quantize_enabled 0) and ranges frozen.
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(reloaded(x, training=True)),
+        keras.ops.convert_to_numpy(reloaded.layers[-1].layer(x)),
+        rtol=1e-6,
+    )
+    for before, after in zip(ranges, _variables(reloaded, "output_max")):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_assigned_state_applies_after_retrace(qat):
+    model, data = qat
+    _fit(model, data, keras.callbacks.History(), epochs=1)
+    for layer in model.layers:
+        if getattr(layer, "ranges_frozen", None) is not None:
+            layer.ranges_frozen.assign(1.0)
+    model.make_train_function(force=True)
+    frozen = _variables(model, "output_max")
+    _fit(model, data, keras.callbacks.History(), epochs=1)
+    for before, after in zip(frozen, _variables(model, "output_max")):
+        np.testing.assert_array_equal(before, after)

@@ -107,8 +107,8 @@ class QuantizeChannelAffine(keras.layers.Layer):
         offset = ops.reshape(ops.cast(layer.offset, "float32"), (-1,)) * ones
         return scale, offset
 
-    def _affine(self, inputs, training):
-        """`inputs * scale + offset` per channel, as a 1x1 depthwise conv."""
+    def _quantized_kernel(self, training):
+        """The fake-quantized 1x1 depthwise kernel and the offset."""
         scale, offset = self._scale_and_offset()
         kernel = schedule_state.quantize(
             self,
@@ -117,6 +117,11 @@ class QuantizeChannelAffine(keras.layers.Layer):
             training,
             self._kernel_vars,
         )
+        return kernel, offset
+
+    def _affine(self, inputs, training):
+        """`inputs * scale + offset` per channel, as a 1x1 depthwise conv."""
+        kernel, offset = self._quantized_kernel(training)
         shape = inputs.shape
         if len(shape) == 4:
             images = inputs
@@ -128,23 +133,19 @@ class QuantizeChannelAffine(keras.layers.Layer):
             outputs = ops.reshape(outputs, (-1,) + tuple(shape[1:]))
         return outputs
 
-    def _batch_normalize(self, inputs):
+    def _batch_normalize(self, inputs, frozen):
         """Training-mode BatchNormalization until `bn_frozen` is set."""
         bn = self.layer
         axes = list(range(len(inputs.shape) - 1))
         mean, variance = ops.moments(inputs, axes)
-        frozen = self.bn_frozen > 0.5
         for moving, batch in (
             (bn.moving_mean, mean),
             (bn.moving_variance, variance),
         ):
-            moving.assign(
-                ops.where(
-                    frozen,
-                    moving,
-                    bn.momentum * moving + (1.0 - bn.momentum) * batch,
-                )
-            )
+            updated = bn.momentum * moving + (1.0 - bn.momentum) * batch
+            if frozen is not False:
+                updated = ops.where(frozen, moving, updated)
+            moving.assign(updated)
         gamma = bn.gamma if bn.scale else 1.0
         beta = bn.beta if bn.center else 0.0
         normalized = (inputs - mean) / ops.sqrt(variance + bn.epsilon)
@@ -154,10 +155,19 @@ class QuantizeChannelAffine(keras.layers.Layer):
         if training and isinstance(self.layer, keras.layers.BatchNormalization):
             # Statistics first, so the kernel range stored in training is
             # the range of the kernel used at inference.
-            normalized = self._batch_normalize(inputs)
-            outputs = ops.where(
-                self.bn_frozen > 0.5, self._affine(inputs, training), normalized
-            )
+            # `frozen`: a Python bool when fixed for this trace.
+            frozen = schedule_state.flag(self, schedule_state.BN_FROZEN)
+            if frozen is True:
+                outputs = self._affine(inputs, training)
+            elif frozen is False:
+                outputs = self._batch_normalize(inputs, frozen)
+                # The kernel range still tracks the folded statistics.
+                self._quantized_kernel(training)
+            else:
+                normalized = self._batch_normalize(inputs, frozen)
+                outputs = ops.where(
+                    frozen, self._affine(inputs, training), normalized
+                )
         else:
             outputs = self._affine(inputs, training)
         return schedule_state.quantize_output(self, outputs, training)

@@ -133,40 +133,47 @@ class ConvBatchNormFold(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         conv, bn = self.conv, self.batch_norm
-        channels = conv.compute_output_shape(inputs.shape)[-1]
-        gamma = bn.gamma if bn.scale else ops.ones((channels,))
-        beta = bn.beta if bn.center else ops.zeros((channels,))
-        bias = conv.bias if conv.use_bias else ops.zeros((channels,))
         kernel = ops.convert_to_tensor(conv.kernel)
-        if training:
-            raw = self._convolve(inputs, kernel) + bias
+        # Batch statistics in training until `bn_frozen` (a Python bool
+        # when it is fixed for this trace, else a boolean tensor).
+        frozen = (
+            schedule_state.flag(self, schedule_state.BN_FROZEN)
+            if training
+            else True
+        )
+        batch_stats = frozen is not True
+        if batch_stats:
+            raw = self._convolve(inputs, kernel)
+            if conv.use_bias:
+                raw = raw + conv.bias
             axes = list(range(len(raw.shape) - 1))
             batch_mean, batch_variance = ops.moments(raw, axes)
-            frozen = self.bn_frozen > 0.5
             momentum = bn.momentum
             for moving, batch in (
                 (bn.moving_mean, batch_mean),
                 (bn.moving_variance, batch_variance),
             ):
-                moving.assign(
-                    ops.where(
-                        frozen,
-                        moving,
-                        momentum * moving + (1.0 - momentum) * batch,
-                    )
-                )
+                updated = momentum * moving + (1.0 - momentum) * batch
+                if frozen is not False:
+                    updated = ops.where(frozen, moving, updated)
+                moving.assign(updated)
         # Read after the update: the kernel range stored in training is
         # then the range of the kernel folded at inference.
         moving_mean = ops.convert_to_tensor(bn.moving_mean)
         moving_sigma = ops.sqrt(bn.moving_variance + bn.epsilon)
-        if training:
+        correction = None
+        if not batch_stats:
+            mean, sigma = moving_mean, moving_sigma
+        elif frozen is False:
+            mean = batch_mean
+            sigma = ops.sqrt(batch_variance + bn.epsilon)
+            correction = moving_sigma / sigma
+        else:
             batch_sigma = ops.sqrt(batch_variance + bn.epsilon)
             mean = ops.where(frozen, moving_mean, batch_mean)
             sigma = ops.where(frozen, moving_sigma, batch_sigma)
             correction = moving_sigma / sigma
-        else:
-            mean, sigma, correction = moving_mean, moving_sigma, None
-        scale = gamma / moving_sigma
+        scale = bn.gamma / moving_sigma if bn.scale else 1.0 / moving_sigma
         if isinstance(conv, _DEPTHWISE):
             scale = ops.reshape(scale, kernel.shape[-2:])
         folded = kernel * scale
@@ -176,7 +183,13 @@ class ConvBatchNormFold(keras.layers.Layer):
         outputs = self._convolve(inputs, quantized)
         if correction is not None:
             outputs = outputs * correction
-        outputs = outputs + (beta + gamma * (bias - mean) / sigma)
+        # beta + gamma * (bias - mean) / sigma, without the zero terms.
+        shift = mean - conv.bias if conv.use_bias else mean
+        if bn.scale:
+            shift = bn.gamma * shift
+        offset = shift / sigma
+        offset = bn.beta - offset if bn.center else -offset
+        outputs = outputs + offset
         return schedule_state.quantize_output(self, outputs, training)
 
     def compute_output_shape(self, input_shape):
