@@ -8,6 +8,7 @@ quantizer or a `QuantizeConfig` by changing imports only.
 """
 
 import abc
+import math
 
 import keras
 from keras import ops
@@ -257,6 +258,22 @@ def _fake_quant(inputs, range_min, range_max, num_bits, narrow_range, axis):
         import tensorflow as tf
 
         x = ops.convert_to_tensor(inputs)
+        shape = tuple(x.shape)
+        if axis is not None and None not in shape:
+            axis %= len(shape)
+            if axis < len(shape) - 1 and math.prod(shape[axis + 1 :]) == 1:
+                # Only 1s after the channels (a depthwise kernel): moving
+                # the channel axis last is a reshape, not a transpose.
+                moved = shape[:axis] + shape[axis + 1 :] + (shape[axis],)
+                outputs = _fake_quant(
+                    ops.reshape(x, moved),
+                    range_min,
+                    range_max,
+                    num_bits,
+                    narrow_range,
+                    axis=-1,
+                )
+                return ops.reshape(outputs, shape)
         if x.dtype == tf.float32 and (
             axis is None or axis % len(x.shape) == len(x.shape) - 1
         ):
@@ -375,9 +392,10 @@ class MovingAverageQuantizer(_RangeQuantizer):
     def _updated_range(self, batch_min, batch_max, weights):
         initialized = weights["initialized"]
         # `initialized` is 0 before the first training step, then 1.
-        decay = self.ema_decay * ops.minimum(initialized, 1.0)
-        new_min = decay * weights["min_var"] + (1.0 - decay) * batch_min
-        new_max = decay * weights["max_var"] + (1.0 - decay) * batch_max
+        decay = self.ema_decay * initialized
+        # decay * range + (1 - decay) * batch, in one op less.
+        new_min = batch_min + decay * (weights["min_var"] - batch_min)
+        new_max = batch_max + decay * (weights["max_var"] - batch_max)
         initialized.assign(1.0)
         return new_min, new_max
 
