@@ -190,14 +190,8 @@ class _RangeQuantizer(Quantizer):
         """The new range in a training step, given the batch range."""
 
     def _new_range(self, inputs, weights):
-        """The cleaned range of a training step.
-
-        The range is a statistic, not a parameter: no gradient flows
-        through it into `inputs` (as in tfmot, whose fake quantization
-        reads the range back from its variables).
-        """
-        x = ops.stop_gradient(inputs)
-        batch_min, batch_max = self._batch_range(x)
+        """The cleaned range of a training step."""
+        batch_min, batch_max = self._batch_range(inputs)
         new_min, new_max = self._updated_range(batch_min, batch_max, weights)
         return self._clean_range(new_min, new_max)
 
@@ -337,7 +331,7 @@ class LastValueQuantizer(_RangeQuantizer):
         if not self.symmetric:
             return super()._new_range(inputs, weights)
         # max(-min(min(x), 0), max(max(x), 0), 1e-6) == max(max|x|, 1e-6).
-        x = ops.abs(ops.stop_gradient(ops.convert_to_tensor(inputs)))
+        x = ops.abs(ops.convert_to_tensor(inputs))
         bound = ops.maximum(ops.max(x, axis=self._reduce_axes(x)), 1e-6)
         return -bound, bound
 
