@@ -387,9 +387,8 @@ class MovingAverageQuantizer(_RangeQuantizer):
         initialized = weights["initialized"]
         # `initialized` is 0 before the first training step, then 1.
         decay = self.ema_decay * initialized
-        # decay * range + (1 - decay) * batch, in one op less.
-        new_min = batch_min + decay * (weights["min_var"] - batch_min)
-        new_max = batch_max + decay * (weights["max_var"] - batch_max)
+        new_min = decay * weights["min_var"] + (1.0 - decay) * batch_min
+        new_max = decay * weights["max_var"] + (1.0 - decay) * batch_max
         initialized.assign(1.0)
         return new_min, new_max
 

@@ -180,13 +180,9 @@ class ConvBatchNormFold(keras.layers.Layer):
         quantized = schedule_state.quantize(
             self, self._weight_quantizer, folded, training, self._weight_vars
         )
-        if correction is not None:
-            # conv(x, q) * correction, with the per-channel correction
-            # applied to the (small) quantized kernel instead of the output.
-            if isinstance(conv, _DEPTHWISE):
-                correction = ops.reshape(correction, kernel.shape[-2:])
-            quantized = quantized * correction
         outputs = self._convolve(inputs, quantized)
+        if correction is not None:
+            outputs = outputs * correction
         # beta + gamma * (bias - mean) / sigma, without the zero terms.
         shift = mean - conv.bias if conv.use_bias else mean
         if bn.scale:
