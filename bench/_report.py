@@ -2,6 +2,7 @@
 
 import json
 import os
+import platform
 import sys
 
 
@@ -30,3 +31,35 @@ def write_results(path, title, result, tables):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         f.write("\n".join(lines))
+
+
+def machine_info(extra_versions=None):
+    """CPU count and model, and the versions of what the benchmark ran."""
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import keras
+    import tensorflow as tf
+
+    import keras_tflq
+
+    versions = {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "keras_tflq": keras_tflq.__version__,
+        **(extra_versions or {}),
+    }
+    try:
+        import ai_edge_litert
+
+        versions["ai_edge_litert"] = getattr(ai_edge_litert, "__version__", "?")
+    except ImportError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": cpu, "versions": versions}

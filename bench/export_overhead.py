@@ -9,7 +9,7 @@ round each:
   evaluate=False)` in a `fit(epochs=1)`; its hooks (`on_train_begin`,
   `on_epoch_end`, `on_train_end`) are wrapped on the instance with
   `time.perf_counter`, so the time is exactly what the callback adds to
-  `fit()`: drawing the calibration set, SavedModel export, conversion,
+  `fit()`: drawing the calibration set, conversion,
   the integer-only check, inspection, JSON report, atomic writes.
 * hand-written: the usual user code, `tf.lite.TFLiteConverter.from_keras_model`
   with the same settings (int8: `Optimize.DEFAULT`, representative dataset
@@ -38,7 +38,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -48,39 +47,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+import _report  # noqa: E402  (bench/ is on sys.path when a script runs)
+
 MODES = ("float32", "dynamic", "int8")
 CALIBRATION_SAMPLES = 200
 TARGET_RATIO = 1.10
-
-
-def machine_info():
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    import keras
-    import tensorflow as tf
-
-    import keras_tflq
-
-    versions = {
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "keras_tflq": keras_tflq.__version__,
-    }
-    try:
-        import ai_edge_litert
-
-        versions["ai_edge_litert"] = getattr(ai_edge_litert, "__version__", "?")
-    except ImportError:
-        pass
-    return {"nproc": os.cpu_count(), "cpu": cpu, "versions": versions}
 
 
 def digits_data(seed=0):
@@ -187,8 +158,8 @@ def hand_written(model, mode, x_val, path):
 
 
 def hand_written_saved_model(model, mode, x_val, path):
-    """Diagnostic side C: the callback's route (Keras SavedModel export, then
-    `from_saved_model`) written by hand, without checks, report or inspection."""
+    """Diagnostic side C: a Keras SavedModel export, then `from_saved_model`
+    (the route the callback takes only for dict-input models), by hand."""
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory(prefix="bench_sm_") as saved_model_dir:
@@ -372,15 +343,14 @@ def main(argv=None):
         "rows": rows,
         "all_meet_target": all(r["meets_target"] for r in rows),
         "wall_s": round(time.perf_counter() - started, 1),
-        "machine": machine_info(),
+        "machine": _report.machine_info(),
     }
     print(json.dumps(result))
     print()
     print(markdown(rows))
     if args.output:
-        from _report import write_results
 
-        write_results(args.output, "TFLiteExport export time vs hand-written TFLiteConverter (issue 2)", result, markdown(rows))
+        _report.write_results(args.output, "TFLiteExport export time vs hand-written TFLiteConverter (issue 2)", result, markdown(rows))
 
 
 if __name__ == "__main__":

@@ -44,12 +44,13 @@ Usage:
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+import _report  # bench/ is on sys.path when a script runs
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -556,37 +557,6 @@ def markdown(result):
     return "\n".join(lines)
 
 
-def machine_info(tfmot_versions):
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    import keras
-    import tensorflow as tf
-
-    import keras_tflq
-
-    versions = {
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "keras_tflq": keras_tflq.__version__,
-        **(tfmot_versions or {}),
-    }
-    try:
-        import ai_edge_litert
-
-        versions["ai_edge_litert"] = getattr(ai_edge_litert, "__version__", "?")
-    except ImportError:
-        pass
-    return {"nproc": os.cpu_count(), "cpu": cpu, "versions": versions}
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, 6 float + 2 QAT epochs")
@@ -623,14 +593,13 @@ def main(argv=None):
         last = runs[-1]
         latency_ms = latencies(last["paths"], last["x_latency"], args.latency_rounds, 10)
     result = summarize(runs, latency_ms, args, time.perf_counter() - started)
-    result["machine"] = machine_info((runs[-1]["tfmot"] or {}).get("versions"))
+    result["machine"] = _report.machine_info((runs[-1]["tfmot"] or {}).get("versions"))
     print(json.dumps(result))
     print()
     print(markdown(result))
     if args.output:
-        from _report import write_results
 
-        write_results(args.output, "keras_tflq QAT vs tfmot QAT (issue 3)", result, markdown(result))
+        _report.write_results(args.output, "keras_tflq QAT vs tfmot QAT (issue 3)", result, markdown(result))
 
 
 if __name__ == "__main__":
