@@ -139,22 +139,24 @@ def hand_written(model, mode, x_val, path):
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if mode != "float32":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if mode == "int8":
-
-        def representative_dataset():
-            for i in range(len(x_val)):
-                yield [x_val[i : i + 1]]
-
-        converter.representative_dataset = representative_dataset
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    content = converter.convert()
+    content = hand_written_settings(converter, mode, lambda i: [x_val[i : i + 1]], len(x_val)).convert()
     with open(path, "wb") as f:
         f.write(content)
     return len(content)
+
+
+def hand_written_settings(converter, mode, sample, count):
+    """The converter flags a user writes by hand for `mode`; `sample(i)` is one calibration sample."""
+    import tensorflow as tf
+
+    if mode != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "int8":
+        converter.representative_dataset = lambda: (sample(i) for i in range(count))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return converter
 
 
 def hand_written_saved_model(model, mode, x_val, path):
@@ -165,20 +167,9 @@ def hand_written_saved_model(model, mode, x_val, path):
     with tempfile.TemporaryDirectory(prefix="bench_sm_") as saved_model_dir:
         model.export(saved_model_dir, format="tf_saved_model", verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
-        if mode != "float32":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if mode == "int8":
-            name = model.inputs[0].name
-
-            def representative_dataset():
-                for i in range(len(x_val)):
-                    yield {name: x_val[i : i + 1]}
-
-            converter.representative_dataset = representative_dataset
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            converter.inference_input_type = tf.int8
-            converter.inference_output_type = tf.int8
-        content = converter.convert()
+        name = model.inputs[0].name
+        sample = lambda i: {name: x_val[i : i + 1]}  # noqa: E731
+        content = hand_written_settings(converter, mode, sample, len(x_val)).convert()
     with open(path, "wb") as f:
         f.write(content)
     return len(content)
