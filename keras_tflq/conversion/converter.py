@@ -28,6 +28,30 @@ def convert_model(
     output_type="float32",
     allow_float_ops=False,
 ):
+    """Converts a Keras 3 model to TFLite bytes; see `convert_and_inspect`.
+
+    Example:
+
+    >>> tflite_bytes = convert_model(model, "dynamic")
+    """
+    return convert_and_inspect(
+        model,
+        mode,
+        representative_dataset=representative_dataset,
+        input_type=input_type,
+        output_type=output_type,
+        allow_float_ops=allow_float_ops,
+    )[0]
+
+
+def convert_and_inspect(
+    model,
+    mode,
+    representative_dataset=None,
+    input_type="float32",
+    output_type="float32",
+    allow_float_ops=False,
+):
     """Converts a Keras 3 model to a TFLite flatbuffer with TensorFlow's converter.
 
     `tf.lite.TFLiteConverter.from_keras_model` does the conversion, as in a
@@ -47,7 +71,9 @@ def convert_model(
             Defaults to `False`.
 
     Returns:
-        The TFLite model as `bytes`.
+        `(content, inspection)`: the TFLite model as `bytes` and what
+        `inspect_tflite` says of it (the integer check and the report share
+        this one inspection).
 
     Raises:
         ConversionError: The converter rejected the model (the message
@@ -56,7 +82,7 @@ def convert_model(
 
     Example:
 
-    >>> tflite_bytes = convert_model(model, "dynamic")
+    >>> content, inspection = convert_and_inspect(model, "dynamic")
     """
     with contextlib.ExitStack() as stack:
         converter = _converter_for(model, stack)
@@ -82,9 +108,10 @@ def convert_model(
             ) from error
     if mode == "int16x8":
         content = widen_int16x8_conv_bias(content)
+    inspection = inspect_tflite(content)
     if mode in ("int8", "int16x8") and not allow_float_ops:
-        _check_integer_only(content, model, mode)
-    return content
+        _check_integer_only(inspection, model, mode)
+    return content, inspection
 
 
 def _converter_for(model, stack):
@@ -113,10 +140,10 @@ def _has_dict_inputs(model):
         return False
 
 
-def _check_integer_only(content, model, mode):
+def _check_integer_only(inspection, model, mode):
     """The converter leaves ops with no integer kernel in float silently; refuse them."""
     float_ops = [
-        op for op in inspect_tflite(content)["float_ops"] if op["op"] not in ("DEQUANTIZE", "QUANTIZE")
+        op for op in inspection["float_ops"] if op["op"] not in ("DEQUANTIZE", "QUANTIZE")
     ]
     if float_ops:
         described = "; ".join(f"{op['op']} at {', '.join(op['outputs'])}" for op in float_ops)

@@ -73,11 +73,8 @@ class DataSource:
     def num_batches(self):
         """The number of batches per pass, or `None` when it is not known in advance."""
         if self.kind == "arrays":
-            x = self._data
-            if isinstance(x, tuple) and self._y is None:
-                x = x[0]
-            total = _batch_size_of(keras.tree.flatten(_to_numpy(x)), self.name)
-            return -(-total // self.batch_size)
+            x, _, _ = self._array_parts()
+            return -(-_batch_size_of(keras.tree.flatten(x), self.name) // self.batch_size)
         if self.kind == "dataset":
             cardinality = int(self._data.cardinality())
             return cardinality if cardinality >= 0 else None
@@ -97,11 +94,15 @@ class DataSource:
                     return samples
         return samples
 
-    def _array_batches(self):
+    def _array_parts(self):
+        """`(x, y, sample_weight)` of in-memory data, as NumPy arrays."""
         x, y, w = self._data, self._y, self._sample_weight
         if isinstance(x, tuple) and y is None:
             x, y, w = keras.utils.unpack_x_y_sample_weight(x)
-        x, y, w = _to_numpy((x, y, w))
+        return _to_numpy((x, y, w))
+
+    def _array_batches(self):
+        x, y, w = self._array_parts()
         total = _batch_size_of(keras.tree.flatten(x), self.name)
         for start in range(0, total, self.batch_size):
             stop = min(start + self.batch_size, total)

@@ -5,7 +5,7 @@ import time
 from keras_tflq.conversion import modes
 from keras_tflq.conversion.artifact import check_writable_folder, write_artifact
 from keras_tflq.conversion.calibration import CalibrationSet
-from keras_tflq.conversion.converter import convert_model
+from keras_tflq.conversion.converter import convert_and_inspect
 from keras_tflq.conversion.data_source import DataSource
 from keras_tflq.conversion.model_inputs import ModelInputs
 from keras_tflq.conversion.report import build_report
@@ -52,7 +52,7 @@ def export_artifact(
         The report (a dict); the artifact is at `path`, the report beside it.
     """
     started = time.perf_counter()
-    content = convert_model(
+    content, inspection = convert_and_inspect(
         model,
         mode,
         representative_dataset=calibration.representative_dataset if calibration else None,
@@ -68,6 +68,7 @@ def export_artifact(
         model,
         path,
         content,
+        inspection,
         mode,
         calibration=calibration,
         input_type=input_type,

@@ -5,7 +5,6 @@ import os
 import keras
 import numpy as np
 
-from keras_tflq.runtime.inspection import inspect_tflite
 from keras_tflq.version import __version__
 
 
@@ -13,6 +12,7 @@ def build_report(
     model,
     path,
     content,
+    inspection,
     mode,
     calibration=None,
     input_type="float32",
@@ -29,6 +29,7 @@ def build_report(
         model: The Keras model that was converted.
         path: Where the artifact is written.
         content: The artifact's bytes.
+        inspection: What `inspect_tflite` says of `content`.
         mode: The export mode.
         calibration: The `CalibrationSet` used, or `None`. Defaults to `None`.
         input_type: Input tensor type name. Defaults to `"float32"`.
@@ -49,7 +50,7 @@ def build_report(
 
     Example:
 
-    >>> build_report(model, "m.tflite", content, "dynamic")["bytes"]
+    >>> build_report(model, "m.tflite", content, inspect_tflite(content), "dynamic")["bytes"]
     9608
     """
     import tensorflow as tf
@@ -70,7 +71,7 @@ def build_report(
         "input_type": input_type,
         "output_type": output_type,
         "allow_float_ops": allow_float_ops,
-        **inspect_tflite(content),
+        **inspection,
         "keras_metrics": _plain(keras_metrics or {}),
         "tflite_metrics": _plain(tflite_metrics or {}),
         "conversion_seconds": None if conversion_seconds is None else round(conversion_seconds, 3),

@@ -432,7 +432,7 @@ def test_failed_final_export_saves_the_trained_model(workdir, small_digits):
 def test_earlier_artifact_survives_a_failed_later_export(workdir, cnn, small_digits, monkeypatch):
     x, y = small_digits
     export = TFLiteExport("latest.tflite", mode="float32", export_freq="epoch", check_conversion=False, verbose=0)
-    real_convert = keras_tflq.conversion.export.convert_model
+    real_convert = keras_tflq.conversion.export.convert_and_inspect
     calls = []
 
     def convert_then_fail(*args, **kwargs):
@@ -441,7 +441,7 @@ def test_earlier_artifact_survives_a_failed_later_export(workdir, cnn, small_dig
             raise keras_tflq.ConversionError("simulated converter crash")
         return real_convert(*args, **kwargs)
 
-    monkeypatch.setattr(keras_tflq.conversion.export, "convert_model", convert_then_fail)
+    monkeypatch.setattr(keras_tflq.conversion.export, "convert_and_inspect", convert_then_fail)
     with pytest.raises(keras_tflq.ConversionError, match="simulated converter crash. The trained model was saved to 'latest.keras'"):
         cnn.fit(x, y, epochs=3, callbacks=[export], verbose=0)
     good = LiteRTModel(model_path="latest.tflite")
