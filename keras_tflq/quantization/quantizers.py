@@ -218,7 +218,7 @@ class _RangeQuantizer(Quantizer):
             if training:
                 self._mark_seen(weights)
             range_min, range_max = min_var, max_var
-        return _fake_quant(
+        return fake_quant(
             inputs,
             range_min,
             range_max,
@@ -243,7 +243,7 @@ def _scalar(value):
     return ops.reshape(value, ()) if len(value.shape) else value
 
 
-def _fake_quant(inputs, range_min, range_max, num_bits, narrow_range, axis):
+def fake_quant(inputs, range_min, range_max, num_bits, narrow_range, axis):
     """`keras.quantizers.fake_quant_with_min_max_vars`, with the TensorFlow
     op called directly when Keras would only add reshapes or transposes."""
     if keras.backend.backend() == "tensorflow" and not (
@@ -259,7 +259,7 @@ def _fake_quant(inputs, range_min, range_max, num_bits, narrow_range, axis):
                 # Only 1s after the channels (a depthwise kernel): moving
                 # the channel axis last is a reshape, not a transpose.
                 moved = shape[:axis] + shape[axis + 1 :] + (shape[axis],)
-                outputs = _fake_quant(
+                outputs = fake_quant(
                     ops.reshape(x, moved),
                     range_min,
                     range_max,

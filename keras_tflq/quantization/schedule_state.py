@@ -88,13 +88,33 @@ def quantize(layer, quantizer, inputs, training, weights):
         quantized = quantizer(inputs, True, weights)
     else:
         quantized = quantizer(inputs, True, weights, ranges_frozen=frozen)
+    return gate(layer, quantized, inputs)
+
+
+def gate(layer, quantized, inputs):
+    """In training: `quantized` once `quantize_enabled` is set, else
+    `inputs` (whose ranges the caller still tracked)."""
     enabled = flag(layer, QUANTIZE_ENABLED)
     if enabled is True:
         return quantized
     if enabled is False:
-        # The ranges were still tracked (the quantizer call updated them).
         return inputs
     return ops.where(enabled, quantized, inputs)
+
+
+def update_batch_norm_statistics(batch_norm, mean, variance, frozen):
+    """Moves `batch_norm`'s moving statistics toward the batch's `mean`
+    and `variance`, unless `frozen` (the layer's `bn_frozen` flag)."""
+    for moving, batch in (
+        (batch_norm.moving_mean, mean),
+        (batch_norm.moving_variance, variance),
+    ):
+        updated = batch_norm.momentum * moving + (
+            1.0 - batch_norm.momentum
+        ) * batch
+        if frozen is not False:
+            updated = ops.where(frozen, moving, updated)
+        moving.assign(updated)
 
 
 def quantize_output(layer, outputs, training):

@@ -138,14 +138,7 @@ class QuantizeChannelAffine(keras.layers.Layer):
         bn = self.layer
         axes = list(range(len(inputs.shape) - 1))
         mean, variance = ops.moments(inputs, axes)
-        for moving, batch in (
-            (bn.moving_mean, mean),
-            (bn.moving_variance, variance),
-        ):
-            updated = bn.momentum * moving + (1.0 - bn.momentum) * batch
-            if frozen is not False:
-                updated = ops.where(frozen, moving, updated)
-            moving.assign(updated)
+        schedule_state.update_batch_norm_statistics(bn, mean, variance, frozen)
         gamma = bn.gamma if bn.scale else 1.0
         beta = bn.beta if bn.center else 0.0
         normalized = (inputs - mean) / ops.sqrt(variance + bn.epsilon)

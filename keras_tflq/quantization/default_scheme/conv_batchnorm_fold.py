@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_tflq.quantization import schedule_state
+from keras_tflq.quantization import quantizers, schedule_state
 from keras_tflq.quantization.default_scheme import default_quantize_config
 from keras_tflq.quantization.serialization import pop_objects
 
@@ -131,9 +131,29 @@ class ConvBatchNormFold(keras.layers.Layer):
             )
         return conv.convolution_op(inputs, kernel)
 
+    def _scale_and_offset(self, mean, variance):
+        """BatchNormalization as `x * scale + offset` for these statistics."""
+        bn = self.batch_norm
+        scale = ops.rsqrt(variance + bn.epsilon)
+        if bn.scale:
+            scale = bn.gamma * scale
+        offset = bn.beta - mean * scale if bn.center else -mean * scale
+        return scale, offset
+
+    def _fold_scale(self):
+        """The moving-statistics scale, shaped like the kernel's output
+        channels."""
+        bn = self.batch_norm
+        scale, _ = self._scale_and_offset(bn.moving_mean, bn.moving_variance)
+        if isinstance(self.conv, _DEPTHWISE):
+            scale = ops.reshape(scale, self.conv.kernel.shape[-2:])
+        return scale
+
+    def _unbiased(self, mean):
+        """`mean` of the convolution output without its bias."""
+        return mean - self.conv.bias if self.conv.use_bias else mean
+
     def call(self, inputs, training=None):
-        conv, bn = self.conv, self.batch_norm
-        kernel = ops.convert_to_tensor(conv.kernel)
         # Batch statistics in training until `bn_frozen` (a Python bool
         # when it is fixed for this trace, else a boolean tensor).
         frozen = (
@@ -141,56 +161,121 @@ class ConvBatchNormFold(keras.layers.Layer):
             if training
             else True
         )
-        batch_stats = frozen is not True
-        if batch_stats:
-            raw = self._convolve(inputs, kernel)
-            if conv.use_bias:
-                raw = raw + conv.bias
-            axes = list(range(len(raw.shape) - 1))
-            batch_mean, batch_variance = ops.moments(raw, axes)
-            momentum = bn.momentum
-            for moving, batch in (
-                (bn.moving_mean, batch_mean),
-                (bn.moving_variance, batch_variance),
-            ):
-                updated = momentum * moving + (1.0 - momentum) * batch
-                if frozen is not False:
-                    updated = ops.where(frozen, moving, updated)
-                moving.assign(updated)
-        # Read after the update: the kernel range stored in training is
-        # then the range of the kernel folded at inference.
-        moving_mean = ops.convert_to_tensor(bn.moving_mean)
-        moving_sigma = ops.sqrt(bn.moving_variance + bn.epsilon)
-        correction = None
-        if not batch_stats:
-            mean, sigma = moving_mean, moving_sigma
-        elif frozen is False:
-            mean = batch_mean
-            sigma = ops.sqrt(batch_variance + bn.epsilon)
-            correction = moving_sigma / sigma
+        if frozen is True:
+            outputs = self._folded_conv(inputs, training)
+        elif self._weight_quantizer.per_axis:
+            outputs = self._normalized_conv(inputs, frozen)
         else:
-            batch_sigma = ops.sqrt(batch_variance + bn.epsilon)
-            mean = ops.where(frozen, moving_mean, batch_mean)
-            sigma = ops.where(frozen, moving_sigma, batch_sigma)
-            correction = moving_sigma / sigma
-        scale = bn.gamma / moving_sigma if bn.scale else 1.0 / moving_sigma
-        if isinstance(conv, _DEPTHWISE):
-            scale = ops.reshape(scale, kernel.shape[-2:])
-        folded = kernel * scale
+            outputs = self._corrected_folded_conv(inputs, training, frozen)
+        return schedule_state.quantize_output(self, outputs, training)
+
+    def _folded_conv(self, inputs, training):
+        """Inference, or training with frozen statistics: the convolution
+        with the folded, fake-quantized kernel, as TFLite runs it."""
+        bn = self.batch_norm
+        folded = ops.convert_to_tensor(self.conv.kernel) * self._fold_scale()
+        quantized = schedule_state.quantize(
+            self, self._weight_quantizer, folded, training, self._weight_vars
+        )
+        _, offset = self._scale_and_offset(
+            self._unbiased(bn.moving_mean), bn.moving_variance
+        )
+        return self._convolve(inputs, quantized) + offset
+
+    def _normalized_conv(self, inputs, frozen):
+        """Training with batch statistics and per-channel weights, in one
+        convolution.
+
+        Symmetric per-channel quantization commutes with a per-channel
+        scale, `fq(kernel * s) == s * fq(kernel)`, so the convolution with
+        the folded, fake-quantized kernel equals the convolution with the
+        fake-quantized kernel, normalized afterwards. The batch statistics
+        are those of this convolution, and the stored kernel range is the
+        folded kernel's, as `_folded_conv` reads it.
+        """
+        conv, bn = self.conv, self.batch_norm
+        quantizer, weights = self._weight_quantizer, self._weight_vars
+        kernel = ops.convert_to_tensor(conv.kernel)
+        rank = len(kernel.shape)
+        axis = quantizer.axis % rank
+        reduce_axes = tuple(i for i in range(rank) if i != axis)
+        # Ranges are statistics: no gradient flows through them.
+        bound = ops.stop_gradient(
+            ops.maximum(ops.max(ops.abs(kernel), axis=reduce_axes), 1e-6)
+        )
+        ranges_frozen = schedule_state.flag(self, schedule_state.RANGES_FROZEN)
+        if ranges_frozen is not False:
+            # The stored (folded) range, unfolded with the current scale.
+            scale = ops.reshape(ops.abs(self._fold_scale()), bound.shape)
+            stored = weights["max_var"] / ops.maximum(scale, 1e-12)
+            bound = (
+                stored
+                if ranges_frozen is True
+                else ops.where(ranges_frozen, stored, bound)
+            )
+        quantized = quantizers.fake_quant(
+            kernel,
+            -bound,
+            bound,
+            num_bits=quantizer.num_bits,
+            narrow_range=quantizer.narrow_range,
+            axis=axis,
+        )
+        outputs = self._convolve(
+            inputs, schedule_state.gate(self, quantized, kernel)
+        )
+        if conv.use_bias:
+            outputs = outputs + conv.bias
+        axes = list(range(len(outputs.shape) - 1))
+        mean, variance = ops.moments(outputs, axes)
+        schedule_state.update_batch_norm_statistics(bn, mean, variance, frozen)
+        if ranges_frozen is not True:
+            scale = ops.reshape(ops.abs(self._fold_scale()), bound.shape)
+            folded = ops.maximum(scale * bound, 1e-6)
+            if ranges_frozen is not False:
+                folded = ops.where(ranges_frozen, weights["max_var"], folded)
+            weights["max_var"].assign(folded)
+            weights["min_var"].assign(-folded)
+        if frozen is not False:
+            mean = ops.where(frozen, bn.moving_mean, mean)
+            variance = ops.where(frozen, bn.moving_variance, variance)
+        scale, offset = self._scale_and_offset(mean, variance)
+        return outputs * scale + offset
+
+    def _corrected_folded_conv(self, inputs, training, frozen):
+        """Training with batch statistics and per-tensor weights.
+
+        The scale no longer commutes with quantization, so the kernel is
+        folded with the moving statistics and quantized, and the output
+        corrected to the batch statistics, which a float convolution
+        computes first (Krishnamoorthi, 2018).
+        """
+        conv, bn = self.conv, self.batch_norm
+        raw = self._convolve(inputs, ops.convert_to_tensor(conv.kernel))
+        if conv.use_bias:
+            raw = raw + conv.bias
+        axes = list(range(len(raw.shape) - 1))
+        batch_mean, batch_variance = ops.moments(raw, axes)
+        schedule_state.update_batch_norm_statistics(
+            bn, batch_mean, batch_variance, frozen
+        )
+        # Folded after the update: the kernel range stored in training is
+        # then the range of the kernel folded at inference.
+        folded = ops.convert_to_tensor(conv.kernel) * self._fold_scale()
         quantized = schedule_state.quantize(
             self, self._weight_quantizer, folded, training, self._weight_vars
         )
         outputs = self._convolve(inputs, quantized)
-        if correction is not None:
-            outputs = outputs * correction
-        # beta + gamma * (bias - mean) / sigma, without the zero terms.
-        shift = mean - conv.bias if conv.use_bias else mean
-        if bn.scale:
-            shift = bn.gamma * shift
-        offset = shift / sigma
-        offset = bn.beta - offset if bn.center else -offset
-        outputs = outputs + offset
-        return schedule_state.quantize_output(self, outputs, training)
+        mean, variance = batch_mean, batch_variance
+        if frozen is not False:
+            mean = ops.where(frozen, bn.moving_mean, mean)
+            variance = ops.where(frozen, bn.moving_variance, variance)
+        # Undo the moving-statistics scale, apply the batch one.
+        correction = ops.sqrt(
+            (bn.moving_variance + bn.epsilon) / (variance + bn.epsilon)
+        )
+        _, offset = self._scale_and_offset(self._unbiased(mean), variance)
+        return outputs * correction + offset
 
     def compute_output_shape(self, input_shape):
         return self.conv.compute_output_shape(input_shape)
