@@ -207,7 +207,12 @@ class _RangeQuantizer(Quantizer):
         # keep the learned range.
         frozen = kwargs.get("ranges_frozen")
         if training and frozen is not True:
-            new_min, new_max = self._new_range(inputs, weights)
+            # Ranges are statistics of the values, as in tfmot: no
+            # gradient flows into them.
+            new_min, new_max = (
+                ops.stop_gradient(bound)
+                for bound in self._new_range(inputs, weights)
+            )
             if frozen is not None and frozen is not False:
                 new_min = ops.where(frozen, min_var, new_min)
                 new_max = ops.where(frozen, max_var, new_max)

@@ -94,6 +94,22 @@ def test_moving_average_starts_at_first_batch_then_moves_slowly():
     assert weights["max_var"].numpy() == pytest.approx(5.0)
 
 
+def test_gradient_is_straight_through_and_skips_the_range():
+    """Ranges are statistics (as in tfmot): values inside the range get the
+    upstream gradient, clipped ones none, and nothing reaches the values
+    that set the range."""
+    import tensorflow as tf
+
+    quantizer = quantizers.MovingAverageQuantizer(**ARGS, ema_decay=0.9)
+    _, weights = _built(quantizer)
+    quantizer(np.array([0.0, 4.0], "float32"), True, weights)
+    x = tf.Variable([1.0, 2.0, 3.0, 14.0])
+    with tf.GradientTape() as tape:
+        y = quantizer(x, True, weights)  # range [0, 5]: 14 is clipped
+        loss = tf.reduce_sum(y * [1.0, 2.0, 3.0, 4.0])
+    np.testing.assert_array_equal(tape.gradient(loss, x), [1.0, 2.0, 3.0, 0.0])
+
+
 def test_all_values_keeps_the_widest_range():
     quantizer = quantizers.AllValuesQuantizer(**ARGS)
     _, weights = _built(quantizer)
