@@ -24,8 +24,12 @@ Same model, data, epochs, optimizer and seeds in both frameworks:
 * accuracy of every artifact on the test set with ai_edge_litert's
   `Interpreter` (own loop, batch 1, not the package's evaluator).
 * step time: a callback times every train batch (`on_train_batch_begin` ->
-  `on_train_batch_end`, `perf_counter`), the first epoch dropped (tracing);
-  median; overhead = QAT median / float median within a framework.
+  `on_train_batch_end`, `perf_counter`). The overhead compared is timed
+  after training, within each framework, in alternating epochs (float,
+  QAT, QAT, float, ...; `--timing-rounds` rounds of one epoch each): per
+  round QAT median / float median, then the median over rounds, so machine
+  drift hits both sides of every ratio. The step times during training
+  (first epoch dropped) are reported too.
 * latency: every artifact of the last seed in one interpreter each
   (default op resolver, i.e. XNNPACK; `num_threads=1`), batch 1, rounds
   interleaved across artifacts, median of all invokes.
@@ -135,6 +139,33 @@ def make_step_timer(K, skip_first_epoch):
             return statistics.median(times)
 
     return StepTimer()
+
+
+def interleaved_step_times(K, float_model, qat_model, x, y, rounds):
+    """Float and QAT step times in alternating one-epoch fits.
+
+    Runs after training (accuracy and artifacts are already taken). Returns
+    the median float and QAT step ms and the median over rounds of each
+    round's QAT / float ratio.
+    """
+    float_ms, qat_ms, ratios = [], [], []
+    for round_index in range(rounds):
+        order = (0, 1) if round_index % 2 == 0 else (1, 0)
+        medians = [None, None]
+        for which in order:
+            timer = make_step_timer(K, skip_first_epoch=False)
+            model = (float_model, qat_model)[which]
+            model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, callbacks=[timer], verbose=0)
+            medians[which] = timer.median()
+        float_ms.append(medians[0] * 1e3)
+        qat_ms.append(medians[1] * 1e3)
+        ratios.append(medians[1] / medians[0])
+    return {
+        "timed_float_step_ms": statistics.median(float_ms),
+        "timed_qat_step_ms": statistics.median(qat_ms),
+        "timed_overhead": statistics.median(ratios),
+        "timed_overhead_rounds": [round(r, 3) for r in ratios],
+    }
 
 
 def tflite_accuracy(path, x, y):
@@ -290,6 +321,7 @@ def tfmot_worker(spec):
         "qat_step_ms": qat_timer.median() * 1e3,
         "convert_s": convert_s,
         "tflite_int8_acc": tflite_accuracy(spec["output"], x_test, y_test),
+        **interleaved_step_times(K, model, qat, x_train, y_train, spec["timing_rounds"]),
         "versions": {
             "tf_keras": K.__version__,
             "tfmot": getattr(tfmot, "__version__", "?"),
@@ -315,7 +347,7 @@ def run_tfmot(spec):
 # ------------------------------------------------------------ keras_tflq side
 
 
-def run_seed(seed, float_epochs, qat_epochs, workdir, qat_start):
+def run_seed(seed, float_epochs, qat_epochs, workdir, qat_start, timing_rounds):
     import contextlib
 
     import keras
@@ -358,6 +390,7 @@ def run_seed(seed, float_epochs, qat_epochs, workdir, qat_start):
         "seed": seed, "float_epochs": float_epochs, "qat_epochs": qat_epochs,
         "init_weights": init_path, "float_weights": float_path,
         "output": paths["tfmot_qat_int8"], "qat_start": qat_start,
+        "timing_rounds": timing_rounds,
     }
     tfmot_result = None
     if seed % 2 == 1:
@@ -385,6 +418,7 @@ def run_seed(seed, float_epochs, qat_epochs, workdir, qat_start):
             quantization=export.report["quantization"],
             tflite_int8_acc=tflite_accuracy(paths["keras_tflq_qat_int8"], x_test, y_test),
         )
+        tflq.update(interleaved_step_times(keras, model, qat, x_train, y_train, timing_rounds))
     except Exception as exc:  # reported, not hidden
         import traceback
 
@@ -452,7 +486,10 @@ def summarize(runs, latency_ms, args, wall_s):
             "tflite_int8_acc": mean_spread(collect(fw, "tflite_int8_acc")),
             "float_step_ms": mean_spread(collect(fw, "float_step_ms")),
             "qat_step_ms": mean_spread(collect(fw, "qat_step_ms")),
-            "qat_step_overhead": mean_spread(overhead),
+            "qat_step_overhead_in_training": mean_spread(overhead),
+            "timed_float_step_ms": mean_spread(collect(fw, "timed_float_step_ms")),
+            "timed_qat_step_ms": mean_spread(collect(fw, "timed_qat_step_ms")),
+            "qat_step_overhead": mean_spread(collect(fw, "timed_overhead")),
             "convert_s": mean_spread(collect(fw, "convert_s")),
         }
     artifacts = {}
@@ -500,6 +537,7 @@ def summarize(runs, latency_ms, args, wall_s):
             "qat_lr": QAT_LR,
             "split": {"train": 1797 - TEST_SIZE - VAL_SIZE, "val": VAL_SIZE, "test": TEST_SIZE, "seed": SPLIT_SEED},
             "qat_start": args.qat_start,
+            "timing_rounds": args.timing_rounds,
             "latency": {"rounds": args.latency_rounds, "invokes_per_round": 10, "num_threads": 1, "batch": 1},
         },
         "summary": summary,
@@ -523,9 +561,12 @@ def markdown(result):
         f"| float Keras test acc | {fmt(s['keras_tflq']['float_acc'])} | {fmt(s['tfmot']['float_acc'])} |",
         f"| QAT Keras test acc | {fmt(s['keras_tflq']['qat_keras_acc'])} | {fmt(s['tfmot']['qat_keras_acc'])} |",
         f"| **int8 TFLite test acc** | {fmt(s['keras_tflq']['tflite_int8_acc'])} | {fmt(s['tfmot']['tflite_int8_acc'])} |",
-        f"| float step ms (median) | {fmt(s['keras_tflq']['float_step_ms'], digits=2)} | {fmt(s['tfmot']['float_step_ms'], digits=2)} |",
-        f"| QAT step ms (median) | {fmt(s['keras_tflq']['qat_step_ms'], digits=2)} | {fmt(s['tfmot']['qat_step_ms'], digits=2)} |",
-        f"| **QAT / float step time** | {fmt(s['keras_tflq']['qat_step_overhead'], digits=2)} | {fmt(s['tfmot']['qat_step_overhead'], digits=2)} |",
+        f"| float step ms (median, in training) | {fmt(s['keras_tflq']['float_step_ms'], digits=2)} | {fmt(s['tfmot']['float_step_ms'], digits=2)} |",
+        f"| QAT step ms (median, in training) | {fmt(s['keras_tflq']['qat_step_ms'], digits=2)} | {fmt(s['tfmot']['qat_step_ms'], digits=2)} |",
+        f"| QAT / float step time (in training) | {fmt(s['keras_tflq']['qat_step_overhead_in_training'], digits=2)} | {fmt(s['tfmot']['qat_step_overhead_in_training'], digits=2)} |",
+        f"| float step ms (median, interleaved) | {fmt(s['keras_tflq']['timed_float_step_ms'], digits=2)} | {fmt(s['tfmot']['timed_float_step_ms'], digits=2)} |",
+        f"| QAT step ms (median, interleaved) | {fmt(s['keras_tflq']['timed_qat_step_ms'], digits=2)} | {fmt(s['tfmot']['timed_qat_step_ms'], digits=2)} |",
+        f"| **QAT / float step time (interleaved)** | {fmt(s['keras_tflq']['qat_step_overhead'], digits=2)} | {fmt(s['tfmot']['qat_step_overhead'], digits=2)} |",
         f"| int8 conversion s | {fmt(s['keras_tflq']['convert_s'], digits=2)} | {fmt(s['tfmot']['convert_s'], digits=2)} |",
         "",
         "| artifact | bytes | I/O | ops | float ops | test acc (LiteRT) | latency µs, batch 1, XNNPACK, 1 thread (median) | latency vs float32 |",
@@ -565,6 +606,10 @@ def main(argv=None):
     parser.add_argument("--qat-epochs", type=int, default=None, help="default 6")
     parser.add_argument("--latency-rounds", type=int, default=None, help="rounds of 10 invokes (default 40)")
     parser.add_argument(
+        "--timing-rounds", type=int, default=None,
+        help="alternating float/QAT timing epochs per framework and seed (default 6)",
+    )
+    parser.add_argument(
         "--qat-start", choices=("shared", "own"), default="shared",
         help="tfmot QAT starts from the Keras 3 float weights (shared) or its own float training",
     )
@@ -578,12 +623,15 @@ def main(argv=None):
     args.float_epochs = args.float_epochs or (6 if args.quick else 20)
     args.qat_epochs = args.qat_epochs or (2 if args.quick else 6)
     args.latency_rounds = args.latency_rounds or (10 if args.quick else 40)
+    args.timing_rounds = args.timing_rounds or (2 if args.quick else 6)
 
     started = time.perf_counter()
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench_qat_") as workdir:
         for seed in range(args.seeds):
-            run = run_seed(seed, args.float_epochs, args.qat_epochs, workdir, args.qat_start)
+            run = run_seed(
+                seed, args.float_epochs, args.qat_epochs, workdir, args.qat_start, args.timing_rounds
+            )
             runs.append(run)
             print(
                 f"[qat_vs_tfmot] seed {seed}: keras_tflq int8 "

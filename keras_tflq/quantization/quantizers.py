@@ -166,63 +166,56 @@ class _RangeQuantizer(Quantizer):
         axis = self.axis % len(x.shape)
         return tuple(i for i in range(len(x.shape)) if i != axis)
 
-    def _batch_range(self, inputs):
-        """Min and max of `inputs` (per channel when `per_axis`)."""
-        x = ops.convert_to_tensor(inputs)
+    def _batch_range(self, x):
+        """The range of `x` (per channel when `per_axis`), containing zero,
+        symmetric if asked, and at least 1e-6 wide."""
         reduce_axes = self._reduce_axes(x)
-        batch_min = ops.min(x, axis=reduce_axes)
-        batch_max = ops.max(x, axis=reduce_axes)
-        return batch_min, batch_max
-
-    def _clean_range(self, range_min, range_max):
-        """The range made to contain zero, symmetric if asked, non-empty."""
-        range_min = ops.minimum(range_min, 0.0)
-        range_max = ops.maximum(range_max, 0.0)
         if self.symmetric:
-            bound = ops.maximum(-range_min, range_max)
-            bound = ops.maximum(bound, 1e-6)
+            bound = ops.maximum(ops.max(ops.abs(x), axis=reduce_axes), 1e-6)
             return -bound, bound
-        range_max = ops.maximum(range_max, range_min + 1e-6)
+        range_min = ops.minimum(ops.min(x, axis=reduce_axes), 0.0)
+        range_max = ops.maximum(ops.max(x, axis=reduce_axes), 1e-6)
         return range_min, range_max
 
     @abc.abstractmethod
     def _updated_range(self, batch_min, batch_max, weights):
         """The new range in a training step, given the batch range."""
 
-    def _new_range(self, inputs, weights):
-        """The cleaned range of a training step."""
-        batch_min, batch_max = self._batch_range(inputs)
-        new_min, new_max = self._updated_range(batch_min, batch_max, weights)
-        return self._clean_range(new_min, new_max)
-
     def _mark_seen(self, weights):
         """Records that a training step ran (accumulating quantizers)."""
         if self._accumulates:
             weights["initialized"].assign(1.0)
 
-    def __call__(self, inputs, training, weights, **kwargs):
+    def compute_range(self, inputs, training, weights, ranges_frozen=None):
+        """The range `__call__` quantizes `inputs` with, as `(min, max)`.
+
+        In training, the range is updated from `inputs` and stored, unless
+        `ranges_frozen` (as in `__call__`); it is a statistic of the
+        values: no gradient flows into it. At inference, the stored range.
+        """
         min_var, max_var = weights["min_var"], weights["max_var"]
+        if not training or ranges_frozen is True:
+            if training:
+                self._mark_seen(weights)
+            return min_var, max_var
+        values = ops.stop_gradient(ops.convert_to_tensor(inputs))
+        new_min, new_max = self._updated_range(
+            *self._batch_range(values), weights
+        )
+        if ranges_frozen is not None and ranges_frozen is not False:
+            new_min = ops.where(ranges_frozen, min_var, new_min)
+            new_max = ops.where(ranges_frozen, max_var, new_max)
+        min_var.assign(new_min)
+        max_var.assign(new_max)
+        return new_min, new_max
+
+    def __call__(self, inputs, training, weights, **kwargs):
         # `ranges_frozen`: a boolean tensor, or a Python bool when it is
         # known when the step is traced. Frozen by a QuantizationSchedule:
         # keep the learned range.
-        frozen = kwargs.get("ranges_frozen")
-        if training and frozen is not True:
-            # Ranges are statistics of the values, as in tfmot: no
-            # gradient flows into them.
-            new_min, new_max = (
-                ops.stop_gradient(bound)
-                for bound in self._new_range(inputs, weights)
-            )
-            if frozen is not None and frozen is not False:
-                new_min = ops.where(frozen, min_var, new_min)
-                new_max = ops.where(frozen, max_var, new_max)
-            min_var.assign(new_min)
-            max_var.assign(new_max)
-            range_min, range_max = new_min, new_max
-        else:
-            if training:
-                self._mark_seen(weights)
-            range_min, range_max = min_var, max_var
+        range_min, range_max = self.compute_range(
+            inputs, training, weights, kwargs.get("ranges_frozen")
+        )
         return fake_quant(
             inputs,
             range_min,
@@ -332,14 +325,6 @@ class LastValueQuantizer(_RangeQuantizer):
     def _updated_range(self, batch_min, batch_max, weights):
         return batch_min, batch_max
 
-    def _new_range(self, inputs, weights):
-        if not self.symmetric:
-            return super()._new_range(inputs, weights)
-        # max(-min(min(x), 0), max(max(x), 0), 1e-6) == max(max|x|, 1e-6).
-        x = ops.abs(ops.convert_to_tensor(inputs))
-        bound = ops.maximum(ops.max(x, axis=self._reduce_axes(x)), 1e-6)
-        return -bound, bound
-
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class MovingAverageQuantizer(_RangeQuantizer):
@@ -390,10 +375,12 @@ class MovingAverageQuantizer(_RangeQuantizer):
 
     def _updated_range(self, batch_min, batch_max, weights):
         initialized = weights["initialized"]
-        # `initialized` is 0 before the first training step, then 1.
-        decay = self.ema_decay * initialized
-        new_min = decay * weights["min_var"] + (1.0 - decay) * batch_min
-        new_max = decay * weights["max_var"] + (1.0 - decay) * batch_max
+        # `initialized` is 0 before the first training step, then 1: the
+        # first step takes the batch range.
+        rate = 1.0 - self.ema_decay * initialized
+        min_var, max_var = weights["min_var"], weights["max_var"]
+        new_min = min_var + (batch_min - min_var) * rate
+        new_max = max_var + (batch_max - max_var) * rate
         initialized.assign(1.0)
         return new_min, new_max
 

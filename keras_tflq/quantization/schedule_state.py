@@ -91,6 +91,13 @@ def quantize(layer, quantizer, inputs, training, weights):
     return gate(layer, quantized, inputs)
 
 
+def kernel_range(layer, quantizer, kernel, training, weights):
+    """`quantizer.compute_range(kernel)` as the layer's schedule allows
+    (the stored range once `ranges_frozen` is set)."""
+    frozen = flag(layer, RANGES_FROZEN) if training else None
+    return quantizer.compute_range(kernel, training, weights, frozen)
+
+
 def gate(layer, quantized, inputs):
     """In training: `quantized` once `quantize_enabled` is set, else
     `inputs` (whose ranges the caller still tracked)."""

@@ -161,17 +161,17 @@ class ConvBatchNormFold(keras.layers.Layer):
             if training
             else True
         )
-        if frozen is True:
+        if self._weight_quantizer.per_axis:
+            outputs = self._per_channel_conv(inputs, training, frozen)
+        elif frozen is True:
             outputs = self._folded_conv(inputs, training)
-        elif self._weight_quantizer.per_axis:
-            outputs = self._normalized_conv(inputs, frozen)
         else:
             outputs = self._corrected_folded_conv(inputs, training, frozen)
         return schedule_state.quantize_output(self, outputs, training)
 
     def _folded_conv(self, inputs, training):
-        """Inference, or training with frozen statistics: the convolution
-        with the folded, fake-quantized kernel, as TFLite runs it."""
+        """Per-tensor kernels at inference or with frozen statistics: the
+        convolution with the folded, fake-quantized kernel."""
         bn = self.batch_norm
         folded = ops.convert_to_tensor(self.conv.kernel) * self._fold_scale()
         quantized = schedule_state.quantize(
@@ -182,60 +182,50 @@ class ConvBatchNormFold(keras.layers.Layer):
         )
         return self._convolve(inputs, quantized) + offset
 
-    def _normalized_conv(self, inputs, frozen):
-        """Training with batch statistics and per-channel weights, in one
-        convolution.
-
-        Symmetric per-channel quantization commutes with a per-channel
-        scale, `fq(kernel * s) == s * fq(kernel)`, so the convolution with
-        the folded, fake-quantized kernel equals the convolution with the
-        fake-quantized kernel, normalized afterwards. The batch statistics
-        are those of this convolution, and the stored kernel range is the
-        folded kernel's, as `_folded_conv` reads it.
-        """
-        conv, bn = self.conv, self.batch_norm
-        quantizer, weights = self._weight_quantizer, self._weight_vars
-        kernel = ops.convert_to_tensor(conv.kernel)
-        rank = len(kernel.shape)
-        axis = quantizer.axis % rank
-        reduce_axes = tuple(i for i in range(rank) if i != axis)
-        # Ranges are statistics: no gradient flows through them.
-        bound = ops.stop_gradient(
-            ops.maximum(ops.max(ops.abs(kernel), axis=reduce_axes), 1e-6)
-        )
-        ranges_frozen = schedule_state.flag(self, schedule_state.RANGES_FROZEN)
-        if ranges_frozen is not False:
-            # The stored (folded) range, unfolded with the current scale.
-            scale = ops.reshape(ops.abs(self._fold_scale()), bound.shape)
-            stored = weights["max_var"] / ops.maximum(scale, 1e-12)
-            bound = (
-                stored
-                if ranges_frozen is True
-                else ops.where(ranges_frozen, stored, bound)
-            )
+    def _fake_quant_kernel(self, kernel, bound, training):
         quantized = quantizers.fake_quant(
             kernel,
             -bound,
             bound,
-            num_bits=quantizer.num_bits,
-            narrow_range=quantizer.narrow_range,
-            axis=axis,
+            num_bits=self._weight_quantizer.num_bits,
+            narrow_range=self._weight_quantizer.narrow_range,
+            axis=self._weight_quantizer.axis,
         )
-        outputs = self._convolve(
-            inputs, schedule_state.gate(self, quantized, kernel)
+        if not training:
+            return quantized
+        return schedule_state.gate(self, quantized, kernel)
+
+    def _per_channel_conv(self, inputs, training, frozen):
+        """Per-channel kernels, in one convolution.
+
+        Symmetric per-channel quantization commutes with a per-channel
+        scale: `fq(kernel * s)`, with each channel's range scaled by `|s|`,
+        is `s * fq(kernel)`. So the stored range is the kernel's own, and
+        with batch statistics the folded, fake-quantized convolution is the
+        fake-quantized convolution normalized afterwards; its output gives
+        the batch statistics. At inference (and with frozen statistics) the
+        kernel is folded first, as TFLite runs it.
+        """
+        conv, bn = self.conv, self.batch_norm
+        kernel = ops.convert_to_tensor(conv.kernel)
+        _, bound = schedule_state.kernel_range(
+            self, self._weight_quantizer, kernel, training, self._weight_vars
         )
+        if frozen is True:
+            scale = self._fold_scale()
+            bound = bound * ops.reshape(ops.abs(scale), bound.shape)
+            quantized = self._fake_quant_kernel(kernel * scale, bound, training)
+            _, offset = self._scale_and_offset(
+                self._unbiased(bn.moving_mean), bn.moving_variance
+            )
+            return self._convolve(inputs, quantized) + offset
+        quantized = self._fake_quant_kernel(kernel, bound, training)
+        outputs = self._convolve(inputs, quantized)
         if conv.use_bias:
             outputs = outputs + conv.bias
         axes = list(range(len(outputs.shape) - 1))
         mean, variance = ops.moments(outputs, axes)
         schedule_state.update_batch_norm_statistics(bn, mean, variance, frozen)
-        if ranges_frozen is not True:
-            scale = ops.reshape(ops.abs(self._fold_scale()), bound.shape)
-            folded = ops.maximum(scale * bound, 1e-6)
-            if ranges_frozen is not False:
-                folded = ops.where(ranges_frozen, weights["max_var"], folded)
-            weights["max_var"].assign(folded)
-            weights["min_var"].assign(-folded)
         if frozen is not False:
             mean = ops.where(frozen, bn.moving_mean, mean)
             variance = ops.where(frozen, bn.moving_variance, variance)
