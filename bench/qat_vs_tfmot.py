@@ -8,6 +8,9 @@ Same model, data, epochs, optimizer and seeds in both frameworks:
 * model (BatchNormalization momentum 0.9): Conv2D+BN+ReLU -> [DepthwiseConv2D+BN+ReLU6 -> Conv2D 1x1+BN] +
   residual Add -> ReLU -> Conv2D(stride 2)+BN+ReLU -> GlobalAveragePooling ->
   Dense softmax. Built by the same code with `keras` and with `tf_keras`.
+* batches: per seed and phase, one `tf.data` shuffle order (seeded, reshuffled
+  every epoch), identical in both frameworks, so the frameworks differ only
+  in how they train, not in which batches they see.
 * per seed: the Keras 3 model is built with `keras.utils.set_random_seed(seed)`;
   its initial weights W0 are handed to the tfmot worker, so both frameworks
   start float training from identical weights. Each framework trains float
@@ -89,6 +92,24 @@ def digits_split():
         "val": (x_val, y_val),
         "test": (x_test, y_test),
     }
+
+
+# Offsets of the seeds that order the training batches in each phase.
+FLOAT_ORDER = 0
+QAT_ORDER = 1000
+
+
+def train_batches(x, y, seed):
+    """The training batches, reshuffled every epoch in an order fixed by
+    `seed`: a `tf.data` pipeline, so both frameworks (same TensorFlow) see
+    the same batches in the same order."""
+    import tensorflow as tf
+
+    return (
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        .batch(BATCH_SIZE)
+    )
 
 
 def build_model(K):
@@ -275,7 +296,7 @@ def tfmot_worker(spec):
     skip = spec["float_epochs"] > 1
     float_timer = make_step_timer(K, skip)
     model.fit(
-        x_train, y_train, validation_data=(x_val, y_val), batch_size=BATCH_SIZE,
+        train_batches(x_train, y_train, spec["seed"] + FLOAT_ORDER), validation_data=(x_val, y_val),
         epochs=spec["float_epochs"], callbacks=[float_timer], verbose=0,
     )
     float_acc = float(model.evaluate(x_test, y_test, verbose=0)[1])
@@ -288,7 +309,7 @@ def tfmot_worker(spec):
     qat.compile(K.optimizers.Adam(QAT_LR), "sparse_categorical_crossentropy", metrics=["accuracy"])
     qat_timer = make_step_timer(K, spec["qat_epochs"] > 1)
     qat.fit(
-        x_train, y_train, validation_data=(x_val, y_val), batch_size=BATCH_SIZE,
+        train_batches(x_train, y_train, spec["seed"] + QAT_ORDER), validation_data=(x_val, y_val),
         epochs=spec["qat_epochs"], callbacks=[qat_timer], verbose=0,
     )
     qat_acc = float(qat.evaluate(x_test, y_test, verbose=0)[1])
@@ -378,7 +399,7 @@ def run_seed(seed, float_epochs, qat_epochs, workdir, qat_start, timing_rounds):
     ]
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
         model.fit(
-            x_train, y_train, validation_data=(x_val, y_val), batch_size=BATCH_SIZE,
+            train_batches(x_train, y_train, seed + FLOAT_ORDER), validation_data=(x_val, y_val),
             epochs=float_epochs, callbacks=[float_timer, *exports], verbose=0,
         )
     float_acc = float(model.evaluate(x_test, y_test, verbose=0)[1])
@@ -408,7 +429,7 @@ def run_seed(seed, float_epochs, qat_epochs, workdir, qat_start, timing_rounds):
         )
         with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
             qat.fit(
-                x_train, y_train, validation_data=(x_val, y_val), batch_size=BATCH_SIZE,
+                train_batches(x_train, y_train, seed + QAT_ORDER), validation_data=(x_val, y_val),
                 epochs=qat_epochs, callbacks=[qat_timer, export], verbose=0,
             )
         tflq.update(
