@@ -8,6 +8,9 @@ Same model, data, epochs, optimizer and seeds in both frameworks:
 * model (BatchNormalization momentum 0.9): Conv2D+BN+ReLU -> [DepthwiseConv2D+BN+ReLU6 -> Conv2D 1x1+BN] +
   residual Add -> ReLU -> Conv2D(stride 2)+BN+ReLU -> GlobalAveragePooling ->
   Dense softmax. Built by the same code with `keras` and with `tf_keras`.
+* optimizer: Adam, 1e-3 for float training; 2e-4 with cosine decay to 0
+  over the QAT epochs (so the int8 accuracy is that of settled weights, not
+  of one noisy last step).
 * batches: per seed and phase, one `tf.data` shuffle order (seeded, reshuffled
   every epoch), identical in both frameworks, so the frameworks differ only
   in how they train, not in which batches they see.
@@ -112,6 +115,13 @@ def train_batches(x, y, seed):
     )
 
 
+def qat_optimizer(K, epochs):
+    """Adam with QAT_LR decayed to 0 over the QAT epochs (cosine), so the
+    final weights are not one noisy step among many."""
+    steps = epochs * -(-(1797 - TEST_SIZE - VAL_SIZE) // BATCH_SIZE)
+    return K.optimizers.Adam(K.optimizers.schedules.CosineDecay(QAT_LR, steps))
+
+
 def build_model(K):
     """The same architecture with `keras` (Keras 3) or `tf_keras`."""
     L = K.layers
@@ -160,6 +170,18 @@ def make_step_timer(K, skip_first_epoch):
             return statistics.median(times)
 
     return StepTimer()
+
+
+def float_finetune_accuracy(K, model, weights_path, x, y, seed, epochs, x_test, y_test):
+    """The control: `model` reset to the float weights QAT started from,
+    then trained like QAT (same optimizer, batches and epochs) without
+    quantization. QAT accuracy minus this is the cost of quantization
+    itself, apart from what the framework's training does."""
+    shared = np.load(weights_path)
+    model.set_weights([shared[f"w{i}"] for i in range(len(shared.files))])
+    model.compile(qat_optimizer(K, epochs), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(train_batches(x, y, seed + QAT_ORDER), epochs=epochs, verbose=0)
+    return float(model.evaluate(x_test, y_test, verbose=0)[1])
 
 
 def interleaved_step_times(K, float_model, qat_model, x, y, rounds):
@@ -306,7 +328,7 @@ def tfmot_worker(spec):
     start_acc = float(model.evaluate(x_test, y_test, verbose=0)[1])
 
     qat = tfmot.quantization.keras.quantize_model(model)
-    qat.compile(K.optimizers.Adam(QAT_LR), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    qat.compile(qat_optimizer(K, spec["qat_epochs"]), "sparse_categorical_crossentropy", metrics=["accuracy"])
     qat_timer = make_step_timer(K, spec["qat_epochs"] > 1)
     qat.fit(
         train_batches(x_train, y_train, spec["seed"] + QAT_ORDER), validation_data=(x_val, y_val),
@@ -342,6 +364,9 @@ def tfmot_worker(spec):
         "qat_step_ms": qat_timer.median() * 1e3,
         "convert_s": convert_s,
         "tflite_int8_acc": tflite_accuracy(spec["output"], x_test, y_test),
+        "float_finetune_acc": float_finetune_accuracy(
+            K, model, spec["float_weights"], x_train, y_train, spec["seed"], spec["qat_epochs"], x_test, y_test
+        ),
         **interleaved_step_times(K, model, qat, x_train, y_train, spec["timing_rounds"]),
         "versions": {
             "tf_keras": K.__version__,
@@ -422,7 +447,7 @@ def run_seed(seed, float_epochs, qat_epochs, workdir, qat_start, timing_rounds):
     try:
         keras.utils.set_random_seed(seed)
         qat = keras_tflq.quantize_model(model)
-        qat.compile(keras.optimizers.Adam(QAT_LR), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        qat.compile(qat_optimizer(keras, qat_epochs), "sparse_categorical_crossentropy", metrics=["accuracy"])
         qat_timer = make_step_timer(keras, qat_epochs > 1)
         export = keras_tflq.TFLiteExport(
             paths["keras_tflq_qat_int8"], mode="int8", evaluate=False, verbose=0
@@ -438,6 +463,9 @@ def run_seed(seed, float_epochs, qat_epochs, workdir, qat_start, timing_rounds):
             convert_s=export.report["conversion_seconds"],
             quantization=export.report["quantization"],
             tflite_int8_acc=tflite_accuracy(paths["keras_tflq_qat_int8"], x_test, y_test),
+        )
+        tflq["float_finetune_acc"] = float_finetune_accuracy(
+            keras, model, float_path, x_train, y_train, seed, qat_epochs, x_test, y_test
         )
         tflq.update(interleaved_step_times(keras, model, qat, x_train, y_train, timing_rounds))
     except Exception as exc:  # reported, not hidden
@@ -505,6 +533,11 @@ def summarize(runs, latency_ms, args, wall_s):
             "float_acc": mean_spread(collect(fw, "float_acc")),
             "qat_keras_acc": mean_spread(collect(fw, "qat_keras_acc")),
             "tflite_int8_acc": mean_spread(collect(fw, "tflite_int8_acc")),
+            "float_finetune_acc": mean_spread(collect(fw, "float_finetune_acc")),
+            "int8_minus_finetune": mean_spread([
+                a - b if a is not None and b is not None else None
+                for a, b in zip(collect(fw, "tflite_int8_acc"), collect(fw, "float_finetune_acc"))
+            ]),
             "float_step_ms": mean_spread(collect(fw, "float_step_ms")),
             "qat_step_ms": mean_spread(collect(fw, "qat_step_ms")),
             "qat_step_overhead_in_training": mean_spread(overhead),
@@ -528,6 +561,8 @@ def summarize(runs, latency_ms, args, wall_s):
         }
     a = summary["keras_tflq"]["tflite_int8_acc"]
     b = summary["tfmot"]["tflite_int8_acc"]
+    ca = summary["keras_tflq"]["int8_minus_finetune"]
+    cb = summary["tfmot"]["int8_minus_finetune"]
     oa = summary["keras_tflq"]["qat_step_overhead"]
     ob = summary["tfmot"]["qat_step_overhead"]
     paired = [
@@ -543,6 +578,9 @@ def summarize(runs, latency_ms, args, wall_s):
         "one_test_sample": 1.0 / TEST_SIZE,
         "int8_acc_keras_tflq_ge_tfmot": None if a is None or b is None else a["mean"] >= b["mean"],
         "int8_acc_diff_mean": None if a is None or b is None else a["mean"] - b["mean"],
+        "quantization_cost_keras_tflq_le_tfmot": None
+        if ca is None or cb is None else -ca["mean"] <= -cb["mean"],
+        "quantization_cost_diff_mean": None if ca is None or cb is None else ca["mean"] - cb["mean"],
         "qat_overhead_keras_tflq_le_tfmot": None if oa is None or ob is None else oa["mean"] <= ob["mean"],
         "qat_overhead_ratio_keras_tflq_over_tfmot": None if oa is None or ob is None else oa["mean"] / ob["mean"],
     }
@@ -556,6 +594,7 @@ def summarize(runs, latency_ms, args, wall_s):
             "batch_size": BATCH_SIZE,
             "float_lr": FLOAT_LR,
             "qat_lr": QAT_LR,
+            "qat_lr_schedule": "cosine decay to 0 over the QAT epochs",
             "split": {"train": 1797 - TEST_SIZE - VAL_SIZE, "val": VAL_SIZE, "test": TEST_SIZE, "seed": SPLIT_SEED},
             "qat_start": args.qat_start,
             "timing_rounds": args.timing_rounds,
@@ -582,6 +621,8 @@ def markdown(result):
         f"| float Keras test acc | {fmt(s['keras_tflq']['float_acc'])} | {fmt(s['tfmot']['float_acc'])} |",
         f"| QAT Keras test acc | {fmt(s['keras_tflq']['qat_keras_acc'])} | {fmt(s['tfmot']['qat_keras_acc'])} |",
         f"| **int8 TFLite test acc** | {fmt(s['keras_tflq']['tflite_int8_acc'])} | {fmt(s['tfmot']['tflite_int8_acc'])} |",
+        f"| float fine-tune test acc (control: QAT's epochs without quantization) | {fmt(s['keras_tflq']['float_finetune_acc'])} | {fmt(s['tfmot']['float_finetune_acc'])} |",
+        f"| **int8 acc − float fine-tune acc (cost of quantization)** | {fmt(s['keras_tflq']['int8_minus_finetune'])} | {fmt(s['tfmot']['int8_minus_finetune'])} |",
         f"| float step ms (median, in training) | {fmt(s['keras_tflq']['float_step_ms'], digits=2)} | {fmt(s['tfmot']['float_step_ms'], digits=2)} |",
         f"| QAT step ms (median, in training) | {fmt(s['keras_tflq']['qat_step_ms'], digits=2)} | {fmt(s['tfmot']['qat_step_ms'], digits=2)} |",
         f"| QAT / float step time (in training) | {fmt(s['keras_tflq']['qat_step_overhead_in_training'], digits=2)} | {fmt(s['tfmot']['qat_step_overhead_in_training'], digits=2)} |",
@@ -613,6 +654,9 @@ def markdown(result):
         f"(diff of means {t['int8_acc_diff_mean'] if t['int8_acc_diff_mean'] is None else format(t['int8_acc_diff_mean'], '+.4f')}; "
         f"paired per-seed diff {fmt(t['int8_acc_paired_diff'])}, wins/ties/losses "
         f"{'/'.join(map(str, t['int8_acc_paired_wins_ties_losses']))}; one test sample = {t['one_test_sample']:.4f}) |",
+        f"| keras_tflq quantization cost (int8 − own float fine-tune) <= tfmot's | "
+        f"{t['quantization_cost_keras_tflq_le_tfmot']} (difference of mean int8 − fine-tune: "
+        f"{t['quantization_cost_diff_mean'] if t['quantization_cost_diff_mean'] is None else format(t['quantization_cost_diff_mean'], '+.4f')}) |",
         f"| keras_tflq QAT step overhead <= tfmot's | {t['qat_overhead_keras_tflq_le_tfmot']} "
         f"(ratio {t['qat_overhead_ratio_keras_tflq_over_tfmot'] if t['qat_overhead_ratio_keras_tflq_over_tfmot'] is None else format(t['qat_overhead_ratio_keras_tflq_over_tfmot'], '.2f')}) |",
     ]
