@@ -51,7 +51,9 @@ class ConvBatchNormFold(keras.layers.Layer):
     is fake-quantized, so training sees the weights TFLite will run. In
     training the batch statistics normalize the output (and update the
     moving statistics) until `bn_frozen` is set to 1, after which the moving
-    statistics are used, as at inference.
+    statistics are used, as at inference. With per-channel kernels a
+    training step runs one convolution; with per-tensor kernels, two (a
+    float one gives the batch statistics).
 
     Args:
         conv: a `Conv1D`, `Conv2D`, `DepthwiseConv1D` or `DepthwiseConv2D`
