@@ -19,12 +19,10 @@ Usage:
 import argparse
 import json
 import os
-import statistics
-import subprocess
-import sys
 import time
 
-import _report  # bench/ is on sys.path when a script runs
+import _qat_timing  # bench/ is on sys.path when a script runs
+import _report
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -36,7 +34,7 @@ INPUT_SHAPE = (32, 32, 3)
 
 
 def measure(framework, rounds):
-    """{float_step_ms, qat_step_ms, overhead} for one framework."""
+    """`interleaved_step_times` of float and QAT MobileNetV2 in one framework."""
     if framework == "tfmot":
         import tf_keras as K
 
@@ -55,54 +53,18 @@ def measure(framework, rounds):
     x = x.astype("float32")
     y = rng.integers(0, 10, len(x))
 
-    class StepTimer(K.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.times = []
-
-        def on_train_batch_begin(self, batch, logs=None):
-            self._started = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.times.append(time.perf_counter() - self._started)
-
     def mobilenet():
         return K.applications.MobileNetV2(input_shape=INPUT_SHAPE, weights=None, classes=10)
 
     K.utils.set_random_seed(0)
-    models = {"float": mobilenet(), "qat": quantize_model(mobilenet())}
-    for model in models.values():
+    float_model, qat_model = mobilenet(), quantize_model(mobilenet())
+    for model in (float_model, qat_model):
         model.compile(K.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
-        model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0)
-    medians = {"float": [], "qat": []}
-    for round_index in range(rounds):
-        order = ("float", "qat") if round_index % 2 == 0 else ("qat", "float")
-        for name in order:
-            timer = StepTimer()
-            models[name].fit(x, y, batch_size=BATCH_SIZE, epochs=1, callbacks=[timer], verbose=0)
-            medians[name].append(statistics.median(timer.times[2:]))
-    ratios = [q / f for f, q in zip(medians["float"], medians["qat"])]
-    return {
-        "float_step_ms": statistics.median(medians["float"]) * 1e3,
-        "qat_step_ms": statistics.median(medians["qat"]) * 1e3,
-        "overhead": statistics.median(ratios),
-        "overhead_rounds": [round(r, 3) for r in ratios],
-        "versions": {"tf_keras": K.__version__, "tfmot": getattr(tfmot, "__version__", "?")}
-        if framework == "tfmot"
-        else {},
-    }
-
-
-def run_tfmot(rounds):
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--tfmot-worker", str(rounds)],
-        env=env, capture_output=True, text=True,
-    )
-    for line in proc.stdout.splitlines():
-        if line.startswith("TFMOT_RESULT "):
-            return json.loads(line[len("TFMOT_RESULT "):])
-    raise RuntimeError(f"tfmot worker failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+        model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0)  # traces the step
+    result = _qat_timing.interleaved_step_times(K, float_model, qat_model, x, y, rounds, BATCH_SIZE)
+    if framework == "tfmot":
+        result["versions"] = {"tf_keras": K.__version__, "tfmot": getattr(tfmot, "__version__", "?")}
+    return result
 
 
 def markdown(result):
@@ -113,7 +75,7 @@ def markdown(result):
     for name in ("keras_tflq", "tfmot"):
         r = result[name]
         rows.append(
-            f"| {name} | {r['float_step_ms']:.1f} | {r['qat_step_ms']:.1f} | {r['overhead']:.2f} |"
+            f"| {name} | {r['timed_float_step_ms']:.1f} | {r['timed_qat_step_ms']:.1f} | {r['timed_overhead']:.2f} |"
         )
     rows += [
         "",
@@ -143,12 +105,13 @@ def main(argv=None):
             "steps_per_epoch": STEPS_PER_EPOCH, "rounds": rounds,
         },
         "keras_tflq": measure("keras_tflq", rounds),
-        "tfmot": run_tfmot(rounds),
+        "tfmot": _qat_timing.run_tfmot_worker(__file__, str(rounds)),
     }
-    result["meets_target"] = result["keras_tflq"]["overhead"] <= result["tfmot"]["overhead"]
+    result["meets_target"] = (
+        result["keras_tflq"]["timed_overhead"] <= result["tfmot"]["timed_overhead"]
+    )
     result["wall_s"] = round(time.perf_counter() - started, 1)
     result["machine"] = _report.machine_info(result["tfmot"].pop("versions"))
-    result["keras_tflq"].pop("versions")
     print(json.dumps(result))
     print()
     print(markdown(result))

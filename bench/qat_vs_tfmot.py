@@ -55,12 +55,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
-import _report  # bench/ is on sys.path when a script runs
+import _qat_timing  # bench/ is on sys.path when a script runs
+import _report
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -144,34 +144,6 @@ def build_model(K):
     return K.Model(inputs, outputs, name="digits_resnet")
 
 
-def make_step_timer(K, skip_first_epoch):
-    """A callback recording each train step's wall time (first epoch dropped)."""
-
-    class StepTimer(K.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.times = []
-            self._epoch = 0
-            self._started = None
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._epoch = epoch
-
-        def on_train_batch_begin(self, batch, logs=None):
-            self._started = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            seconds = time.perf_counter() - self._started
-            if self._epoch > 0 or not skip_first_epoch:
-                self.times.append(seconds)
-
-        def median(self):
-            times = self.times if skip_first_epoch else self.times[5:] or self.times
-            return statistics.median(times)
-
-    return StepTimer()
-
-
 def float_finetune_accuracy(K, model, weights_path, x, y, seed, epochs, x_test, y_test):
     """The control: `model` reset to the float weights QAT started from,
     then trained like QAT (same optimizer, batches and epochs) without
@@ -182,33 +154,6 @@ def float_finetune_accuracy(K, model, weights_path, x, y, seed, epochs, x_test, 
     model.compile(qat_optimizer(K, epochs), "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(train_batches(x, y, seed + QAT_ORDER), epochs=epochs, verbose=0)
     return float(model.evaluate(x_test, y_test, verbose=0)[1])
-
-
-def interleaved_step_times(K, float_model, qat_model, x, y, rounds):
-    """Float and QAT step times in alternating one-epoch fits.
-
-    Runs after training (accuracy and artifacts are already taken). Returns
-    the median float and QAT step ms and the median over rounds of each
-    round's QAT / float ratio.
-    """
-    float_ms, qat_ms, ratios = [], [], []
-    for round_index in range(rounds):
-        order = (0, 1) if round_index % 2 == 0 else (1, 0)
-        medians = [None, None]
-        for which in order:
-            timer = make_step_timer(K, skip_first_epoch=False)
-            model = (float_model, qat_model)[which]
-            model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, callbacks=[timer], verbose=0)
-            medians[which] = timer.median()
-        float_ms.append(medians[0] * 1e3)
-        qat_ms.append(medians[1] * 1e3)
-        ratios.append(medians[1] / medians[0])
-    return {
-        "timed_float_step_ms": statistics.median(float_ms),
-        "timed_qat_step_ms": statistics.median(qat_ms),
-        "timed_overhead": statistics.median(ratios),
-        "timed_overhead_rounds": [round(r, 3) for r in ratios],
-    }
 
 
 def tflite_accuracy(path, x, y):
@@ -316,7 +261,7 @@ def tfmot_worker(spec):
     model.set_weights([init[f"w{i}"] for i in range(len(init.files))])
     model.compile(K.optimizers.Adam(FLOAT_LR), "sparse_categorical_crossentropy", metrics=["accuracy"])
     skip = spec["float_epochs"] > 1
-    float_timer = make_step_timer(K, skip)
+    float_timer = _qat_timing.make_step_timer(K, skip)
     model.fit(
         train_batches(x_train, y_train, spec["seed"] + FLOAT_ORDER), validation_data=(x_val, y_val),
         epochs=spec["float_epochs"], callbacks=[float_timer], verbose=0,
@@ -329,7 +274,7 @@ def tfmot_worker(spec):
 
     qat = tfmot.quantization.keras.quantize_model(model)
     qat.compile(qat_optimizer(K, spec["qat_epochs"]), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    qat_timer = make_step_timer(K, spec["qat_epochs"] > 1)
+    qat_timer = _qat_timing.make_step_timer(K, spec["qat_epochs"] > 1)
     qat.fit(
         train_batches(x_train, y_train, spec["seed"] + QAT_ORDER), validation_data=(x_val, y_val),
         epochs=spec["qat_epochs"], callbacks=[qat_timer], verbose=0,
@@ -367,27 +312,15 @@ def tfmot_worker(spec):
         "float_finetune_acc": float_finetune_accuracy(
             K, model, spec["float_weights"], x_train, y_train, spec["seed"], spec["qat_epochs"], x_test, y_test
         ),
-        **interleaved_step_times(K, model, qat, x_train, y_train, spec["timing_rounds"]),
+        **_qat_timing.interleaved_step_times(
+            K, model, qat, x_train, y_train, spec["timing_rounds"], BATCH_SIZE
+        ),
         "versions": {
             "tf_keras": K.__version__,
             "tfmot": getattr(tfmot, "__version__", "?"),
         },
     }
     print("TFMOT_RESULT " + json.dumps(result))
-
-
-def run_tfmot(spec):
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--tfmot-worker", json.dumps(spec)],
-        env=env, capture_output=True, text=True,
-    )
-    for line in proc.stdout.splitlines():
-        if line.startswith("TFMOT_RESULT "):
-            return json.loads(line[len("TFMOT_RESULT "):])
-    raise RuntimeError(
-        f"tfmot worker failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
-    )
 
 
 # ------------------------------------------------------------ keras_tflq side
@@ -417,7 +350,7 @@ def run_seed(seed, float_epochs, qat_epochs, workdir, qat_start, timing_rounds):
     model = build_model(keras)
     np.savez(init_path, **{f"w{i}": w for i, w in enumerate(model.get_weights())})
     model.compile(keras.optimizers.Adam(FLOAT_LR), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    float_timer = make_step_timer(keras, float_epochs > 1)
+    float_timer = _qat_timing.make_step_timer(keras, float_epochs > 1)
     exports = [
         keras_tflq.TFLiteExport(paths["float32"], mode="float32", evaluate=False, verbose=0),
         keras_tflq.TFLiteExport(paths["ptq_int8"], mode="int8", evaluate=False, verbose=0),
@@ -440,7 +373,7 @@ def run_seed(seed, float_epochs, qat_epochs, workdir, qat_start, timing_rounds):
     }
     tfmot_result = None
     if seed % 2 == 1:
-        tfmot_result = run_tfmot(spec)
+        tfmot_result = _qat_timing.run_tfmot_worker(__file__, json.dumps(spec))
 
     error = None
     tflq = {"float_acc": float_acc, "float_step_ms": float_timer.median() * 1e3}
@@ -448,7 +381,7 @@ def run_seed(seed, float_epochs, qat_epochs, workdir, qat_start, timing_rounds):
         keras.utils.set_random_seed(seed)
         qat = keras_tflq.quantize_model(model)
         qat.compile(qat_optimizer(keras, qat_epochs), "sparse_categorical_crossentropy", metrics=["accuracy"])
-        qat_timer = make_step_timer(keras, qat_epochs > 1)
+        qat_timer = _qat_timing.make_step_timer(keras, qat_epochs > 1)
         export = keras_tflq.TFLiteExport(
             paths["keras_tflq_qat_int8"], mode="int8", evaluate=False, verbose=0
         )
@@ -467,14 +400,16 @@ def run_seed(seed, float_epochs, qat_epochs, workdir, qat_start, timing_rounds):
         tflq["float_finetune_acc"] = float_finetune_accuracy(
             keras, model, float_path, x_train, y_train, seed, qat_epochs, x_test, y_test
         )
-        tflq.update(interleaved_step_times(keras, model, qat, x_train, y_train, timing_rounds))
+        tflq.update(
+            _qat_timing.interleaved_step_times(keras, model, qat, x_train, y_train, timing_rounds, BATCH_SIZE)
+        )
     except Exception as exc:  # reported, not hidden
         import traceback
 
         error = f"{type(exc).__name__}: {exc}"
         traceback.print_exc()
     if tfmot_result is None:
-        tfmot_result = run_tfmot(spec)
+        tfmot_result = _qat_timing.run_tfmot_worker(__file__, json.dumps(spec))
 
     artifacts = {}
     for name, path in paths.items():

@@ -20,28 +20,16 @@ _LOCATION = re.compile(r'fused\["([^"]+):", "([^"@]+)')
 _OP_ERROR = re.compile(r"('tf\.\w+' op [^\n]*)")
 
 
-def convert_model(
-    model,
-    mode,
-    representative_dataset=None,
-    input_type="float32",
-    output_type="float32",
-    allow_float_ops=False,
-):
-    """Converts a Keras 3 model to TFLite bytes; see `convert_and_inspect`.
+def convert_model(model, mode, **options):
+    """Converts a Keras 3 model to TFLite bytes; `options` and errors as
+    in `convert_and_inspect`.
 
     Example:
 
     >>> tflite_bytes = convert_model(model, "dynamic")
     """
-    return convert_and_inspect(
-        model,
-        mode,
-        representative_dataset=representative_dataset,
-        input_type=input_type,
-        output_type=output_type,
-        allow_float_ops=allow_float_ops,
-    )[0]
+    content, _ = convert_and_inspect(model, mode, **options)
+    return content
 
 
 def convert_and_inspect(

@@ -377,10 +377,10 @@ class MovingAverageQuantizer(_RangeQuantizer):
         initialized = weights["initialized"]
         # `initialized` is 0 before the first training step, then 1: the
         # first step takes the batch range.
-        rate = 1.0 - self.ema_decay * initialized
-        min_var, max_var = weights["min_var"], weights["max_var"]
-        new_min = min_var + (batch_min - min_var) * rate
-        new_max = max_var + (batch_max - max_var) * rate
+        decay = self.ema_decay * initialized
+        # decay * range + (1 - decay) * batch, in one op less.
+        new_min = batch_min + decay * (weights["min_var"] - batch_min)
+        new_max = batch_max + decay * (weights["max_var"] - batch_max)
         initialized.assign(1.0)
         return new_min, new_max
 

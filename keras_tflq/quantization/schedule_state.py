@@ -109,9 +109,14 @@ def gate(layer, quantized, inputs):
     return ops.where(enabled, quantized, inputs)
 
 
-def update_batch_norm_statistics(batch_norm, mean, variance, frozen):
-    """Moves `batch_norm`'s moving statistics toward the batch's `mean`
-    and `variance`, unless `frozen` (the layer's `bn_frozen` flag)."""
+def batch_norm_statistics(batch_norm, inputs, frozen):
+    """The statistics `batch_norm` normalizes `inputs` with in training.
+
+    The batch's mean and variance (over all axes but the last), which also
+    move the moving statistics; once `frozen` (the layer's `bn_frozen`
+    flag), the moving statistics, left as they are.
+    """
+    mean, variance = ops.moments(inputs, list(range(len(inputs.shape) - 1)))
     for moving, batch in (
         (batch_norm.moving_mean, mean),
         (batch_norm.moving_variance, variance),
@@ -122,6 +127,12 @@ def update_batch_norm_statistics(batch_norm, mean, variance, frozen):
         if frozen is not False:
             updated = ops.where(frozen, moving, updated)
         moving.assign(updated)
+    if frozen is False:
+        return mean, variance
+    return (
+        ops.where(frozen, batch_norm.moving_mean, mean),
+        ops.where(frozen, batch_norm.moving_variance, variance),
+    )
 
 
 def quantize_output(layer, outputs, training):

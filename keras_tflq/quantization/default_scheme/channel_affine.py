@@ -136,9 +136,9 @@ class QuantizeChannelAffine(keras.layers.Layer):
     def _batch_normalize(self, inputs, frozen):
         """Training-mode BatchNormalization until `bn_frozen` is set."""
         bn = self.layer
-        axes = list(range(len(inputs.shape) - 1))
-        mean, variance = ops.moments(inputs, axes)
-        schedule_state.update_batch_norm_statistics(bn, mean, variance, frozen)
+        mean, variance = schedule_state.batch_norm_statistics(
+            bn, inputs, frozen
+        )
         gamma = bn.gamma if bn.scale else 1.0
         beta = bn.beta if bn.center else 0.0
         normalized = (inputs - mean) / ops.sqrt(variance + bn.epsilon)

@@ -142,18 +142,24 @@ class ConvBatchNormFold(keras.layers.Layer):
         offset = bn.beta - mean * scale if bn.center else -mean * scale
         return scale, offset
 
-    def _fold_scale(self):
-        """The moving-statistics scale, shaped like the kernel's output
-        channels."""
-        bn = self.batch_norm
-        scale, _ = self._scale_and_offset(bn.moving_mean, bn.moving_variance)
-        if isinstance(self.conv, _DEPTHWISE):
-            scale = ops.reshape(scale, self.conv.kernel.shape[-2:])
-        return scale
-
     def _unbiased(self, mean):
         """`mean` of the convolution output without its bias."""
         return mean - self.conv.bias if self.conv.use_bias else mean
+
+    def _moving_scale_and_offset(self):
+        """The fold of the moving statistics: the per-channel scale for the
+        kernel and the offset that replaces the bias."""
+        bn = self.batch_norm
+        return self._scale_and_offset(
+            self._unbiased(bn.moving_mean), bn.moving_variance
+        )
+
+    def _per_output_channel(self, vector):
+        """`vector` (one value per output channel) shaped to multiply the
+        kernel."""
+        if isinstance(self.conv, _DEPTHWISE):
+            return ops.reshape(vector, self.conv.kernel.shape[-2:])
+        return vector
 
     def call(self, inputs, training=None):
         # Batch statistics in training until `bn_frozen` (a Python bool
@@ -171,17 +177,21 @@ class ConvBatchNormFold(keras.layers.Layer):
             outputs = self._corrected_folded_conv(inputs, training, frozen)
         return schedule_state.quantize_output(self, outputs, training)
 
-    def _folded_conv(self, inputs, training):
-        """Per-tensor kernels at inference or with frozen statistics: the
-        convolution with the folded, fake-quantized kernel."""
-        bn = self.batch_norm
-        folded = ops.convert_to_tensor(self.conv.kernel) * self._fold_scale()
+    def _quantized_folded_kernel(self, training):
+        """Per-tensor kernels: the kernel folded with the moving statistics,
+        fake-quantized, and the offset."""
+        scale, offset = self._moving_scale_and_offset()
+        folded = ops.convert_to_tensor(self.conv.kernel)
+        folded = folded * self._per_output_channel(scale)
         quantized = schedule_state.quantize(
             self, self._weight_quantizer, folded, training, self._weight_vars
         )
-        _, offset = self._scale_and_offset(
-            self._unbiased(bn.moving_mean), bn.moving_variance
-        )
+        return quantized, offset
+
+    def _folded_conv(self, inputs, training):
+        """Per-tensor kernels at inference or with frozen statistics: the
+        convolution with the folded, fake-quantized kernel."""
+        quantized, offset = self._quantized_folded_kernel(training)
         return self._convolve(inputs, quantized) + offset
 
     def _fake_quant_kernel(self, kernel, bound, training):
@@ -208,29 +218,26 @@ class ConvBatchNormFold(keras.layers.Layer):
         the batch statistics. At inference (and with frozen statistics) the
         kernel is folded first, as TFLite runs it.
         """
-        conv, bn = self.conv, self.batch_norm
+        conv = self.conv
         kernel = ops.convert_to_tensor(conv.kernel)
         _, bound = schedule_state.kernel_range(
             self, self._weight_quantizer, kernel, training, self._weight_vars
         )
         if frozen is True:
-            scale = self._fold_scale()
-            bound = bound * ops.reshape(ops.abs(scale), bound.shape)
-            quantized = self._fake_quant_kernel(kernel * scale, bound, training)
-            _, offset = self._scale_and_offset(
-                self._unbiased(bn.moving_mean), bn.moving_variance
+            scale, offset = self._moving_scale_and_offset()
+            quantized = self._fake_quant_kernel(
+                kernel * self._per_output_channel(scale),
+                bound * ops.abs(scale),
+                training,
             )
             return self._convolve(inputs, quantized) + offset
         quantized = self._fake_quant_kernel(kernel, bound, training)
         outputs = self._convolve(inputs, quantized)
         if conv.use_bias:
             outputs = outputs + conv.bias
-        axes = list(range(len(outputs.shape) - 1))
-        mean, variance = ops.moments(outputs, axes)
-        schedule_state.update_batch_norm_statistics(bn, mean, variance, frozen)
-        if frozen is not False:
-            mean = ops.where(frozen, bn.moving_mean, mean)
-            variance = ops.where(frozen, bn.moving_variance, variance)
+        mean, variance = schedule_state.batch_norm_statistics(
+            self.batch_norm, outputs, frozen
+        )
         scale, offset = self._scale_and_offset(mean, variance)
         return outputs * scale + offset
 
@@ -246,28 +253,18 @@ class ConvBatchNormFold(keras.layers.Layer):
         raw = self._convolve(inputs, ops.convert_to_tensor(conv.kernel))
         if conv.use_bias:
             raw = raw + conv.bias
-        axes = list(range(len(raw.shape) - 1))
-        batch_mean, batch_variance = ops.moments(raw, axes)
-        schedule_state.update_batch_norm_statistics(
-            bn, batch_mean, batch_variance, frozen
-        )
+        mean, variance = schedule_state.batch_norm_statistics(bn, raw, frozen)
         # Folded after the update: the kernel range stored in training is
         # then the range of the kernel folded at inference.
-        folded = ops.convert_to_tensor(conv.kernel) * self._fold_scale()
-        quantized = schedule_state.quantize(
-            self, self._weight_quantizer, folded, training, self._weight_vars
-        )
-        outputs = self._convolve(inputs, quantized)
-        mean, variance = batch_mean, batch_variance
-        if frozen is not False:
-            mean = ops.where(frozen, bn.moving_mean, mean)
-            variance = ops.where(frozen, bn.moving_variance, variance)
-        # Undo the moving-statistics scale, apply the batch one.
+        quantized, _ = self._quantized_folded_kernel(training)
+        # Undo the moving-statistics scale, apply the batch one: per output
+        # channel, so on the (small) quantized kernel, not the output.
         correction = ops.sqrt(
             (bn.moving_variance + bn.epsilon) / (variance + bn.epsilon)
         )
+        quantized = quantized * self._per_output_channel(correction)
         _, offset = self._scale_and_offset(self._unbiased(mean), variance)
-        return outputs * correction + offset
+        return self._convolve(inputs, quantized) + offset
 
     def compute_output_shape(self, input_shape):
         return self.conv.compute_output_shape(input_shape)
