@@ -146,11 +146,13 @@ def test_unsupported_annotated_without_config_rejected_by_apply():
     [
         (
             dict(per_channel="yes"),
-            "Expected `per_channel` to be a bool. Received: per_channel='yes'",
+            "Expected `per_channel` to be True or False. "
+            "Received: per_channel='yes'",
         ),
         (
             dict(activation_bits=4),
-            "Expected `activation_bits` to be 8 or 16. Received: activation_bits=4",
+            r"Expected `activation_bits` to be one of \(8, 16\). "
+            "Received: activation_bits=4",
         ),
         (
             dict(unsupported="skip"),
