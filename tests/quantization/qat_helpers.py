@@ -12,9 +12,7 @@ from ai_edge_litert.interpreter import OpResolverType  # noqa: E402
 
 # The conversion module's fix for QAT 16x8 artifacts (int32 conv biases
 # where the int16 kernels read int64), used as TFLiteExport uses it.
-from keras_tflq.conversion.int16x8_bias import (  # noqa: E402, F401
-    widen_int16x8_conv_bias,
-)
+from keras_tflq.conversion.int16x8_bias import widen_int16x8_conv_bias  # noqa: E402, F401
 
 L = keras.layers
 
