@@ -45,9 +45,8 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-
 import _report  # noqa: E402  (bench/ is on sys.path when a script runs)
+import numpy as np  # noqa: E402
 
 MODES = ("float32", "dynamic", "int8")
 CALIBRATION_SAMPLES = 200
@@ -206,7 +205,7 @@ def bench_model(model_name, reps, workdir):
         timer = HookTimer(callback)
         baseline_path = os.path.join(workdir, f"{model_name}_hand_{mode}.tflite")
 
-        def run_callback():
+        def run_callback(timer=timer, callback=callback):
             timer.reset()
             with quiet():
                 model.fit(
@@ -220,13 +219,13 @@ def bench_model(model_name, reps, workdir):
                 )
             return timer.seconds, os.path.getsize(callback.exported_path)
 
-        def run_hand():
+        def run_hand(mode=mode, baseline_path=baseline_path):
             started = time.perf_counter()
             with quiet():
                 size = hand_written(model, mode, x_val, baseline_path)
             return time.perf_counter() - started, size
 
-        def run_saved_model():
+        def run_saved_model(mode=mode, baseline_path=baseline_path):
             started = time.perf_counter()
             with quiet():
                 size = hand_written_saved_model(model, mode, x_val, baseline_path)
@@ -255,7 +254,7 @@ def bench_model(model_name, reps, workdir):
         hand_med = statistics.median(hand_times)
         sm_med = statistics.median(sm_times)
         conv_med = statistics.median(conv_times)
-        ratios = [c / h for c, h in zip(cb_times, hand_times)]
+        ratios = [c / h for c, h in zip(cb_times, hand_times, strict=False)]
         rows.append(
             {
                 "model": model_name,
@@ -269,7 +268,7 @@ def bench_model(model_name, reps, workdir):
                 "ratio_paired_max": round(max(ratios), 3),
                 "callback_conversion_s_median": round(conv_med, 4),
                 "callback_non_conversion_s_median": round(
-                    statistics.median(c - v for c, v in zip(cb_times, conv_times)), 4
+                    statistics.median(c - v for c, v in zip(cb_times, conv_times, strict=False)), 4
                 ),
                 "hand_saved_model_s_median": round(sm_med, 4),
                 "ratio_saved_model_route_vs_hand": round(sm_med / hand_med, 3),

@@ -36,9 +36,8 @@ INPUT_SHAPE = (32, 32, 3)
 def measure(framework, rounds):
     """`interleaved_step_times` of float and QAT MobileNetV2 in one framework."""
     if framework == "tfmot":
-        import tf_keras as K
-
         import tensorflow_model_optimization as tfmot
+        import tf_keras as K
 
         quantize_model = tfmot.quantization.keras.quantize_model
     else:

@@ -247,9 +247,8 @@ def tfmot_worker(spec):
     import contextlib
 
     import tensorflow as tf
-    import tf_keras as K
-
     import tensorflow_model_optimization as tfmot
+    import tf_keras as K
 
     data = digits_split()
     x_train, y_train = data["train"]
@@ -462,7 +461,7 @@ def summarize(runs, latency_ms, args, wall_s):
     for fw in ("keras_tflq", "tfmot"):
         overhead = [
             q / f if q is not None and f else None
-            for q, f in zip(collect(fw, "qat_step_ms"), collect(fw, "float_step_ms"))
+            for q, f in zip(collect(fw, "qat_step_ms"), collect(fw, "float_step_ms"), strict=False)
         ]
         summary[fw] = {
             "float_acc": mean_spread(collect(fw, "float_acc")),
@@ -471,7 +470,7 @@ def summarize(runs, latency_ms, args, wall_s):
             "float_finetune_acc": mean_spread(collect(fw, "float_finetune_acc")),
             "int8_minus_finetune": mean_spread([
                 a - b if a is not None and b is not None else None
-                for a, b in zip(collect(fw, "tflite_int8_acc"), collect(fw, "float_finetune_acc"))
+                for a, b in zip(collect(fw, "tflite_int8_acc"), collect(fw, "float_finetune_acc"), strict=False)
             ]),
             "float_step_ms": mean_spread(collect(fw, "float_step_ms")),
             "qat_step_ms": mean_spread(collect(fw, "qat_step_ms")),

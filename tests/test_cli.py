@@ -1,6 +1,6 @@
 import json
-import re
 import os
+import re
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 

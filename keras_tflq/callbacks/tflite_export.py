@@ -5,7 +5,11 @@ import string
 
 import keras
 import numpy as np
+import tensorflow as tf
 
+from keras_tflq.argument_checks import check_bool
+from keras_tflq.argument_checks import check_one_of
+from keras_tflq.argument_checks import check_positive_int
 from keras_tflq.callbacks.fit_validation_data import find_fit_validation_data
 from keras_tflq.conversion import modes
 from keras_tflq.conversion.artifact import check_writable_folder
@@ -13,8 +17,8 @@ from keras_tflq.conversion.calibration import CalibrationSet
 from keras_tflq.conversion.converter import convert_model
 from keras_tflq.conversion.data_source import DataSource
 from keras_tflq.conversion.errors import ConversionError
-from keras_tflq.conversion.model_inputs import ModelInputs
 from keras_tflq.conversion.export import export_artifact
+from keras_tflq.conversion.model_inputs import ModelInputs
 from keras_tflq.quantization import is_quantized_model
 from keras_tflq.runtime.artifact_evaluator import ArtifactEvaluator
 
@@ -133,14 +137,16 @@ class TFLiteExport(keras.callbacks.Callback):
         self.calibration_data = calibration_data
         if calibration_data is not None:
             DataSource(calibration_data, name="calibration_data")  # checks the form
-        self.calibration_samples = _check_positive_int(calibration_samples, "calibration_samples")
+        self.calibration_samples = check_positive_int(
+            "calibration_samples", calibration_samples
+        )
         self.input_type = modes.check_io_type(self.mode, input_type, "input_type")
         self.output_type = modes.check_io_type(self.mode, output_type, "output_type")
         self.export_freq = _check_export_freq(export_freq)
         if not isinstance(monitor, str) or not monitor:
             raise ValueError(f"Expected monitor to be a logs key. Received: monitor={monitor!r}")
         self.monitor = monitor
-        self.save_best_only = _check_bool(save_best_only, "save_best_only")
+        self.save_best_only = check_bool("save_best_only", save_best_only)
         if self.save_best_only and self.export_freq == "end":
             raise ValueError(
                 "Expected export_freq='epoch' or an integer with save_best_only=True. "
@@ -152,11 +158,9 @@ class TFLiteExport(keras.callbacks.Callback):
                 f"Received: monitor_mode={monitor_mode!r}"
             )
         self.monitor_mode = monitor_mode
-        if evaluate not in (None, True, False):
-            raise ValueError(f"Expected evaluate to be True, False or None. Received: evaluate={evaluate!r}")
-        self.evaluate = evaluate
-        self.allow_float_ops = _check_bool(allow_float_ops, "allow_float_ops")
-        self.check_conversion = _check_bool(check_conversion, "check_conversion")
+        self.evaluate = check_one_of("evaluate", evaluate, (None, True, False))
+        self.allow_float_ops = check_bool("allow_float_ops", allow_float_ops)
+        self.check_conversion = check_bool("check_conversion", check_conversion)
         if verbose not in (0, 1, 2):
             raise ValueError(f"Expected verbose to be 0, 1 or 2. Received: verbose={verbose!r}")
         self.verbose = verbose
@@ -354,19 +358,5 @@ def _check_export_freq(export_freq):
     )
 
 
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"Expected {name} to be a positive integer. Received: {name}={value!r}")
-    return value
-
-
-def _check_bool(value, name):
-    if not isinstance(value, bool):
-        raise ValueError(f"Expected {name} to be True or False. Received: {name}={value!r}")
-    return value
-
-
 def _is_chief():
-    import tensorflow as tf
-
     return tf.distribute.get_strategy().extended.should_checkpoint

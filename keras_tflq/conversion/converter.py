@@ -8,6 +8,7 @@ import tempfile
 import warnings
 
 import keras
+import tensorflow as tf
 
 from keras_tflq.conversion.errors import ConversionError
 from keras_tflq.conversion.int16x8_bias import widen_int16x8_conv_bias
@@ -104,8 +105,6 @@ def convert_and_inspect(
 
 def _converter_for(model, stack):
     """`from_keras_model`, or for dict inputs a SavedModel in a folder `stack` removes."""
-    import tensorflow as tf
-
     if not _has_dict_inputs(model):
         return tf.lite.TFLiteConverter.from_keras_model(model)
     saved_model_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="keras_tflq_"))

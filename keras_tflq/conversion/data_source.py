@@ -4,6 +4,7 @@ import itertools
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 
 class DataSource:
@@ -106,8 +107,13 @@ class DataSource:
         total = _batch_size_of(keras.tree.flatten(x), self.name)
         for start in range(0, total, self.batch_size):
             stop = min(start + self.batch_size, total)
+            rows = slice(start, stop)
             yield tuple(
-                None if part is None else keras.tree.map_structure(lambda a: a[start:stop], part)
+                None
+                if part is None
+                else keras.tree.map_structure(
+                    lambda a, rows=rows: a[rows], part
+                )
                 for part in (x, y, w)
             )
 
@@ -131,8 +137,6 @@ class _ReplayableIterator:
 
 
 def _kind_of(data):
-    import tensorflow as tf
-
     if isinstance(data, tf.data.Dataset):
         return "dataset"
     if isinstance(data, keras.utils.PyDataset):

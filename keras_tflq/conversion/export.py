@@ -3,12 +3,15 @@
 import time
 
 from keras_tflq.conversion import modes
-from keras_tflq.conversion.artifact import check_writable_folder, write_artifact
+from keras_tflq.conversion.artifact import check_writable_folder
+from keras_tflq.conversion.artifact import write_artifact
 from keras_tflq.conversion.calibration import CalibrationSet
 from keras_tflq.conversion.converter import convert_and_inspect
 from keras_tflq.conversion.data_source import DataSource
 from keras_tflq.conversion.model_inputs import ModelInputs
 from keras_tflq.conversion.report import build_report
+from keras_tflq.quantization import is_quantized_model
+from keras_tflq.runtime.artifact_evaluator import ArtifactEvaluator
 
 
 def export_artifact(
@@ -132,9 +135,6 @@ def export_tflite(
     print(report["all_integer"])  # True
     ```
     """
-    from keras_tflq.quantization import is_quantized_model
-    from keras_tflq.runtime.artifact_evaluator import ArtifactEvaluator
-
     modes.check_mode(mode)
     input_type = modes.check_io_type(mode, input_type, "input_type")
     output_type = modes.check_io_type(mode, output_type, "output_type")

@@ -1,6 +1,8 @@
 """Post-conversion fix for quantization-aware 16x8 artifacts: int64 convolution biases."""
 
 import numpy as np
+from tensorflow.lite.python import schema_py_generated as schema
+from tensorflow.lite.tools import flatbuffer_utils
 
 
 def widen_int16x8_conv_bias(content):
@@ -22,9 +24,6 @@ def widen_int16x8_conv_bias(content):
 
     >>> fixed = widen_int16x8_conv_bias(converter.convert())
     """
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
-
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
     bias_slots = {
         schema.BuiltinOperator.CONV_2D: 2,

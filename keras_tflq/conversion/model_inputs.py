@@ -41,10 +41,10 @@ class ModelInputs:
                 f"Received: {_describe_structure(x)}"
             )
         named = {}
-        for name, shape, dtype, array in zip(self.names, self.shapes, self.dtypes, flat):
+        for name, shape, dtype, array in zip(self.names, self.shapes, self.dtypes, flat, strict=False):
             array = np.asarray(array)
             if array.ndim != len(shape) or any(
-                want is not None and got != want for want, got in zip(shape[1:], array.shape[1:])
+                want is not None and got != want for want, got in zip(shape[1:], array.shape[1:], strict=False)
             ):
                 raise ValueError(
                     f"Expected input '{name}' with shape {shape} in {where}. "

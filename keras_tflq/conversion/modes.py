@@ -85,6 +85,8 @@ def configure_converter(
     >>> converter = tf.lite.TFLiteConverter.from_keras_model(model)
     >>> configure_converter(converter, "float16")
     """
+    # Imported here on purpose: `MODES` and the checks above serve
+    # `import keras_tflq` and the CLI, which must not load TensorFlow.
     import tensorflow as tf
 
     check_mode(mode)

@@ -4,7 +4,9 @@ import os
 
 import keras
 import numpy as np
+import tensorflow as tf
 
+from keras_tflq.quantization import is_quantized_model
 from keras_tflq.version import __version__
 
 
@@ -53,10 +55,6 @@ def build_report(
     >>> build_report(model, "m.tflite", content, inspect_tflite(content), "dynamic")["bytes"]
     9608
     """
-    import tensorflow as tf
-
-    from keras_tflq.quantization import is_quantized_model
-
     if is_quantized_model(model):
         quantization = "quantization-aware"
     else:

@@ -41,7 +41,7 @@ class ArtifactEvaluator:
             keras.Input(shape=tuple(t.shape[1:]), name=f"tflite_prediction_{i}")
             for i, t in enumerate(outputs)
         ]
-        passed = [keras.layers.Identity(name=name)(x) for name, x in zip(names, inputs)]
+        passed = [keras.layers.Identity(name=name)(x) for name, x in zip(names, inputs, strict=False)]
         self._scorer = keras.Model(
             inputs if len(inputs) > 1 else inputs[0],
             passed if len(passed) > 1 else passed[0],

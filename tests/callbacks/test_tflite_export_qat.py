@@ -3,7 +3,8 @@
 import keras
 import numpy as np
 import pytest
-from export_helpers import io_dtypes, tensor_dtypes
+from export_helpers import io_dtypes
+from export_helpers import tensor_dtypes
 
 import keras_tflq
 from keras_tflq import TFLiteExport

@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from keras_tflq.conversion.artifact import check_writable_folder, write_atomic
+from keras_tflq.conversion.artifact import check_writable_folder
+from keras_tflq.conversion.artifact import write_atomic
 
 
 def test_write_replaces_the_file_and_leaves_no_temp(tmp_path):

@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
-from conftest import CALIBRATION_SEED, MODES, random_inputs
+from conftest import CALIBRATION_SEED
+from conftest import MODES
+from conftest import random_inputs
 
 from keras_tflq.runtime.litert_model import LiteRTModel
 
@@ -43,7 +45,7 @@ def test_predict_matches_keras(tflite_content, name, mode_id):
     expected = _as_list(model.predict(x, verbose=0))
     actual = _as_list(litert_model.predict(x, batch_size=16))
     assert len(actual) == len(expected)
-    for got, want, details in zip(actual, expected, litert_model.output_details):
+    for got, want, details in zip(actual, expected, litert_model.output_details, strict=False):
         assert got.dtype == np.float32
         assert got.shape == want.shape
         error = np.abs(got - want).max()
@@ -108,7 +110,7 @@ def test_predict_concatenates_batches_like_one_batch(tflite_content):
     (x,) = random_inputs(model, 25)
     batched = litert_model.predict(x, batch_size=10)
     whole = litert_model.predict_on_batch(x)
-    for a, b in zip(batched, whole):
+    for a, b in zip(batched, whole, strict=False):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
