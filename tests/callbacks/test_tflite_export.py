@@ -8,15 +8,15 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from export_helpers import BatchCounter
-from export_helpers import Sine
-from export_helpers import io_dtypes
-from export_helpers import make_cnn
-from export_helpers import tensor_dtypes
 
 import keras_tflq
 from keras_tflq import TFLiteExport
 from keras_tflq.runtime.litert_model import LiteRTModel
+from tests.helpers.models import BatchCounter
+from tests.helpers.models import Sine
+from tests.helpers.models import io_dtypes
+from tests.helpers.models import make_cnn
+from tests.helpers.models import tensor_dtypes
 
 # --------------------------------------------------------------- arguments
 

@@ -3,11 +3,11 @@
 import keras
 import numpy as np
 import pytest
-from export_helpers import io_dtypes
-from export_helpers import tensor_dtypes
 
 import keras_tflq
 from keras_tflq import TFLiteExport
+from tests.helpers.models import io_dtypes
+from tests.helpers.models import tensor_dtypes
 
 
 def _qat_digits_model(activation_bits=8):

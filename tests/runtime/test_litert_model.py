@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
-from conftest import CALIBRATION_SEED
-from conftest import MODES
-from conftest import random_inputs
 
 from keras_tflq.runtime.litert_model import LiteRTModel
+from tests.helpers.tiny_models import CALIBRATION_SEED
+from tests.helpers.tiny_models import MODES
+from tests.helpers.tiny_models import random_inputs
 
 INPUT_DTYPES = {
     "float32": np.float32,

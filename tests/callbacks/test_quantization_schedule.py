@@ -3,14 +3,14 @@
 import keras
 import numpy as np
 import pytest
-from qat_helpers import L
-from qat_helpers import compile_classifier
-from qat_helpers import digits_cnn
 
 import keras_tflq as tflq
 from keras_tflq.quantization.default_scheme.conv_batchnorm_fold import (
     ConvBatchNormFold,
 )
+from tests.helpers.models import L
+from tests.helpers.models import compile_classifier
+from tests.helpers.models import digits_cnn
 
 
 def _variables(model, suffix):
