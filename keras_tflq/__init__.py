@@ -61,7 +61,20 @@ __all__ = [
 ]
 
 
+# Subpackages stay reachable as attributes (`keras_tflq.runtime...`).
+_SUBMODULES = (
+    "argument_checks",
+    "callbacks",
+    "cli",
+    "conversion",
+    "quantization",
+    "runtime",
+)
+
+
 def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"keras_tflq.{name}")
     module_name = _LAZY.get(name)
     if module_name is None:
         raise AttributeError(f"module 'keras_tflq' has no attribute {name!r}")

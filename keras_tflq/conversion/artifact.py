@@ -21,7 +21,12 @@ def write_atomic(path, data):
 
     Example:
 
-    >>> write_atomic("model_int8.tflite", tflite_bytes)
+    ```python
+    from keras_tflq.conversion.artifact import write_atomic
+
+    write_atomic("notes.txt", "first")
+    write_atomic("notes.txt", "second")  # readers see one or the other
+    ```
     """
     if isinstance(data, str):
         data = data.encode("utf-8")

@@ -18,8 +18,21 @@ class CalibrationSet:
 
     Example:
 
-    >>> calibration = CalibrationSet(DataSource(x_val), ModelInputs(model))
-    >>> converter.representative_dataset = calibration.representative_dataset
+    ```python
+    import keras, numpy as np, tensorflow as tf
+    from keras_tflq.conversion.calibration import CalibrationSet
+    from keras_tflq.conversion.data_source import DataSource
+    from keras_tflq.conversion.model_inputs import ModelInputs
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
+    calibration = CalibrationSet(
+        DataSource(np.random.rand(32, 8)), ModelInputs(model), max_samples=16
+    )
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = calibration.representative_dataset
+    content = converter.convert()
+    ```
     """
 
     def __init__(self, source, model_inputs, max_samples=200):

@@ -27,7 +27,13 @@ def convert_model(model, mode, **options):
 
     Example:
 
-    >>> tflite_bytes = convert_model(model, "dynamic")
+    ```python
+    import keras
+    from keras_tflq.conversion.converter import convert_model
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
+    tflite_bytes = convert_model(model, "dynamic")
+    ```
     """
     content, _ = convert_and_inspect(model, mode, **options)
     return content
@@ -51,7 +57,7 @@ def convert_and_inspect(
 
     Args:
         model: A built Keras model.
-        mode: One of `keras_tflq.conversion.modes.MODES`.
+        mode: One of `keras_tflq.MODES`.
         representative_dataset: Generator function of calibration samples
             keyed by input name. Defaults to `None`.
         input_type: Input tensor type name. Defaults to `"float32"`.
@@ -71,7 +77,14 @@ def convert_and_inspect(
 
     Example:
 
-    >>> content, inspection = convert_and_inspect(model, "dynamic")
+    ```python
+    import keras
+    from keras_tflq.conversion.converter import convert_and_inspect
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
+    content, inspection = convert_and_inspect(model, "dynamic")
+    print(len(content), inspection["op_counts"])
+    ```
     """
     with contextlib.ExitStack() as stack:
         converter = _converter_for(model, stack)

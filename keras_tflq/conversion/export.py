@@ -132,7 +132,7 @@ def export_tflite(
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
     report = keras_tflq.export_tflite(
         model, "demo_int8.tflite", calibration_data=np.random.rand(32, 8))
-    print(report["all_integer"])  # True
+    assert report["all_integer"]
     ```
     """
     modes.check_mode(mode)

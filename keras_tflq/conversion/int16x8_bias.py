@@ -22,7 +22,21 @@ def widen_int16x8_conv_bias(content):
 
     Example:
 
-    >>> fixed = widen_int16x8_conv_bias(converter.convert())
+    ```python
+    import keras, tensorflow as tf
+    import keras_tflq as tflq
+
+    model = tflq.quantize_model(
+        keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3)]),
+        activation_bits=16,
+    )
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+    ]
+    content = tflq.widen_int16x8_conv_bias(converter.convert())
+    ```
     """
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
     bias_slots = {

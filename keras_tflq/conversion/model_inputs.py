@@ -17,8 +17,18 @@ class ModelInputs:
 
     Example:
 
-    >>> ModelInputs(model).names
-    ['image', 'metadata']
+    ```python
+    import keras
+    from keras_tflq.conversion.model_inputs import ModelInputs
+
+    image = keras.Input((8, 8, 1), name="image")
+    metadata = keras.Input((3,), name="metadata")
+    features = keras.layers.Concatenate()(
+        [keras.layers.Flatten()(image), metadata]
+    )
+    model = keras.Model([image, metadata], keras.layers.Dense(2)(features))
+    names = ModelInputs(model).names  # the names of the Input layers
+    ```
     """
 
     def __init__(self, model):

@@ -82,8 +82,15 @@ def configure_converter(
 
     Example:
 
-    >>> converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    >>> configure_converter(converter, "float16")
+    ```python
+    import keras, tensorflow as tf
+    from keras_tflq.conversion.modes import configure_converter
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    configure_converter(converter, "float16")
+    content = converter.convert()
+    ```
     """
     # Imported here on purpose: `MODES` and the checks above serve
     # `import keras_tflq` and the CLI, which must not load TensorFlow.

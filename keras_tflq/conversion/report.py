@@ -52,8 +52,16 @@ def build_report(
 
     Example:
 
-    >>> build_report(model, "m.tflite", content, inspect_tflite(content), "dynamic")["bytes"]
-    9608
+    ```python
+    import keras
+    from keras_tflq.conversion.converter import convert_and_inspect
+    from keras_tflq.conversion.report import build_report
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
+    content, inspection = convert_and_inspect(model, "dynamic")
+    report = build_report(model, "m.tflite", content, inspection, "dynamic")
+    print(report["bytes"], report["quantization"])
+    ```
     """
     if is_quantized_model(model):
         quantization = "quantization-aware"

@@ -21,9 +21,24 @@ class ArtifactEvaluator:
 
     Example:
 
-    >>> evaluator = ArtifactEvaluator(model)
-    >>> evaluator.evaluate(tflite_bytes, DataSource((x_val, y_val)), model_inputs)
-    {'accuracy': 0.97, 'loss': 0.11}
+    ```python
+    import keras, numpy as np
+    from keras_tflq.conversion.converter import convert_model
+    from keras_tflq.conversion.data_source import DataSource
+    from keras_tflq.conversion.model_inputs import ModelInputs
+    from keras_tflq.runtime.artifact_evaluator import ArtifactEvaluator
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
+    model.compile("adam", "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    x_val, y_val = np.random.rand(32, 8), np.random.randint(0, 3, 32)
+    scores = ArtifactEvaluator(model).evaluate(
+        convert_model(model, "float32"),
+        DataSource((x_val, y_val)),
+        ModelInputs(model),
+    )
+    print(scores)  # the compiled loss and metrics, scored on the artifact
+    ```
     """
 
     def __init__(self, model):

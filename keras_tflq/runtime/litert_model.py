@@ -80,13 +80,13 @@ class LiteRTModel:
 
     ```python
     import keras, numpy as np, tensorflow as tf
-    from keras_tflq.runtime.litert_model import LiteRTModel
+    from keras_tflq import LiteRTModel
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     content = tf.lite.TFLiteConverter.from_keras_model(model).convert()
     litert_model = LiteRTModel(model_content=content)
     y = litert_model.predict(np.random.rand(100, 4).astype("float32"))
-    # y.shape == (100, 3)
+    assert y.shape == (100, 3)
     ```
     """
 
