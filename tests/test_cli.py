@@ -1,6 +1,8 @@
 import json
 import os
 import re
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -9,6 +11,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import keras_tflq as tflq  # noqa: E402
 from keras_tflq.cli import main  # noqa: E402
 
 
@@ -193,3 +196,97 @@ def test_export_default_path_is_beside_the_model(files, capsys):
 def test_export_rejects_bad_arguments(files, capsys, extra, match):
     assert main(["export", files["model"], *extra]) == 1
     assert re.search(match, capsys.readouterr().err)
+
+
+# A script that runs the CLI in a fresh interpreter and reports whether it
+# imported TensorFlow (or Keras, or LiteRT) on the way.
+_HELP_PROBE = """
+import sys
+from keras_tflq.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+heavy = {"tensorflow", "keras", "ai_edge_litert"} & set(sys.modules)
+print("heavy modules:", sorted(heavy))
+"""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["export", "--help"],
+        ["inspect", "--help"],
+        ["evaluate", "--help"],
+        ["compare", "--help"],
+    ],
+    ids=["main", "export", "inspect", "evaluate", "compare"],
+)
+def test_help_prints_usage_without_importing_tensorflow(argv):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run(
+        [sys.executable, "-c", _HELP_PROBE, *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert result.stdout.startswith("usage: keras-tflq")
+    assert result.stdout.rstrip().endswith("heavy modules: []")
+    assert result.stderr == ""
+
+
+def test_module_entry_point_prints_usage():
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_tflq.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.startswith("usage: keras-tflq")
+    assert result.stderr == ""
+
+
+def test_tensorflow_log_level_silenced_unless_set(files, monkeypatch, capsys):
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL")
+    assert main(["inspect", files["int8"]]) == 0
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2"
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
+    assert main(["inspect", files["int8"]]) == 0
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
+
+
+def test_export_loads_a_saved_qat_model_in_a_fresh_process(tmp_path):
+    keras.utils.set_random_seed(0)
+    float_model = keras.Sequential(
+        [
+            keras.Input((4, 4, 1), name="image"),
+            keras.layers.Conv2D(2, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(2),
+        ]
+    )
+    qat_model = tflq.quantize_model(float_model)
+    qat_model.compile("adam", "mse")
+    x = np.random.default_rng(0).random((16, 4, 4, 1), dtype=np.float32)
+    qat_model.fit(x, np.zeros((16, 2)), epochs=1, verbose=0)
+    qat_model.save(tmp_path / "qat.keras")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "keras_tflq.cli",
+            "export",
+            str(tmp_path / "qat.keras"),
+            "--mode",
+            "int8",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["quantization"] == "quantization-aware"
+    assert report["all_integer"] is True
