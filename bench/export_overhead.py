@@ -138,7 +138,9 @@ def hand_written(model, mode, x_val, path):
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    content = hand_written_settings(converter, mode, lambda i: [x_val[i : i + 1]], len(x_val)).convert()
+    content = hand_written_settings(
+        converter, mode, lambda i: [x_val[i : i + 1]], len(x_val)
+    ).convert()
     with open(path, "wb") as f:
         f.write(content)
     return len(content)
@@ -151,8 +153,12 @@ def hand_written_settings(converter, mode, sample, count):
     if mode != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "int8":
-        converter.representative_dataset = lambda: (sample(i) for i in range(count))
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.representative_dataset = lambda: (
+            sample(i) for i in range(count)
+        )
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+        ]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
     return converter
@@ -168,7 +174,9 @@ def hand_written_saved_model(model, mode, x_val, path):
         converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
         name = model.inputs[0].name
         sample = lambda i: {name: x_val[i : i + 1]}  # noqa: E731
-        content = hand_written_settings(converter, mode, sample, len(x_val)).convert()
+        content = hand_written_settings(
+            converter, mode, sample, len(x_val)
+        ).convert()
     with open(path, "wb") as f:
         f.write(content)
     return len(content)
@@ -192,7 +200,9 @@ def bench_model(model_name, reps, workdir):
     x_val = np.ascontiguousarray(x_val[:CALIBRATION_SAMPLES])
     y_val = y_val[:CALIBRATION_SAMPLES]
     model = build()
-    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        "adam", "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     rows = []
     for mode in MODES:
         callback = keras_tflq.TFLiteExport(
@@ -203,7 +213,9 @@ def bench_model(model_name, reps, workdir):
             verbose=0,
         )
         timer = HookTimer(callback)
-        baseline_path = os.path.join(workdir, f"{model_name}_hand_{mode}.tflite")
+        baseline_path = os.path.join(
+            workdir, f"{model_name}_hand_{mode}.tflite"
+        )
 
         def run_callback(timer=timer, callback=callback):
             timer.reset()
@@ -228,7 +240,9 @@ def bench_model(model_name, reps, workdir):
         def run_saved_model(mode=mode, baseline_path=baseline_path):
             started = time.perf_counter()
             with quiet():
-                size = hand_written_saved_model(model, mode, x_val, baseline_path)
+                size = hand_written_saved_model(
+                    model, mode, x_val, baseline_path
+                )
             return time.perf_counter() - started, size
 
         cb_times, hand_times, sm_times, conv_times = [], [], [], []
@@ -268,7 +282,11 @@ def bench_model(model_name, reps, workdir):
                 "ratio_paired_max": round(max(ratios), 3),
                 "callback_conversion_s_median": round(conv_med, 4),
                 "callback_non_conversion_s_median": round(
-                    statistics.median(c - v for c, v in zip(cb_times, conv_times, strict=False)), 4
+                    statistics.median(
+                        c - v
+                        for c, v in zip(cb_times, conv_times, strict=False)
+                    ),
+                    4,
                 ),
                 "hand_saved_model_s_median": round(sm_med, 4),
                 "ratio_saved_model_route_vs_hand": round(sm_med / hand_med, 3),
@@ -310,17 +328,32 @@ def markdown(rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="digits CNN only, 3 repetitions")
-    parser.add_argument("--reps", type=int, default=None, help="repetitions per side (default 7, quick 3)")
+    parser.add_argument(
+        "--quick", action="store_true", help="digits CNN only, 3 repetitions"
+    )
+    parser.add_argument(
+        "--reps",
+        type=int,
+        default=None,
+        help="repetitions per side (default 7, quick 3)",
+    )
     parser.add_argument(
         "--models",
         default=None,
         help=f"comma-separated subset of {sorted(MODELS)} (default all; quick: digits_cnn)",
     )
-    parser.add_argument("--output", default=None, help="also write the results as markdown to this file")
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="also write the results as markdown to this file",
+    )
     args = parser.parse_args(argv)
     reps = args.reps or (3 if args.quick else 7)
-    models = args.models.split(",") if args.models else (["digits_cnn"] if args.quick else list(MODELS))
+    models = (
+        args.models.split(",")
+        if args.models
+        else (["digits_cnn"] if args.quick else list(MODELS))
+    )
     started = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_export_") as workdir:
@@ -339,8 +372,12 @@ def main(argv=None):
     print()
     print(markdown(rows))
     if args.output:
-
-        _report.write_results(args.output, "TFLiteExport export time vs hand-written TFLiteConverter (issue 2)", result, markdown(rows))
+        _report.write_results(
+            args.output,
+            "TFLiteExport export time vs hand-written TFLiteConverter (issue 2)",
+            result,
+            markdown(rows),
+        )
 
 
 if __name__ == "__main__":

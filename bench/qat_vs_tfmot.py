@@ -88,7 +88,11 @@ def digits_split():
         x, y, test_size=TEST_SIZE, random_state=SPLIT_SEED, stratify=y
     )
     x_train, x_val, y_train, y_val = train_test_split(
-        x_rest, y_rest, test_size=VAL_SIZE, random_state=SPLIT_SEED, stratify=y_rest
+        x_rest,
+        y_rest,
+        test_size=VAL_SIZE,
+        random_state=SPLIT_SEED,
+        stratify=y_rest,
     )
     return {
         "train": (x_train, y_train),
@@ -136,7 +140,9 @@ def build_model(K):
     y = L.BatchNormalization(momentum=0.9, name="bn_pw")(y)
     x = L.Add(name="add")([x, y])
     x = L.ReLU(name="relu_add")(x)
-    x = L.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="conv2")(x)
+    x = L.Conv2D(
+        32, 3, strides=2, padding="same", use_bias=False, name="conv2"
+    )(x)
     x = L.BatchNormalization(momentum=0.9, name="bn2")(x)
     x = L.ReLU(name="relu2")(x)
     x = L.GlobalAveragePooling2D(name="gap")(x)
@@ -144,14 +150,20 @@ def build_model(K):
     return K.Model(inputs, outputs, name="digits_resnet")
 
 
-def float_finetune_accuracy(K, model, weights_path, x, y, seed, epochs, x_test, y_test):
+def float_finetune_accuracy(
+    K, model, weights_path, x, y, seed, epochs, x_test, y_test
+):
     """The control: `model` reset to the float weights QAT started from,
     then trained like QAT (same optimizer, batches and epochs) without
     quantization. QAT accuracy minus this is the cost of quantization
     itself, apart from what the framework's training does."""
     shared = np.load(weights_path)
     model.set_weights([shared[f"w{i}"] for i in range(len(shared.files))])
-    model.compile(qat_optimizer(K, epochs), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        qat_optimizer(K, epochs),
+        "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     model.fit(train_batches(x, y, seed + QAT_ORDER), epochs=epochs, verbose=0)
     return float(model.evaluate(x_test, y_test, verbose=0)[1])
 
@@ -170,10 +182,14 @@ def tflite_accuracy(path, x, y):
         sample = x[i : i + 1]
         if inp["dtype"] != np.float32:
             info = np.iinfo(inp["dtype"])
-            sample = np.clip(np.round(sample / scale + zero_point), info.min, info.max)
+            sample = np.clip(
+                np.round(sample / scale + zero_point), info.min, info.max
+            )
         interpreter.set_tensor(inp["index"], sample.astype(inp["dtype"]))
         interpreter.invoke()
-        correct += int(np.argmax(interpreter.get_tensor(out["index"])[0]) == y[i])
+        correct += int(
+            np.argmax(interpreter.get_tensor(out["index"])[0]) == y[i]
+        )
     return correct / len(x)
 
 
@@ -258,12 +274,19 @@ def tfmot_worker(spec):
     model = build_model(K)
     init = np.load(spec["init_weights"])
     model.set_weights([init[f"w{i}"] for i in range(len(init.files))])
-    model.compile(K.optimizers.Adam(FLOAT_LR), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        K.optimizers.Adam(FLOAT_LR),
+        "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     skip = spec["float_epochs"] > 1
     float_timer = _qat_timing.make_step_timer(K, skip)
     model.fit(
-        train_batches(x_train, y_train, spec["seed"] + FLOAT_ORDER), validation_data=(x_val, y_val),
-        epochs=spec["float_epochs"], callbacks=[float_timer], verbose=0,
+        train_batches(x_train, y_train, spec["seed"] + FLOAT_ORDER),
+        validation_data=(x_val, y_val),
+        epochs=spec["float_epochs"],
+        callbacks=[float_timer],
+        verbose=0,
     )
     float_acc = float(model.evaluate(x_test, y_test, verbose=0)[1])
     if spec["qat_start"] == "shared":
@@ -272,11 +295,18 @@ def tfmot_worker(spec):
     start_acc = float(model.evaluate(x_test, y_test, verbose=0)[1])
 
     qat = tfmot.quantization.keras.quantize_model(model)
-    qat.compile(qat_optimizer(K, spec["qat_epochs"]), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    qat.compile(
+        qat_optimizer(K, spec["qat_epochs"]),
+        "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     qat_timer = _qat_timing.make_step_timer(K, spec["qat_epochs"] > 1)
     qat.fit(
-        train_batches(x_train, y_train, spec["seed"] + QAT_ORDER), validation_data=(x_val, y_val),
-        epochs=spec["qat_epochs"], callbacks=[qat_timer], verbose=0,
+        train_batches(x_train, y_train, spec["seed"] + QAT_ORDER),
+        validation_data=(x_val, y_val),
+        epochs=spec["qat_epochs"],
+        callbacks=[qat_timer],
+        verbose=0,
     )
     qat_acc = float(qat.evaluate(x_test, y_test, verbose=0)[1])
 
@@ -284,7 +314,9 @@ def tfmot_worker(spec):
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
         converter = tf.lite.TFLiteConverter.from_keras_model(qat)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+        ]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
 
@@ -309,7 +341,15 @@ def tfmot_worker(spec):
         "convert_s": convert_s,
         "tflite_int8_acc": tflite_accuracy(spec["output"], x_test, y_test),
         "float_finetune_acc": float_finetune_accuracy(
-            K, model, spec["float_weights"], x_train, y_train, spec["seed"], spec["qat_epochs"], x_test, y_test
+            K,
+            model,
+            spec["float_weights"],
+            x_train,
+            y_train,
+            spec["seed"],
+            spec["qat_epochs"],
+            x_test,
+            y_test,
         ),
         **_qat_timing.interleaved_step_times(
             K, model, qat, x_train, y_train, spec["timing_rounds"], BATCH_SIZE
@@ -339,28 +379,47 @@ def run_seed(seed, float_epochs, qat_epochs, workdir, qat_start, timing_rounds):
     paths = {
         "float32": os.path.join(workdir, f"s{seed}_float32.tflite"),
         "ptq_int8": os.path.join(workdir, f"s{seed}_ptq_int8.tflite"),
-        "keras_tflq_qat_int8": os.path.join(workdir, f"s{seed}_tflq_qat_int8.tflite"),
-        "tfmot_qat_int8": os.path.join(workdir, f"s{seed}_tfmot_qat_int8.tflite"),
+        "keras_tflq_qat_int8": os.path.join(
+            workdir, f"s{seed}_tflq_qat_int8.tflite"
+        ),
+        "tfmot_qat_int8": os.path.join(
+            workdir, f"s{seed}_tfmot_qat_int8.tflite"
+        ),
     }
     init_path = os.path.join(workdir, f"s{seed}_init.npz")
     float_path = os.path.join(workdir, f"s{seed}_float.npz")
 
     keras.utils.set_random_seed(seed)
     model = build_model(keras)
-    np.savez(init_path, **{f"w{i}": w for i, w in enumerate(model.get_weights())})
-    model.compile(keras.optimizers.Adam(FLOAT_LR), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    np.savez(
+        init_path, **{f"w{i}": w for i, w in enumerate(model.get_weights())}
+    )
+    model.compile(
+        keras.optimizers.Adam(FLOAT_LR),
+        "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     float_timer = _qat_timing.make_step_timer(keras, float_epochs > 1)
     exports = [
-        keras_tflq.TFLiteExport(paths["float32"], mode="float32", evaluate=False, verbose=0),
-        keras_tflq.TFLiteExport(paths["ptq_int8"], mode="int8", evaluate=False, verbose=0),
+        keras_tflq.TFLiteExport(
+            paths["float32"], mode="float32", evaluate=False, verbose=0
+        ),
+        keras_tflq.TFLiteExport(
+            paths["ptq_int8"], mode="int8", evaluate=False, verbose=0
+        ),
     ]
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
         model.fit(
-            train_batches(x_train, y_train, seed + FLOAT_ORDER), validation_data=(x_val, y_val),
-            epochs=float_epochs, callbacks=[float_timer, *exports], verbose=0,
+            train_batches(x_train, y_train, seed + FLOAT_ORDER),
+            validation_data=(x_val, y_val),
+            epochs=float_epochs,
+            callbacks=[float_timer, *exports],
+            verbose=0,
         )
     float_acc = float(model.evaluate(x_test, y_test, verbose=0)[1])
-    np.savez(float_path, **{f"w{i}": w for i, w in enumerate(model.get_weights())})
+    np.savez(
+        float_path, **{f"w{i}": w for i, w in enumerate(model.get_weights())}
+    )
 
     # The tfmot side runs in a subprocess; which QAT runs first alternates
     # with the seed (odd seeds: tfmot first) so machine drift hits both.
@@ -379,28 +438,50 @@ def run_seed(seed, float_epochs, qat_epochs, workdir, qat_start, timing_rounds):
     try:
         keras.utils.set_random_seed(seed)
         qat = keras_tflq.quantize_model(model)
-        qat.compile(qat_optimizer(keras, qat_epochs), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        qat.compile(
+            qat_optimizer(keras, qat_epochs),
+            "sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
         qat_timer = _qat_timing.make_step_timer(keras, qat_epochs > 1)
         export = keras_tflq.TFLiteExport(
             paths["keras_tflq_qat_int8"], mode="int8", evaluate=False, verbose=0
         )
-        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        with (
+            open(os.devnull, "w") as devnull,
+            contextlib.redirect_stdout(devnull),
+        ):
             qat.fit(
-                train_batches(x_train, y_train, seed + QAT_ORDER), validation_data=(x_val, y_val),
-                epochs=qat_epochs, callbacks=[qat_timer, export], verbose=0,
+                train_batches(x_train, y_train, seed + QAT_ORDER),
+                validation_data=(x_val, y_val),
+                epochs=qat_epochs,
+                callbacks=[qat_timer, export],
+                verbose=0,
             )
         tflq.update(
             qat_keras_acc=float(qat.evaluate(x_test, y_test, verbose=0)[1]),
             qat_step_ms=qat_timer.median() * 1e3,
             convert_s=export.report["conversion_seconds"],
             quantization=export.report["quantization"],
-            tflite_int8_acc=tflite_accuracy(paths["keras_tflq_qat_int8"], x_test, y_test),
+            tflite_int8_acc=tflite_accuracy(
+                paths["keras_tflq_qat_int8"], x_test, y_test
+            ),
         )
         tflq["float_finetune_acc"] = float_finetune_accuracy(
-            keras, model, float_path, x_train, y_train, seed, qat_epochs, x_test, y_test
+            keras,
+            model,
+            float_path,
+            x_train,
+            y_train,
+            seed,
+            qat_epochs,
+            x_test,
+            y_test,
         )
         tflq.update(
-            _qat_timing.interleaved_step_times(keras, model, qat, x_train, y_train, timing_rounds, BATCH_SIZE)
+            _qat_timing.interleaved_step_times(
+                keras, model, qat, x_train, y_train, timing_rounds, BATCH_SIZE
+            )
         )
     except Exception as exc:  # reported, not hidden
         import traceback
@@ -461,27 +542,46 @@ def summarize(runs, latency_ms, args, wall_s):
     for fw in ("keras_tflq", "tfmot"):
         overhead = [
             q / f if q is not None and f else None
-            for q, f in zip(collect(fw, "qat_step_ms"), collect(fw, "float_step_ms"), strict=False)
+            for q, f in zip(
+                collect(fw, "qat_step_ms"),
+                collect(fw, "float_step_ms"),
+                strict=False,
+            )
         ]
         summary[fw] = {
             "float_acc": mean_spread(collect(fw, "float_acc")),
             "qat_keras_acc": mean_spread(collect(fw, "qat_keras_acc")),
             "tflite_int8_acc": mean_spread(collect(fw, "tflite_int8_acc")),
-            "float_finetune_acc": mean_spread(collect(fw, "float_finetune_acc")),
-            "int8_minus_finetune": mean_spread([
-                a - b if a is not None and b is not None else None
-                for a, b in zip(collect(fw, "tflite_int8_acc"), collect(fw, "float_finetune_acc"), strict=False)
-            ]),
+            "float_finetune_acc": mean_spread(
+                collect(fw, "float_finetune_acc")
+            ),
+            "int8_minus_finetune": mean_spread(
+                [
+                    a - b if a is not None and b is not None else None
+                    for a, b in zip(
+                        collect(fw, "tflite_int8_acc"),
+                        collect(fw, "float_finetune_acc"),
+                        strict=False,
+                    )
+                ]
+            ),
             "float_step_ms": mean_spread(collect(fw, "float_step_ms")),
             "qat_step_ms": mean_spread(collect(fw, "qat_step_ms")),
             "qat_step_overhead_in_training": mean_spread(overhead),
-            "timed_float_step_ms": mean_spread(collect(fw, "timed_float_step_ms")),
+            "timed_float_step_ms": mean_spread(
+                collect(fw, "timed_float_step_ms")
+            ),
             "timed_qat_step_ms": mean_spread(collect(fw, "timed_qat_step_ms")),
             "qat_step_overhead": mean_spread(collect(fw, "timed_overhead")),
             "convert_s": mean_spread(collect(fw, "convert_s")),
         }
     artifacts = {}
-    for name in ("float32", "ptq_int8", "keras_tflq_qat_int8", "tfmot_qat_int8"):
+    for name in (
+        "float32",
+        "ptq_int8",
+        "keras_tflq_qat_int8",
+        "tfmot_qat_int8",
+    ):
         infos = [r["artifacts"][name] for r in runs if name in r["artifacts"]]
         if not infos:
             continue
@@ -507,16 +607,29 @@ def summarize(runs, latency_ms, args, wall_s):
     targets = {
         "int8_acc_paired_diff": mean_spread(paired),
         "int8_acc_paired_wins_ties_losses": [
-            sum(d > 1e-9 for d in paired), sum(abs(d) <= 1e-9 for d in paired), sum(d < -1e-9 for d in paired)
+            sum(d > 1e-9 for d in paired),
+            sum(abs(d) <= 1e-9 for d in paired),
+            sum(d < -1e-9 for d in paired),
         ],
         "one_test_sample": 1.0 / TEST_SIZE,
-        "int8_acc_keras_tflq_ge_tfmot": None if a is None or b is None else a["mean"] >= b["mean"],
-        "int8_acc_diff_mean": None if a is None or b is None else a["mean"] - b["mean"],
+        "int8_acc_keras_tflq_ge_tfmot": None
+        if a is None or b is None
+        else a["mean"] >= b["mean"],
+        "int8_acc_diff_mean": None
+        if a is None or b is None
+        else a["mean"] - b["mean"],
         "quantization_cost_keras_tflq_le_tfmot": None
-        if ca is None or cb is None else -ca["mean"] <= -cb["mean"],
-        "quantization_cost_diff_mean": None if ca is None or cb is None else ca["mean"] - cb["mean"],
-        "qat_overhead_keras_tflq_le_tfmot": None if oa is None or ob is None else oa["mean"] <= ob["mean"],
-        "qat_overhead_ratio_keras_tflq_over_tfmot": None if oa is None or ob is None else oa["mean"] / ob["mean"],
+        if ca is None or cb is None
+        else -ca["mean"] <= -cb["mean"],
+        "quantization_cost_diff_mean": None
+        if ca is None or cb is None
+        else ca["mean"] - cb["mean"],
+        "qat_overhead_keras_tflq_le_tfmot": None
+        if oa is None or ob is None
+        else oa["mean"] <= ob["mean"],
+        "qat_overhead_ratio_keras_tflq_over_tfmot": None
+        if oa is None or ob is None
+        else oa["mean"] / ob["mean"],
     }
     return {
         "benchmark": "qat_vs_tfmot",
@@ -529,18 +642,36 @@ def summarize(runs, latency_ms, args, wall_s):
             "float_lr": FLOAT_LR,
             "qat_lr": QAT_LR,
             "qat_lr_schedule": "cosine decay to 0 over the QAT epochs",
-            "split": {"train": 1797 - TEST_SIZE - VAL_SIZE, "val": VAL_SIZE, "test": TEST_SIZE, "seed": SPLIT_SEED},
+            "split": {
+                "train": 1797 - TEST_SIZE - VAL_SIZE,
+                "val": VAL_SIZE,
+                "test": TEST_SIZE,
+                "seed": SPLIT_SEED,
+            },
             "qat_start": args.qat_start,
             "timing_rounds": args.timing_rounds,
-            "latency": {"rounds": args.latency_rounds, "invokes_per_round": 10, "num_threads": 1, "batch": 1},
+            "latency": {
+                "rounds": args.latency_rounds,
+                "invokes_per_round": 10,
+                "num_threads": 1,
+                "batch": 1,
+            },
         },
         "summary": summary,
         "artifacts": artifacts,
         "targets": targets,
-        "errors": [r["keras_tflq_error"] for r in runs if r["keras_tflq_error"]],
+        "errors": [
+            r["keras_tflq_error"] for r in runs if r["keras_tflq_error"]
+        ],
         "per_seed": [
-            {"seed": r["seed"], "keras_tflq": r["keras_tflq"], "tfmot": r["tfmot"],
-             "artifact_test_acc": {k: v["test_acc"] for k, v in r["artifacts"].items()}}
+            {
+                "seed": r["seed"],
+                "keras_tflq": r["keras_tflq"],
+                "tfmot": r["tfmot"],
+                "artifact_test_acc": {
+                    k: v["test_acc"] for k, v in r["artifacts"].items()
+                },
+            }
             for r in runs
         ],
         "wall_s": round(wall_s, 1),
@@ -599,21 +730,42 @@ def markdown(result):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 seed, 6 float + 2 QAT epochs")
-    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 10)")
-    parser.add_argument("--float-epochs", type=int, default=None, help="default 20")
-    parser.add_argument("--qat-epochs", type=int, default=None, help="default 6")
-    parser.add_argument("--latency-rounds", type=int, default=None, help="rounds of 10 invokes (default 40)")
     parser.add_argument(
-        "--timing-rounds", type=int, default=None,
+        "--quick", action="store_true", help="1 seed, 6 float + 2 QAT epochs"
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=None, help="number of seeds (default 10)"
+    )
+    parser.add_argument(
+        "--float-epochs", type=int, default=None, help="default 20"
+    )
+    parser.add_argument(
+        "--qat-epochs", type=int, default=None, help="default 6"
+    )
+    parser.add_argument(
+        "--latency-rounds",
+        type=int,
+        default=None,
+        help="rounds of 10 invokes (default 40)",
+    )
+    parser.add_argument(
+        "--timing-rounds",
+        type=int,
+        default=None,
         help="alternating float/QAT timing epochs per framework and seed (default 6)",
     )
     parser.add_argument(
-        "--qat-start", choices=("shared", "own"), default="shared",
+        "--qat-start",
+        choices=("shared", "own"),
+        default="shared",
         help="tfmot QAT starts from the Keras 3 float weights (shared) or its own float training",
     )
     parser.add_argument("--tfmot-worker", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--output", default=None, help="also write the results as markdown to this file")
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="also write the results as markdown to this file",
+    )
     args = parser.parse_args(argv)
     if args.tfmot_worker:
         tfmot_worker(json.loads(args.tfmot_worker))
@@ -629,7 +781,12 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="bench_qat_") as workdir:
         for seed in range(args.seeds):
             run = run_seed(
-                seed, args.float_epochs, args.qat_epochs, workdir, args.qat_start, args.timing_rounds
+                seed,
+                args.float_epochs,
+                args.qat_epochs,
+                workdir,
+                args.qat_start,
+                args.timing_rounds,
             )
             runs.append(run)
             print(
@@ -638,15 +795,23 @@ def main(argv=None):
                 file=sys.stderr,
             )
         last = runs[-1]
-        latency_ms = latencies(last["paths"], last["x_latency"], args.latency_rounds, 10)
+        latency_ms = latencies(
+            last["paths"], last["x_latency"], args.latency_rounds, 10
+        )
     result = summarize(runs, latency_ms, args, time.perf_counter() - started)
-    result["machine"] = _report.machine_info((runs[-1]["tfmot"] or {}).get("versions"))
+    result["machine"] = _report.machine_info(
+        (runs[-1]["tfmot"] or {}).get("versions")
+    )
     print(json.dumps(result))
     print()
     print(markdown(result))
     if args.output:
-
-        _report.write_results(args.output, "keras_tflq QAT vs tfmot QAT (issue 3)", result, markdown(result))
+        _report.write_results(
+            args.output,
+            "keras_tflq QAT vs tfmot QAT (issue 3)",
+            result,
+            markdown(result),
+        )
 
 
 if __name__ == "__main__":

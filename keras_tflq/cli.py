@@ -246,7 +246,9 @@ def _compare(args):
     )
     actual = _as_list(litert_model.predict(x, batch_size=args.batch_size))
     outputs = []
-    for name, want, got in zip(litert_model.output_names, expected, actual, strict=False):
+    for name, want, got in zip(
+        litert_model.output_names, expected, actual, strict=False
+    ):
         entry = {
             "output": name,
             "max_abs_diff": float(np.abs(got - want).max()),
@@ -304,7 +306,9 @@ def _compare_layers(model, litert_model, x):
     output_tensors = {
         id(tensor): details["index"]
         for tensor, details in zip(
-            keras.tree.flatten(model.outputs), litert_model.output_details, strict=False
+            keras.tree.flatten(model.outputs),
+            litert_model.output_details,
+            strict=False,
         )
     }
     by_index = {d["index"]: d for d in litert_model.tensor_details}

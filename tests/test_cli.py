@@ -129,7 +129,10 @@ def test_compare_reports_outputs_and_layers(files, capsys, artifact):
 @pytest.mark.parametrize(
     "argv, match",
     [
-        (["inspect", "/no/such.tflite"], "model_content_or_path=/no/such.tflite"),
+        (
+            ["inspect", "/no/such.tflite"],
+            "model_content_or_path=/no/such.tflite",
+        ),
         (
             ["evaluate", "{float32}", "--data", "/no/data.npz"],
             "Received: data=/no/data.npz",
@@ -139,8 +142,15 @@ def test_compare_reports_outputs_and_layers(files, capsys, artifact):
             r"Expected `y` in .*Received: keys \['x'\]",
         ),
         (
-            ["compare", "{model}", "{float32}", "--data", "{data}",
-             "--layer-samples", "0"],
+            [
+                "compare",
+                "{model}",
+                "{float32}",
+                "--data",
+                "{data}",
+                "--layer-samples",
+                "0",
+            ],
             "Received: layer_samples=0",
         ),
     ],
@@ -168,13 +178,31 @@ def test_unknown_command_exits_with_usage(capsys):
 
 def test_export_writes_int8_artifact_and_report(files, capsys):
     output = str(files["folder"] / "exported_int8.tflite")
-    status = main(["export", files["model"], "--mode", "int8", "--calibration", files["x_only"],
-                   "--validation", files["data"], "-o", output])
+    status = main(
+        [
+            "export",
+            files["model"],
+            "--mode",
+            "int8",
+            "--calibration",
+            files["x_only"],
+            "--validation",
+            files["data"],
+            "-o",
+            output,
+        ]
+    )
     assert status == 0
     printed = capsys.readouterr().out
-    assert printed.startswith(f"wrote {output} (") and "all integer: yes" in printed
+    assert (
+        printed.startswith(f"wrote {output} (")
+        and "all integer: yes" in printed
+    )
     report = json.loads(open(output[: -len(".tflite")] + ".json").read())
-    assert report["calibration"] == {"source": "calibration_data (arrays)", "samples": 64}
+    assert report["calibration"] == {
+        "source": "calibration_data (arrays)",
+        "samples": 64,
+    }
     assert report["inputs"][0]["dtype"] == "int8"
     assert report["tflite_metrics"]["loss"] > 0
 
@@ -187,9 +215,18 @@ def test_export_default_path_is_beside_the_model(files, capsys):
 @pytest.mark.parametrize(
     "extra, match",
     [
-        (["--mode", "int4"], r"Expected mode to be one of .*Received: mode='int4'"),
-        (["--mode", "int8"], r"Expected calibration_data for mode='int8' on a float model"),
-        (["--mode", "dynamic", "--input-type", "int8"], r"Received: input_type='int8'"),
+        (
+            ["--mode", "int4"],
+            r"Expected mode to be one of .*Received: mode='int4'",
+        ),
+        (
+            ["--mode", "int8"],
+            r"Expected calibration_data for mode='int8' on a float model",
+        ),
+        (
+            ["--mode", "dynamic", "--input-type", "int8"],
+            r"Received: input_type='int8'",
+        ),
     ],
     ids=["bad_mode", "no_calibration", "bad_io_type"],
 )

@@ -45,7 +45,10 @@ def find_fit_validation_data(model):
     try:
         while frame is not None:
             local_vars = frame.f_locals
-            if frame.f_code.co_name == "fit" and local_vars.get("self") is model:
+            if (
+                frame.f_code.co_name == "fit"
+                and local_vars.get("self") is model
+            ):
                 if "validation_data" not in local_vars:
                     break
                 if local_vars["validation_data"] is None:

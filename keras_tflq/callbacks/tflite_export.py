@@ -136,15 +136,23 @@ class TFLiteExport(keras.callbacks.Callback):
         )
         self.calibration_data = calibration_data
         if calibration_data is not None:
-            DataSource(calibration_data, name="calibration_data")  # checks the form
+            DataSource(
+                calibration_data, name="calibration_data"
+            )  # checks the form
         self.calibration_samples = check_positive_int(
             "calibration_samples", calibration_samples
         )
-        self.input_type = modes.check_io_type(self.mode, input_type, "input_type")
-        self.output_type = modes.check_io_type(self.mode, output_type, "output_type")
+        self.input_type = modes.check_io_type(
+            self.mode, input_type, "input_type"
+        )
+        self.output_type = modes.check_io_type(
+            self.mode, output_type, "output_type"
+        )
         self.export_freq = _check_export_freq(export_freq)
         if not isinstance(monitor, str) or not monitor:
-            raise ValueError(f"Expected monitor to be a logs key. Received: monitor={monitor!r}")
+            raise ValueError(
+                f"Expected monitor to be a logs key. Received: monitor={monitor!r}"
+            )
         self.monitor = monitor
         self.save_best_only = check_bool("save_best_only", save_best_only)
         if self.save_best_only and self.export_freq == "end":
@@ -162,7 +170,9 @@ class TFLiteExport(keras.callbacks.Callback):
         self.allow_float_ops = check_bool("allow_float_ops", allow_float_ops)
         self.check_conversion = check_bool("check_conversion", check_conversion)
         if verbose not in (0, 1, 2):
-            raise ValueError(f"Expected verbose to be 0, 1 or 2. Received: verbose={verbose!r}")
+            raise ValueError(
+                f"Expected verbose to be 0, 1 or 2. Received: verbose={verbose!r}"
+            )
         self.verbose = verbose
         self.exported_path = None
         self.report = None
@@ -197,7 +207,11 @@ class TFLiteExport(keras.callbacks.Callback):
         self._evaluator = self._build_evaluator()
         check_writable_folder(self._path_for(epoch=0, logs={}, strict=False))
         if self.check_conversion:
-            self._convert(self._calibration.first(_TRIAL_SAMPLES) if self._calibration else None)
+            self._convert(
+                self._calibration.first(_TRIAL_SAMPLES)
+                if self._calibration
+                else None
+            )
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -214,7 +228,11 @@ class TFLiteExport(keras.callbacks.Callback):
             self._exported_final_epoch = final_epoch
 
     def on_train_end(self, logs=None):
-        if self.export_freq == "end" and not self._exported_final_epoch and self._last_epoch is not None:
+        if (
+            self.export_freq == "end"
+            and not self._exported_final_epoch
+            and self._last_epoch is not None
+        ):
             # Training stopped early (e.g. EarlyStopping): export what it ended with.
             self._export(self._last_epoch, dict(logs or {}))
 
@@ -248,10 +266,17 @@ class TFLiteExport(keras.callbacks.Callback):
                 saved_model_path=saved,
             ) from error
         tflite_metrics = report["tflite_metrics"]
-        logs.update({f"val_tflite_{name}": value for name, value in tflite_metrics.items()})
+        logs.update(
+            {
+                f"val_tflite_{name}": value
+                for name, value in tflite_metrics.items()
+            }
+        )
         self.exported_path, self.report = path, report
         if self.verbose:
-            scores = ", ".join(f"val_tflite_{k}={v:.4f}" for k, v in tflite_metrics.items())
+            scores = ", ".join(
+                f"val_tflite_{k}={v:.4f}" for k, v in tflite_metrics.items()
+            )
             print(
                 f"\nTFLiteExport: epoch {epoch + 1}: wrote {path} "
                 f"({report['bytes'] / 1024:.1f} KiB, mode={self.mode}{', ' + scores if scores else ''})"
@@ -283,10 +308,14 @@ class TFLiteExport(keras.callbacks.Callback):
                 "validation_data= or validation_split= to fit(), or calibration_data= to "
                 "TFLiteExport. Received: no validation data and calibration_data=None"
             )
-        return CalibrationSet(source, self._model_inputs, self.calibration_samples)
+        return CalibrationSet(
+            source, self._model_inputs, self.calibration_samples
+        )
 
     def _build_evaluator(self):
-        if self.evaluate is False or (self.evaluate is None and self._validation is None):
+        if self.evaluate is False or (
+            self.evaluate is None and self._validation is None
+        ):
             return None
         if self._validation is None:
             raise ValueError(
@@ -314,14 +343,21 @@ class TFLiteExport(keras.callbacks.Callback):
         if self.monitor_mode != "auto":
             return self.monitor_mode == "max"
         name = self.monitor.lower()
-        return any(key in name for key in ("acc", "auc", "precision", "recall", "f1", "fbeta"))
+        return any(
+            key in name
+            for key in ("acc", "auc", "precision", "recall", "f1", "fbeta")
+        )
 
     def _path_for(self, epoch, logs, strict):
         try:
-            return self.filepath.format(name=self.model.name, mode=self.mode, epoch=epoch + 1, **logs)
+            return self.filepath.format(
+                name=self.model.name, mode=self.mode, epoch=epoch + 1, **logs
+            )
         except KeyError as missing:
             if not strict:
-                return os.path.join(os.path.dirname(self.filepath) or ".", "probe.tflite")
+                return os.path.join(
+                    os.path.dirname(self.filepath) or ".", "probe.tflite"
+                )
             raise ValueError(
                 f"Expected every filepath template key in the epoch logs or in {_TEMPLATE_KEYS}. "
                 f"Received: filepath={self.filepath!r} with missing key {missing}; logs keys={sorted(logs)}"
@@ -329,7 +365,10 @@ class TFLiteExport(keras.callbacks.Callback):
 
     def _save_trained_model(self, path):
         saved = os.path.splitext(path)[0] + ".keras"
-        temp = os.path.join(os.path.dirname(os.path.abspath(saved)), f".{os.path.basename(saved)}.tmp.keras")
+        temp = os.path.join(
+            os.path.dirname(os.path.abspath(saved)),
+            f".{os.path.basename(saved)}.tmp.keras",
+        )
         self.model.save(temp)
         os.replace(temp, saved)
         return saved
@@ -337,21 +376,31 @@ class TFLiteExport(keras.callbacks.Callback):
 
 def _check_filepath(filepath):
     if not isinstance(filepath, (str, os.PathLike)):
-        raise ValueError(f"Expected filepath to be a string path. Received: filepath={filepath!r}")
+        raise ValueError(
+            f"Expected filepath to be a string path. Received: filepath={filepath!r}"
+        )
     filepath = os.fspath(filepath)
     if not filepath.endswith(".tflite"):
-        raise ValueError(f"Expected filepath to end with '.tflite'. Received: filepath={filepath!r}")
+        raise ValueError(
+            f"Expected filepath to end with '.tflite'. Received: filepath={filepath!r}"
+        )
     try:
         list(string.Formatter().parse(filepath))
     except ValueError as error:
-        raise ValueError(f"Expected a valid filepath template ({error}). Received: filepath={filepath!r}") from None
+        raise ValueError(
+            f"Expected a valid filepath template ({error}). Received: filepath={filepath!r}"
+        ) from None
     return filepath
 
 
 def _check_export_freq(export_freq):
     if export_freq in ("end", "epoch"):
         return export_freq
-    if isinstance(export_freq, int) and not isinstance(export_freq, bool) and export_freq >= 1:
+    if (
+        isinstance(export_freq, int)
+        and not isinstance(export_freq, bool)
+        and export_freq >= 1
+    ):
         return export_freq
     raise ValueError(
         f"Expected export_freq to be 'end', 'epoch' or a positive integer. Received: export_freq={export_freq!r}"

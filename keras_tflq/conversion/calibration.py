@@ -43,7 +43,10 @@ class CalibrationSet:
             raise ValueError(
                 f"Expected at least one calibration sample. Received: an empty {source.describe()}"
             )
-        self._samples = [model_inputs.to_named_arrays(sample, source.name) for sample in samples]
+        self._samples = [
+            model_inputs.to_named_arrays(sample, source.name)
+            for sample in samples
+        ]
         for index, sample in enumerate(self._samples):
             for name, array in sample.items():
                 if array.dtype.kind == "f" and not np.all(np.isfinite(array)):

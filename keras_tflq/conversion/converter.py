@@ -99,11 +99,18 @@ def convert_and_inspect(
         try:
             with warnings.catch_warnings(), _quiet_stdout():
                 # The converter calibrates with the deprecated tf.lite.Interpreter itself.
-                warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+                warnings.filterwarnings(
+                    "ignore", message=".*tf.lite.Interpreter is deprecated"
+                )
                 # Emitted for every int8-I/O conversion; the ranges come from calibration.
-                warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+                warnings.filterwarnings(
+                    "ignore",
+                    message="Statistics for quantized inputs were expected",
+                )
                 content = converter.convert()
-        except Exception as error:  # The converter raises several unrelated types.
+        except (
+            Exception
+        ) as error:  # The converter raises several unrelated types.
             raise ConversionError(
                 f"The TFLite converter rejected model {model.name!r} in mode={mode!r}: "
                 f"{_diagnostic(error)}"
@@ -120,14 +127,18 @@ def _converter_for(model, stack):
     """`from_keras_model`, or for dict inputs a SavedModel in a folder `stack` removes."""
     if not _has_dict_inputs(model):
         return tf.lite.TFLiteConverter.from_keras_model(model)
-    saved_model_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="keras_tflq_"))
+    saved_model_dir = stack.enter_context(
+        tempfile.TemporaryDirectory(prefix="keras_tflq_")
+    )
     archive = keras.export.ExportArchive()
     archive.track(model)
     signature = {
         key: tf.TensorSpec(tensor.shape, tensor.dtype, name=tensor.name)
         for key, tensor in model.input.items()
     }
-    archive.add_endpoint("serve", functools.partial(model.__call__, training=False), [signature])
+    archive.add_endpoint(
+        "serve", functools.partial(model.__call__, training=False), [signature]
+    )
     with _quiet_stdout():
         archive.write_out(saved_model_dir, verbose=False)
     return tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
@@ -143,10 +154,14 @@ def _has_dict_inputs(model):
 def _check_integer_only(inspection, model, mode):
     """The converter leaves ops with no integer kernel in float silently; refuse them."""
     float_ops = [
-        op for op in inspection["float_ops"] if op["op"] not in ("DEQUANTIZE", "QUANTIZE")
+        op
+        for op in inspection["float_ops"]
+        if op["op"] not in ("DEQUANTIZE", "QUANTIZE")
     ]
     if float_ops:
-        described = "; ".join(f"{op['op']} at {', '.join(op['outputs'])}" for op in float_ops)
+        described = "; ".join(
+            f"{op['op']} at {', '.join(op['outputs'])}" for op in float_ops
+        )
         raise ConversionError(
             f"Expected every op of model {model.name!r} to be integer in mode={mode!r}. "
             f"Received: {len(float_ops)} op(s) left in float: {described}. Quantize-friendly "
@@ -166,7 +181,9 @@ def _diagnostic(error):
         )
     )
     if op_errors or places:
-        return "; ".join(op_errors) + (f" at {', '.join(places)}" if places else "")
+        return "; ".join(op_errors) + (
+            f" at {', '.join(places)}" if places else ""
+        )
     lines = [line for line in text.splitlines() if line.strip()]
     return "\n".join(lines[:_MAX_DIAGNOSTIC_LINES]) or type(error).__name__
 

@@ -37,7 +37,9 @@ class DataSource:
     [(4, 4), (4, 4), (2, 4)]
     """
 
-    def __init__(self, data, y=None, sample_weight=None, batch_size=32, name="data"):
+    def __init__(
+        self, data, y=None, sample_weight=None, batch_size=32, name="data"
+    ):
         if data is None:
             raise ValueError(f"Expected data for {name}. Received: data=None")
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -75,7 +77,10 @@ class DataSource:
         """The number of batches per pass, or `None` when it is not known in advance."""
         if self.kind == "arrays":
             x, _, _ = self._array_parts()
-            return -(-_batch_size_of(keras.tree.flatten(x), self.name) // self.batch_size)
+            return -(
+                -_batch_size_of(keras.tree.flatten(x), self.name)
+                // self.batch_size
+            )
         if self.kind == "dataset":
             cardinality = int(self._data.cardinality())
             return cardinality if cardinality >= 0 else None
@@ -90,7 +95,9 @@ class DataSource:
             flat = keras.tree.flatten(x)
             size = _batch_size_of(flat, self.name)
             for i in range(size):
-                samples.append(keras.tree.map_structure(lambda a, i=i: a[i : i + 1], x))
+                samples.append(
+                    keras.tree.map_structure(lambda a, i=i: a[i : i + 1], x)
+                )
                 if len(samples) >= count:
                     return samples
         return samples
@@ -141,7 +148,9 @@ def _kind_of(data):
         return "dataset"
     if isinstance(data, keras.utils.PyDataset):
         return "py_dataset"
-    if isinstance(data, (np.ndarray, list, tuple, dict)) or hasattr(data, "__array__"):
+    if isinstance(data, (np.ndarray, list, tuple, dict)) or hasattr(
+        data, "__array__"
+    ):
         return "arrays"
     if callable(data):
         return "callable"
@@ -166,7 +175,12 @@ def _to_numpy(structure):
         return np.asarray(value)
 
     if isinstance(structure, tuple):
-        return tuple(keras.tree.map_structure(convert, part) if part is not None else None for part in structure)
+        return tuple(
+            keras.tree.map_structure(convert, part)
+            if part is not None
+            else None
+            for part in structure
+        )
     return keras.tree.map_structure(convert, structure)
 
 

@@ -58,7 +58,9 @@ def export_artifact(
     content, inspection = convert_and_inspect(
         model,
         mode,
-        representative_dataset=calibration.representative_dataset if calibration else None,
+        representative_dataset=calibration.representative_dataset
+        if calibration
+        else None,
         input_type=input_type,
         output_type=output_type,
         allow_float_ops=allow_float_ops,
@@ -66,7 +68,9 @@ def export_artifact(
     seconds = time.perf_counter() - started
     tflite_metrics = {}
     if evaluator is not None:
-        tflite_metrics = evaluator.evaluate(content, validation, model_inputs, verbose=verbose)
+        tflite_metrics = evaluator.evaluate(
+            content, validation, model_inputs, verbose=verbose
+        )
     report = build_report(
         model,
         path,
@@ -150,9 +154,15 @@ def export_tflite(
     calibration = None
     if need != "none" and calibration_data is not None:
         calibration = CalibrationSet(
-            DataSource(calibration_data, name="calibration_data"), model_inputs, calibration_samples
+            DataSource(calibration_data, name="calibration_data"),
+            model_inputs,
+            calibration_samples,
         )
-    validation = None if validation_data is None else DataSource(validation_data, name="validation_data")
+    validation = (
+        None
+        if validation_data is None
+        else DataSource(validation_data, name="validation_data")
+    )
     return export_artifact(
         model,
         filepath,

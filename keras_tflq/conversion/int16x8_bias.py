@@ -56,11 +56,16 @@ def widen_int16x8_conv_bias(content):
                 continue
             activations = subgraph.tensors[op.inputs[0]]
             bias = subgraph.tensors[op.inputs[slot]]
-            if activations.type != schema.TensorType.INT16 or bias.type != schema.TensorType.INT32:
+            if (
+                activations.type != schema.TensorType.INT16
+                or bias.type != schema.TensorType.INT32
+            ):
                 continue
             buffer = model.buffers[bias.buffer]
             values = np.frombuffer(bytes(buffer.data), dtype="<i4")
-            buffer.data = np.frombuffer(values.astype("<i8").tobytes(), dtype=np.uint8)
+            buffer.data = np.frombuffer(
+                values.astype("<i8").tobytes(), dtype=np.uint8
+            )
             bias.type = schema.TensorType.INT64
             changed = True
     if not changed:

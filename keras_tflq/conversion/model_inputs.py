@@ -37,11 +37,17 @@ class ModelInputs:
         self.structure = structure
         self.names = [t.name for t in tensors]
         self.shapes = [tuple(t.shape) for t in tensors]
-        self.dtypes = [keras.backend.standardize_dtype(t.dtype) for t in tensors]
+        self.dtypes = [
+            keras.backend.standardize_dtype(t.dtype) for t in tensors
+        ]
 
     def to_named_arrays(self, x, where="data"):
         """Maps one batch of model inputs `x` to `{input name: array}`, checked."""
-        if isinstance(x, dict) and set(x) <= set(self.names) and not _is_keyed_like(self.structure, x):
+        if (
+            isinstance(x, dict)
+            and set(x) <= set(self.names)
+            and not _is_keyed_like(self.structure, x)
+        ):
             flat = [x.get(name) for name in self.names]
         else:
             flat = keras.tree.flatten(x)
@@ -51,10 +57,13 @@ class ModelInputs:
                 f"Received: {_describe_structure(x)}"
             )
         named = {}
-        for name, shape, dtype, array in zip(self.names, self.shapes, self.dtypes, flat, strict=False):
+        for name, shape, dtype, array in zip(
+            self.names, self.shapes, self.dtypes, flat, strict=False
+        ):
             array = np.asarray(array)
             if array.ndim != len(shape) or any(
-                want is not None and got != want for want, got in zip(shape[1:], array.shape[1:], strict=False)
+                want is not None and got != want
+                for want, got in zip(shape[1:], array.shape[1:], strict=False)
             ):
                 raise ValueError(
                     f"Expected input '{name}' with shape {shape} in {where}. "

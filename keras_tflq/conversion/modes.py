@@ -17,7 +17,9 @@ _IO_TYPES = {
 def check_mode(mode):
     """Raises a `ValueError` naming the valid modes unless `mode` is one."""
     if mode not in MODES:
-        raise ValueError(f"Expected mode to be one of {MODES}. Received: mode={mode!r}")
+        raise ValueError(
+            f"Expected mode to be one of {MODES}. Received: mode={mode!r}"
+        )
     return mode
 
 

@@ -73,14 +73,18 @@ def build_report(
         "bytes": len(content),
         "epoch": epoch,
         "quantization": quantization,
-        "calibration": calibration.describe() if calibration is not None else None,
+        "calibration": calibration.describe()
+        if calibration is not None
+        else None,
         "input_type": input_type,
         "output_type": output_type,
         "allow_float_ops": allow_float_ops,
         **inspection,
         "keras_metrics": _plain(keras_metrics or {}),
         "tflite_metrics": _plain(tflite_metrics or {}),
-        "conversion_seconds": None if conversion_seconds is None else round(conversion_seconds, 3),
+        "conversion_seconds": None
+        if conversion_seconds is None
+        else round(conversion_seconds, 3),
         "versions": {
             "keras_tflq": __version__,
             "tensorflow": tf.__version__,
@@ -95,4 +99,7 @@ def report_path(artifact_path):
 
 
 def _plain(metrics):
-    return {k: float(v) if isinstance(v, (np.generic, float, int)) else str(v) for k, v in metrics.items()}
+    return {
+        k: float(v) if isinstance(v, (np.generic, float, int)) else str(v)
+        for k, v in metrics.items()
+    }

@@ -56,7 +56,10 @@ class ArtifactEvaluator:
             keras.Input(shape=tuple(t.shape[1:]), name=f"tflite_prediction_{i}")
             for i, t in enumerate(outputs)
         ]
-        passed = [keras.layers.Identity(name=name)(x) for name, x in zip(names, inputs, strict=False)]
+        passed = [
+            keras.layers.Identity(name=name)(x)
+            for name, x in zip(names, inputs, strict=False)
+        ]
         self._scorer = keras.Model(
             inputs if len(inputs) > 1 else inputs[0],
             passed if len(passed) > 1 else passed[0],
@@ -85,14 +88,23 @@ class ArtifactEvaluator:
                 predicted = litert_model.predict_on_batch(
                     model_inputs.to_named_arrays(x, source.name)
                 )
-                batch = (predicted, y) if sample_weight is None else (predicted, y, sample_weight)
+                batch = (
+                    (predicted, y)
+                    if sample_weight is None
+                    else (predicted, y, sample_weight)
+                )
                 # Keras' generator adapter takes tuples, not lists, for several outputs.
                 yield keras.tree.lists_to_tuples(batch)
 
         with warnings.catch_warnings():
             # A source of unknown length ends by running out of data, as intended.
-            warnings.filterwarnings("ignore", message="Your input ran out of data")
+            warnings.filterwarnings(
+                "ignore", message="Your input ran out of data"
+            )
             logs = self._scorer.evaluate(
-                scored_batches(), steps=source.num_batches(), verbose=verbose, return_dict=True
+                scored_batches(),
+                steps=source.num_batches(),
+                verbose=verbose,
+                return_dict=True,
             )
         return {name: float(value) for name, value in logs.items()}

@@ -281,7 +281,8 @@ class LiteRTModel:
         for (name, details), array in zip(self._inputs, arrays, strict=False):
             expected = details["shape_signature"][1:]
             if array.ndim != len(details["shape_signature"]) or any(
-                e not in (-1, r) for e, r in zip(expected, array.shape[1:], strict=False)
+                e not in (-1, r)
+                for e, r in zip(expected, array.shape[1:], strict=False)
             ):
                 raise ValueError(
                     f"Expected input `{name}` of shape (batch, "
@@ -307,7 +308,9 @@ class LiteRTModel:
             if any(d["shape_signature"][0] != 1 for _, d in self._inputs):
                 raise
             # A fixed-batch artifact that does not resize: restore batch 1.
-            for (_, details), shape in zip(self._inputs, self._initial_shapes, strict=False):
+            for (_, details), shape in zip(
+                self._inputs, self._initial_shapes, strict=False
+            ):
                 self._interpreter.resize_tensor_input(
                     details["index"], shape, strict=False
                 )

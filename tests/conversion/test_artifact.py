@@ -44,5 +44,8 @@ def test_missing_folder_is_created(tmp_path):
 
 def test_folder_that_is_a_file_is_rejected(tmp_path):
     (tmp_path / "file").write_text("x")
-    with pytest.raises(ValueError, match=r"writable folder for the artifact. Received: filepath='.*file/m.tflite'"):
+    with pytest.raises(
+        ValueError,
+        match=r"writable folder for the artifact. Received: filepath='.*file/m.tflite'",
+    ):
         check_writable_folder(str(tmp_path / "file" / "m.tflite"))

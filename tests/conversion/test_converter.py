@@ -22,7 +22,9 @@ def _dense(seed=0):
 
 
 def _calibration(model, x):
-    return CalibrationSet(DataSource(x), ModelInputs(model)).representative_dataset
+    return CalibrationSet(
+        DataSource(x), ModelInputs(model)
+    ).representative_dataset
 
 
 def test_float32_artifact_computes_what_keras_computes():
@@ -81,7 +83,10 @@ def test_dict_inputs_keep_the_input_names():
     content, inspection = convert_and_inspect(model, "float32")
     assert sorted(t["name"] for t in inspection["inputs"]) == ["alpha", "zeta"]
     rng = np.random.default_rng(0)
-    x = {"zeta": rng.random((5, 4), "float32"), "alpha": rng.random((5, 2), "float32")}
+    x = {
+        "zeta": rng.random((5, 4), "float32"),
+        "alpha": rng.random((5, 2), "float32"),
+    }
     np.testing.assert_allclose(
         LiteRTModel(model_content=content).predict(x),
         model.predict(x, verbose=0),

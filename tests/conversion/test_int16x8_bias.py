@@ -19,7 +19,9 @@ def qat_16x8():
     x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
     x = keras.layers.DepthwiseConv2D(3, padding="same")(x)
     outputs = keras.layers.Dense(3)(keras.layers.Flatten()(x))
-    model = tflq.quantize_model(keras.Model(inputs, outputs), activation_bits=16)
+    model = tflq.quantize_model(
+        keras.Model(inputs, outputs), activation_bits=16
+    )
     model.compile("adam", "mse")
     x = np.random.default_rng(0).random((32, 8, 8, 1), dtype=np.float32)
     model.fit(x, np.zeros((32, 3)), epochs=1, verbose=0)

@@ -61,10 +61,14 @@ def test_report_of_a_dynamic_export(tmp_path):
 def test_quantization_kind_follows_the_model_and_mode():
     model = _model()
     content, inspection = convert_and_inspect(model, "float32")
-    float_report = build_report(model, "m.tflite", content, inspection, "float32")
+    float_report = build_report(
+        model, "m.tflite", content, inspection, "float32"
+    )
     assert float_report["quantization"] == "none"
     qat_model = tflq.quantize_model(model)
     content, inspection = convert_and_inspect(qat_model, "int8")
-    qat_report = build_report(qat_model, "q.tflite", content, inspection, "int8")
+    qat_report = build_report(
+        qat_model, "q.tflite", content, inspection, "int8"
+    )
     assert qat_report["quantization"] == "quantization-aware"
     assert qat_report["all_integer"] is True

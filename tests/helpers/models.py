@@ -13,7 +13,9 @@ def make_cnn(name="digits_cnn", seed=0, width=8):
     inputs = keras.Input((8, 8, 1), name="image")
     x = keras.layers.Conv2D(width, 3, padding="same", activation="relu")(inputs)
     if width > 8:
-        x = keras.layers.Conv2D(2 * width, 3, padding="same", activation="relu")(x)
+        x = keras.layers.Conv2D(
+            2 * width, 3, padding="same", activation="relu"
+        )(x)
     x = keras.layers.MaxPooling2D()(x)
     x = keras.layers.Flatten()(x)
     if width > 8:

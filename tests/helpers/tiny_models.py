@@ -45,7 +45,9 @@ def _many_outputs():
     # 12 outputs of distinct widths: "output_10" must follow "output_9".
     inputs = keras.Input((6,), name="x")
     x = keras.layers.Dense(8, activation="relu", name="hidden")(inputs)
-    outputs = [keras.layers.Dense(i + 1, name=f"head_{i}")(x) for i in range(12)]
+    outputs = [
+        keras.layers.Dense(i + 1, name=f"head_{i}")(x) for i in range(12)
+    ]
     return keras.Model(inputs, outputs)
 
 
