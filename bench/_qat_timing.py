@@ -9,7 +9,8 @@ import time
 
 
 def make_step_timer(K, skip_first_epoch):
-    """A callback recording each train step's wall time (first epoch dropped)."""
+    """A callback recording each train step's wall time (first epoch
+    dropped)."""
 
     class StepTimer(K.callbacks.Callback):
         def __init__(self):

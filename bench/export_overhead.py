@@ -1,4 +1,5 @@
-"""Benchmark (issue 2): TFLiteExport's export time vs a hand-written converter call.
+"""Benchmark (issue 2): TFLiteExport's export time vs a hand-written converter
+call.
 
 For each mode (float32, dynamic, int8) and model, the two ways of getting a
 `.tflite` file out of a trained Keras model are timed side by side, in one
@@ -30,7 +31,7 @@ Prints one JSON line, then a markdown table (median seconds and the ratio
 callback / hand-written; target <= 1.10).
 
 Usage:
-    python bench/export_overhead.py            # digits CNN + MobileNetV2, 7 reps
+    python bench/export_overhead.py   # digits CNN + MobileNetV2, 7 reps
     python bench/export_overhead.py --quick    # digits CNN only, 3 reps
 """
 
@@ -147,7 +148,8 @@ def hand_written(model, mode, x_val, path):
 
 
 def hand_written_settings(converter, mode, sample, count):
-    """The converter flags a user writes by hand for `mode`; `sample(i)` is one calibration sample."""
+    """The converter flags a user writes by hand for `mode`; `sample(i)` is one
+    calibration sample."""
     import tensorflow as tf
 
     if mode != "float32":
@@ -184,7 +186,8 @@ def hand_written_saved_model(model, mode, x_val, path):
 
 @contextlib.contextmanager
 def quiet():
-    """Both sides print (Keras' exporter, the converter); keep stdout for results."""
+    """Both sides print (Keras' exporter, the converter); keep stdout for
+    results."""
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
         yield
 
@@ -308,20 +311,25 @@ def bench_model(model_name, reps, workdir):
 
 def markdown(rows):
     lines = [
-        "| model | mode | callback s (median) | hand-written s (median) | ratio (medians) "
+        "| model | mode | callback s (median) | hand-written s (median) | "
+        "ratio (medians) "
         "| paired ratio median [min, max] | bytes callback / hand | <= 1.10 "
-        "| of which conversion s / rest s | hand via SavedModel s (ratio to hand) |",
+        "| of which conversion s / rest s | hand via SavedModel s (ratio to "
+        "hand) |",
         "|---|---|---:|---:|---:|---|---|:---:|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['mode']} | {r['callback_s_median']:.3f} "
             f"| {r['hand_written_s_median']:.3f} | {r['ratio_of_medians']:.3f} "
-            f"| {r['ratio_paired_median']:.3f} [{r['ratio_paired_min']:.3f}, {r['ratio_paired_max']:.3f}] "
+            f"| {r['ratio_paired_median']:.3f} [{r['ratio_paired_min']:.3f}, "
+            f"{r['ratio_paired_max']:.3f}] "
             f"| {r['callback_bytes']} / {r['hand_written_bytes']} "
             f"| {'yes' if r['meets_target'] else 'NO'} "
-            f"| {r['callback_conversion_s_median']:.3f} / {r['callback_non_conversion_s_median']:.3f} "
-            f"| {r['hand_saved_model_s_median']:.3f} ({r['ratio_saved_model_route_vs_hand']:.3f}) |"
+            f"| {r['callback_conversion_s_median']:.3f} / "
+            f"{r['callback_non_conversion_s_median']:.3f} "
+            f"| {r['hand_saved_model_s_median']:.3f} "
+            f"({r['ratio_saved_model_route_vs_hand']:.3f}) |"
         )
     return "\n".join(lines)
 
@@ -340,7 +348,8 @@ def main(argv=None):
     parser.add_argument(
         "--models",
         default=None,
-        help=f"comma-separated subset of {sorted(MODELS)} (default all; quick: digits_cnn)",
+        help=f"comma-separated subset of {sorted(MODELS)} "
+        "(default all; quick: digits_cnn)",
     )
     parser.add_argument(
         "--output",
@@ -374,7 +383,8 @@ def main(argv=None):
     if args.output:
         _report.write_results(
             args.output,
-            "TFLiteExport export time vs hand-written TFLiteConverter (issue 2)",
+            "TFLiteExport export time vs hand-written TFLiteConverter (issue "
+            "2)",
             result,
             markdown(rows),
         )

@@ -1,4 +1,5 @@
-"""Benchmark (issue 3): QAT step-time overhead on MobileNetV2, keras_tflq vs tfmot.
+"""Benchmark (issue 3): QAT step-time overhead on MobileNetV2, keras_tflq vs
+tfmot.
 
 `keras.applications.MobileNetV2(weights=None)` at 32x32x3, 10 classes, on
 random data (the step time does not depend on the values), batch 32, Adam.
@@ -34,7 +35,8 @@ INPUT_SHAPE = (32, 32, 3)
 
 
 def measure(framework, rounds):
-    """`interleaved_step_times` of float and QAT MobileNetV2 in one framework."""
+    """`interleaved_step_times` of float and QAT MobileNetV2 in one
+    framework."""
     if framework == "tfmot":
         import tensorflow_model_optimization as tfmot
         import tf_keras as K
@@ -79,19 +81,22 @@ def measure(framework, rounds):
 
 def markdown(result):
     rows = [
-        "| framework | float step ms | QAT step ms | QAT / float (median of rounds) |",
+        "| framework | float step ms | QAT step ms | QAT / float (median of "
+        "rounds) |",
         "|---|---:|---:|---:|",
     ]
     for name in ("keras_tflq", "tfmot"):
         r = result[name]
         rows.append(
-            f"| {name} | {r['timed_float_step_ms']:.1f} | {r['timed_qat_step_ms']:.1f} | {r['timed_overhead']:.2f} |"
+            f"| {name} | {r['timed_float_step_ms']:.1f} | "
+            f"{r['timed_qat_step_ms']:.1f} | {r['timed_overhead']:.2f} |"
         )
     rows += [
         "",
         "| target | result |",
         "|---|---|",
-        f"| keras_tflq QAT step overhead <= tfmot's | {result['meets_target']} |",
+        f"| keras_tflq QAT step overhead <= tfmot's | {result['meets_target']} "
+        "|",
     ]
     return "\n".join(rows)
 
@@ -138,7 +143,8 @@ def main(argv=None):
     if args.output:
         _report.write_results(
             args.output,
-            "QAT step-time overhead on MobileNetV2, keras_tflq vs tfmot (issue 3)",
+            "QAT step-time overhead on MobileNetV2, keras_tflq vs tfmot (issue "
+            "3)",
             result,
             markdown(result),
         )

@@ -1,13 +1,15 @@
-"""Benchmark (issue 3): keras_tflq QAT (Keras 3) vs tfmot QAT (tf_keras), side by side.
+"""Benchmark (issue 3): keras_tflq QAT (Keras 3) vs tfmot QAT (tf_keras), side
+by side.
 
 Same model, data, epochs, optimizer and seeds in both frameworks:
 
 * data: `sklearn.datasets.load_digits` (8x8x1, scaled to [0, 1]); a fixed
   stratified split (seed 0): 540 test, 200 validation (PTQ calibration and
   `validation_data`), 1057 train.
-* model (BatchNormalization momentum 0.9): Conv2D+BN+ReLU -> [DepthwiseConv2D+BN+ReLU6 -> Conv2D 1x1+BN] +
-  residual Add -> ReLU -> Conv2D(stride 2)+BN+ReLU -> GlobalAveragePooling ->
-  Dense softmax. Built by the same code with `keras` and with `tf_keras`.
+* model (BatchNormalization momentum 0.9): Conv2D+BN+ReLU ->
+  [DepthwiseConv2D+BN+ReLU6 -> Conv2D 1x1+BN] + residual Add -> ReLU ->
+  Conv2D(stride 2)+BN+ReLU -> GlobalAveragePooling -> Dense softmax. Built
+  by the same code with `keras` and with `tf_keras`.
 * optimizer: Adam, 1e-3 for float training; 2e-4 with cosine decay to 0
   over the QAT epochs (so the int8 accuracy is that of settled weights, not
   of one noisy last step).
@@ -169,7 +171,8 @@ def float_finetune_accuracy(
 
 
 def tflite_accuracy(path, x, y):
-    """Test accuracy of an artifact with ai_edge_litert, one sample per invoke."""
+    """Test accuracy of an artifact with ai_edge_litert, one sample per
+    invoke."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=path, num_threads=1)
@@ -259,7 +262,8 @@ def latencies(paths, x, rounds, invokes_per_round):
 
 
 def tfmot_worker(spec):
-    """Runs in a subprocess with TF_USE_LEGACY_KERAS=1; prints JSON on stdout."""
+    """Runs in a subprocess with TF_USE_LEGACY_KERAS=1; prints JSON on
+    stdout."""
     import contextlib
 
     import tensorflow as tf
@@ -681,22 +685,46 @@ def summarize(runs, latency_ms, args, wall_s):
 def markdown(result):
     s = result["summary"]
     lines = [
-        "| metric (mean ± std [min, max] over seeds) | keras_tflq (Keras 3) | tfmot (tf_keras) |",
+        "| metric (mean ± std [min, max] over seeds) | keras_tflq (Keras 3) | "
+        "tfmot (tf_keras) |",
         "|---|---|---|",
-        f"| float Keras test acc | {fmt(s['keras_tflq']['float_acc'])} | {fmt(s['tfmot']['float_acc'])} |",
-        f"| QAT Keras test acc | {fmt(s['keras_tflq']['qat_keras_acc'])} | {fmt(s['tfmot']['qat_keras_acc'])} |",
-        f"| **int8 TFLite test acc** | {fmt(s['keras_tflq']['tflite_int8_acc'])} | {fmt(s['tfmot']['tflite_int8_acc'])} |",
-        f"| float fine-tune test acc (control: QAT's epochs without quantization) | {fmt(s['keras_tflq']['float_finetune_acc'])} | {fmt(s['tfmot']['float_finetune_acc'])} |",
-        f"| **int8 acc − float fine-tune acc (cost of quantization)** | {fmt(s['keras_tflq']['int8_minus_finetune'])} | {fmt(s['tfmot']['int8_minus_finetune'])} |",
-        f"| float step ms (median, in training) | {fmt(s['keras_tflq']['float_step_ms'], digits=2)} | {fmt(s['tfmot']['float_step_ms'], digits=2)} |",
-        f"| QAT step ms (median, in training) | {fmt(s['keras_tflq']['qat_step_ms'], digits=2)} | {fmt(s['tfmot']['qat_step_ms'], digits=2)} |",
-        f"| QAT / float step time (in training) | {fmt(s['keras_tflq']['qat_step_overhead_in_training'], digits=2)} | {fmt(s['tfmot']['qat_step_overhead_in_training'], digits=2)} |",
-        f"| float step ms (median, interleaved) | {fmt(s['keras_tflq']['timed_float_step_ms'], digits=2)} | {fmt(s['tfmot']['timed_float_step_ms'], digits=2)} |",
-        f"| QAT step ms (median, interleaved) | {fmt(s['keras_tflq']['timed_qat_step_ms'], digits=2)} | {fmt(s['tfmot']['timed_qat_step_ms'], digits=2)} |",
-        f"| **QAT / float step time (interleaved)** | {fmt(s['keras_tflq']['qat_step_overhead'], digits=2)} | {fmt(s['tfmot']['qat_step_overhead'], digits=2)} |",
-        f"| int8 conversion s | {fmt(s['keras_tflq']['convert_s'], digits=2)} | {fmt(s['tfmot']['convert_s'], digits=2)} |",
+        f"| float Keras test acc | {fmt(s['keras_tflq']['float_acc'])} | "
+        f"{fmt(s['tfmot']['float_acc'])} |",
+        f"| QAT Keras test acc | {fmt(s['keras_tflq']['qat_keras_acc'])} | "
+        f"{fmt(s['tfmot']['qat_keras_acc'])} |",
+        "| **int8 TFLite test acc** | "
+        f"{fmt(s['keras_tflq']['tflite_int8_acc'])} | "
+        f"{fmt(s['tfmot']['tflite_int8_acc'])} |",
+        "| float fine-tune test acc (control: QAT's epochs without "
+        f"quantization) | {fmt(s['keras_tflq']['float_finetune_acc'])} | "
+        f"{fmt(s['tfmot']['float_finetune_acc'])} |",
+        "| **int8 acc − float fine-tune acc (cost of quantization)** | "
+        f"{fmt(s['keras_tflq']['int8_minus_finetune'])} | "
+        f"{fmt(s['tfmot']['int8_minus_finetune'])} |",
+        "| float step ms (median, in training) | "
+        f"{fmt(s['keras_tflq']['float_step_ms'], digits=2)} | "
+        f"{fmt(s['tfmot']['float_step_ms'], digits=2)} |",
+        "| QAT step ms (median, in training) | "
+        f"{fmt(s['keras_tflq']['qat_step_ms'], digits=2)} | "
+        f"{fmt(s['tfmot']['qat_step_ms'], digits=2)} |",
+        "| QAT / float step time (in training) | "
+        f"{fmt(s['keras_tflq']['qat_step_overhead_in_training'], digits=2)} | "
+        f"{fmt(s['tfmot']['qat_step_overhead_in_training'], digits=2)} |",
+        "| float step ms (median, interleaved) | "
+        f"{fmt(s['keras_tflq']['timed_float_step_ms'], digits=2)} | "
+        f"{fmt(s['tfmot']['timed_float_step_ms'], digits=2)} |",
+        "| QAT step ms (median, interleaved) | "
+        f"{fmt(s['keras_tflq']['timed_qat_step_ms'], digits=2)} | "
+        f"{fmt(s['tfmot']['timed_qat_step_ms'], digits=2)} |",
+        "| **QAT / float step time (interleaved)** | "
+        f"{fmt(s['keras_tflq']['qat_step_overhead'], digits=2)} | "
+        f"{fmt(s['tfmot']['qat_step_overhead'], digits=2)} |",
+        f"| int8 conversion s | {fmt(s['keras_tflq']['convert_s'], digits=2)} "
+        f"| {fmt(s['tfmot']['convert_s'], digits=2)} |",
         "",
-        "| artifact | bytes | I/O | ops | float ops | test acc (LiteRT) | latency µs, batch 1, XNNPACK, 1 thread (median) | latency vs float32 |",
+        "| artifact | bytes | I/O | ops | float ops | test acc (LiteRT) | "
+        "latency µs, batch 1, XNNPACK, 1 thread (median) | latency vs float32 "
+        "|",
         "|---|---:|---|---|---|---|---:|---:|",
     ]
     arts = result["artifacts"]
@@ -707,23 +735,36 @@ def markdown(result):
         lat_s = f"{lat * 1e3:.2f}" if lat else "n/a"
         lines.append(
             f"| {name} | {a['bytes']} | {a['io'][0]}/{a['io'][1]} "
-            f"| {' '.join(f'{k}x{v}' for k, v in a['ops'].items())} | {', '.join(a['float_ops']) or '-'} "
+            f"| {' '.join(f'{k}x{v}' for k, v in a['ops'].items())} | "
+            f"{', '.join(a['float_ops']) or '-'} "
             f"| {fmt(a['test_acc'])} | {lat_s} | {rel} |"
         )
     t = result["targets"]
+
+    def signed(value, spec):
+        return value if value is None else format(value, spec)
+
     lines += [
         "",
         "| target | result |",
         "|---|---|",
-        f"| keras_tflq int8 acc >= tfmot int8 acc | {t['int8_acc_keras_tflq_ge_tfmot']} "
-        f"(diff of means {t['int8_acc_diff_mean'] if t['int8_acc_diff_mean'] is None else format(t['int8_acc_diff_mean'], '+.4f')}; "
-        f"paired per-seed diff {fmt(t['int8_acc_paired_diff'])}, wins/ties/losses "
-        f"{'/'.join(map(str, t['int8_acc_paired_wins_ties_losses']))}; one test sample = {t['one_test_sample']:.4f}) |",
-        f"| keras_tflq quantization cost (int8 − own float fine-tune) <= tfmot's | "
-        f"{t['quantization_cost_keras_tflq_le_tfmot']} (difference of mean int8 − fine-tune: "
-        f"{t['quantization_cost_diff_mean'] if t['quantization_cost_diff_mean'] is None else format(t['quantization_cost_diff_mean'], '+.4f')}) |",
-        f"| keras_tflq QAT step overhead <= tfmot's | {t['qat_overhead_keras_tflq_le_tfmot']} "
-        f"(ratio {t['qat_overhead_ratio_keras_tflq_over_tfmot'] if t['qat_overhead_ratio_keras_tflq_over_tfmot'] is None else format(t['qat_overhead_ratio_keras_tflq_over_tfmot'], '.2f')}) |",
+        "| keras_tflq int8 acc >= tfmot int8 acc | "
+        f"{t['int8_acc_keras_tflq_ge_tfmot']} "
+        "(diff of means "
+        f"{signed(t['int8_acc_diff_mean'], '+.4f')}; "
+        f"paired per-seed diff {fmt(t['int8_acc_paired_diff'])}, "
+        "wins/ties/losses "
+        f"{'/'.join(map(str, t['int8_acc_paired_wins_ties_losses']))}; one "
+        f"test sample = {t['one_test_sample']:.4f}) |",
+        "| keras_tflq quantization cost (int8 − own float fine-tune) <= "
+        "tfmot's | "
+        f"{t['quantization_cost_keras_tflq_le_tfmot']} (difference of mean "
+        "int8 − fine-tune: "
+        f"{signed(t['quantization_cost_diff_mean'], '+.4f')}) |",
+        "| keras_tflq QAT step overhead <= tfmot's | "
+        f"{t['qat_overhead_keras_tflq_le_tfmot']} "
+        "(ratio "
+        f"{signed(t['qat_overhead_ratio_keras_tflq_over_tfmot'], '.2f')}) |",
     ]
     return "\n".join(lines)
 
@@ -752,13 +793,15 @@ def main(argv=None):
         "--timing-rounds",
         type=int,
         default=None,
-        help="alternating float/QAT timing epochs per framework and seed (default 6)",
+        help="alternating float/QAT timing epochs per framework and seed "
+        "(default 6)",
     )
     parser.add_argument(
         "--qat-start",
         choices=("shared", "own"),
         default="shared",
-        help="tfmot QAT starts from the Keras 3 float weights (shared) or its own float training",
+        help="tfmot QAT starts from the Keras 3 float weights (shared) or its "
+        "own float training",
     )
     parser.add_argument("--tfmot-worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument(
@@ -791,7 +834,8 @@ def main(argv=None):
             runs.append(run)
             print(
                 f"[qat_vs_tfmot] seed {seed}: keras_tflq int8 "
-                f"{run['keras_tflq'].get('tflite_int8_acc')} tfmot int8 {run['tfmot'].get('tflite_int8_acc')}",
+                f"{run['keras_tflq'].get('tflite_int8_acc')} tfmot int8 "
+                f"{run['tfmot'].get('tflite_int8_acc')}",
                 file=sys.stderr,
             )
         last = runs[-1]

@@ -65,7 +65,8 @@ def find_fit_validation_data(model):
     finally:
         del frame
     raise RuntimeError(
-        "Expected to run inside model.fit() of the TensorFlow backend's trainer. "
+        "Expected to run inside model.fit() of the TensorFlow backend's "
+        "trainer. "
         f"Received: no fit() frame of model {model.name!r} on the call stack; "
         "pass calibration_data= explicitly"
     )

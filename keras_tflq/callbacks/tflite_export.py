@@ -1,4 +1,5 @@
-"""The `TFLiteExport` callback: a checked TensorFlow Lite artifact out of `fit()`."""
+"""The `TFLiteExport` callback: a checked TensorFlow Lite artifact out of
+`fit()`."""
 
 import os
 import string
@@ -104,8 +105,10 @@ class TFLiteExport(keras.callbacks.Callback):
     import numpy as np, keras, keras_tflq
 
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
-    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    export = keras_tflq.TFLiteExport("demo_{mode}.tflite", mode="int8", verbose=0)
+    model.compile("adam", "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    export = keras_tflq.TFLiteExport("demo_{mode}.tflite", mode="int8",
+                                     verbose=0)
     model.fit(np.random.rand(64, 8), np.random.randint(0, 3, 64),
               validation_split=0.25, epochs=1, callbacks=[export], verbose=0)
     print(export.exported_path, export.report["tflite_metrics"])
@@ -151,13 +154,15 @@ class TFLiteExport(keras.callbacks.Callback):
         self.export_freq = _check_export_freq(export_freq)
         if not isinstance(monitor, str) or not monitor:
             raise ValueError(
-                f"Expected monitor to be a logs key. Received: monitor={monitor!r}"
+                "Expected monitor to be a logs key. Received: "
+                f"monitor={monitor!r}"
             )
         self.monitor = monitor
         self.save_best_only = check_bool("save_best_only", save_best_only)
         if self.save_best_only and self.export_freq == "end":
             raise ValueError(
-                "Expected export_freq='epoch' or an integer with save_best_only=True. "
+                "Expected export_freq='epoch' or an integer with "
+                "save_best_only=True. "
                 "Received: export_freq='end'"
             )
         if monitor_mode not in _MONITOR_MODES:
@@ -171,7 +176,8 @@ class TFLiteExport(keras.callbacks.Callback):
         self.check_conversion = check_bool("check_conversion", check_conversion)
         if verbose not in (0, 1, 2):
             raise ValueError(
-                f"Expected verbose to be 0, 1 or 2. Received: verbose={verbose!r}"
+                "Expected verbose to be 0, 1 or 2. Received: "
+                f"verbose={verbose!r}"
             )
         self.verbose = verbose
         self.exported_path = None
@@ -183,7 +189,8 @@ class TFLiteExport(keras.callbacks.Callback):
         """Checks everything that can be checked before the first batch."""
         if keras.backend.backend() != "tensorflow":
             raise ValueError(
-                "Expected the TensorFlow backend to export with the TFLite converter. "
+                "Expected the TensorFlow backend to export with the TFLite "
+                "converter. "
                 f"Received: backend={keras.backend.backend()!r}"
             )
         self._best = None
@@ -233,13 +240,15 @@ class TFLiteExport(keras.callbacks.Callback):
             and not self._exported_final_epoch
             and self._last_epoch is not None
         ):
-            # Training stopped early (e.g. EarlyStopping): export what it ended with.
+            # Training stopped early (e.g. EarlyStopping): export what it ended
+            # with.
             self._export(self._last_epoch, dict(logs or {}))
 
     # ------------------------------------------------------------------ export
 
     def _export(self, epoch, logs):
-        """Converts, evaluates and writes one artifact; adds `val_tflite_*` to `logs`."""
+        """Converts, evaluates and writes one artifact; adds `val_tflite_*` to
+        `logs`."""
         if not self._is_chief:
             return
         path = self._path_for(epoch, logs, strict=True)
@@ -262,7 +271,8 @@ class TFLiteExport(keras.callbacks.Callback):
         except ConversionError as error:
             saved = self._save_trained_model(path)
             raise ConversionError(
-                f"{str(error).rstrip('.')}. The trained model was saved to {saved!r}.",
+                f"{str(error).rstrip('.')}. The trained model was saved to "
+                f"{saved!r}.",
                 saved_model_path=saved,
             ) from error
         tflite_metrics = report["tflite_metrics"]
@@ -279,7 +289,8 @@ class TFLiteExport(keras.callbacks.Callback):
             )
             print(
                 f"\nTFLiteExport: epoch {epoch + 1}: wrote {path} "
-                f"({report['bytes'] / 1024:.1f} KiB, mode={self.mode}{', ' + scores if scores else ''})"
+                f"({report['bytes'] / 1024:.1f} KiB, "
+                f"mode={self.mode}{', ' + scores if scores else ''})"
             )
 
     def _convert(self, representative_dataset):
@@ -304,9 +315,12 @@ class TFLiteExport(keras.callbacks.Callback):
             return None
         else:
             raise ValueError(
-                f"Expected calibration data for mode={self.mode!r} on a float model: pass "
-                "validation_data= or validation_split= to fit(), or calibration_data= to "
-                "TFLiteExport. Received: no validation data and calibration_data=None"
+                f"Expected calibration data for mode={self.mode!r} on a float "
+                "model: pass "
+                "validation_data= or validation_split= to fit(), or "
+                "calibration_data= to "
+                "TFLiteExport. Received: no validation data and "
+                "calibration_data=None"
             )
         return CalibrationSet(
             source, self._model_inputs, self.calibration_samples
@@ -319,8 +333,10 @@ class TFLiteExport(keras.callbacks.Callback):
             return None
         if self._validation is None:
             raise ValueError(
-                "Expected validation data to evaluate the artifact: pass validation_data= "
-                "or validation_split= to fit(). Received: evaluate=True and no validation data"
+                "Expected validation data to evaluate the artifact: pass "
+                "validation_data= "
+                "or validation_split= to fit(). Received: evaluate=True and no "
+                "validation data"
             )
         return ArtifactEvaluator(self.model)
 
@@ -329,7 +345,8 @@ class TFLiteExport(keras.callbacks.Callback):
             return True
         if self.monitor not in logs:
             raise ValueError(
-                f"Expected the monitored key in the epoch logs. Received: monitor={self.monitor!r}, "
+                "Expected the monitored key in the epoch logs. Received: "
+                f"monitor={self.monitor!r}, "
                 f"logs keys={sorted(logs)}"
             )
         value = float(logs[self.monitor])
@@ -359,8 +376,10 @@ class TFLiteExport(keras.callbacks.Callback):
                     os.path.dirname(self.filepath) or ".", "probe.tflite"
                 )
             raise ValueError(
-                f"Expected every filepath template key in the epoch logs or in {_TEMPLATE_KEYS}. "
-                f"Received: filepath={self.filepath!r} with missing key {missing}; logs keys={sorted(logs)}"
+                "Expected every filepath template key in the epoch logs or in "
+                f"{_TEMPLATE_KEYS}. "
+                f"Received: filepath={self.filepath!r} with missing key "
+                f"{missing}; logs keys={sorted(logs)}"
             ) from None
 
     def _save_trained_model(self, path):
@@ -377,18 +396,21 @@ class TFLiteExport(keras.callbacks.Callback):
 def _check_filepath(filepath):
     if not isinstance(filepath, (str, os.PathLike)):
         raise ValueError(
-            f"Expected filepath to be a string path. Received: filepath={filepath!r}"
+            "Expected filepath to be a string path. Received: "
+            f"filepath={filepath!r}"
         )
     filepath = os.fspath(filepath)
     if not filepath.endswith(".tflite"):
         raise ValueError(
-            f"Expected filepath to end with '.tflite'. Received: filepath={filepath!r}"
+            "Expected filepath to end with '.tflite'. Received: "
+            f"filepath={filepath!r}"
         )
     try:
         list(string.Formatter().parse(filepath))
     except ValueError as error:
         raise ValueError(
-            f"Expected a valid filepath template ({error}). Received: filepath={filepath!r}"
+            f"Expected a valid filepath template ({error}). Received: "
+            f"filepath={filepath!r}"
         ) from None
     return filepath
 
@@ -403,7 +425,8 @@ def _check_export_freq(export_freq):
     ):
         return export_freq
     raise ValueError(
-        f"Expected export_freq to be 'end', 'epoch' or a positive integer. Received: export_freq={export_freq!r}"
+        "Expected export_freq to be 'end', 'epoch' or a positive integer. "
+        f"Received: export_freq={export_freq!r}"
     )
 
 

@@ -1,4 +1,5 @@
-"""Writing artifacts atomically: a reader sees the old file or the new one, never half."""
+"""Writing artifacts atomically: a reader sees the old file or the new one,
+never half."""
 
 import json
 import os
@@ -53,7 +54,8 @@ def write_artifact(path, content, report):
 
 
 def check_writable_folder(path):
-    """Raises a `ValueError` unless the folder of `path` exists (or can be made) and is writable."""
+    """Raises a `ValueError` unless the folder of `path` exists (or can be made)
+    and is writable."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
@@ -62,6 +64,7 @@ def check_writable_folder(path):
         os.remove(probe)
     except OSError as error:
         raise ValueError(
-            f"Expected a writable folder for the artifact. Received: filepath={path!r} "
+            "Expected a writable folder for the artifact. Received: "
+            f"filepath={path!r} "
             f"({error.strerror or error})"
         ) from None

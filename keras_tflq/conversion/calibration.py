@@ -41,7 +41,8 @@ class CalibrationSet:
         samples = source.take_samples(max_samples)
         if not samples:
             raise ValueError(
-                f"Expected at least one calibration sample. Received: an empty {source.describe()}"
+                "Expected at least one calibration sample. Received: an empty "
+                f"{source.describe()}"
             )
         self._samples = [
             model_inputs.to_named_arrays(sample, source.name)
@@ -51,7 +52,8 @@ class CalibrationSet:
             for name, array in sample.items():
                 if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
                     raise ValueError(
-                        f"Expected finite calibration values. Received: NaN or Inf in input "
+                        "Expected finite calibration values. Received: NaN or "
+                        "Inf in input "
                         f"'{name}' of sample {index} of {source.describe()}"
                     )
 
@@ -63,7 +65,8 @@ class CalibrationSet:
         yield from self._samples
 
     def first(self, count):
-        """A smaller `CalibrationSet`-like generator over the first `count` samples."""
+        """A smaller `CalibrationSet`-like generator over the first `count`
+        samples."""
 
         def representative_dataset():
             yield from self._samples[:count]

@@ -16,7 +16,8 @@ from keras_tflq.conversion.modes import configure_converter
 from keras_tflq.runtime.inspection import inspect_tflite
 
 _MAX_DIAGNOSTIC_LINES = 6
-# The converter's MLIR locations: fused["Erf:", "model_1/layer_1/Erf@__inference..."]
+# The converter's MLIR locations: fused["Erf:",
+# "model_1/layer_1/Erf@__inference..."]
 _LOCATION = re.compile(r'fused\["([^"]+):", "([^"@]+)')
 _OP_ERROR = re.compile(r"('tf\.\w+' op [^\n]*)")
 
@@ -47,7 +48,8 @@ def convert_and_inspect(
     output_type="float32",
     allow_float_ops=False,
 ):
-    """Converts a Keras 3 model to a TFLite flatbuffer with TensorFlow's converter.
+    """Converts a Keras 3 model to a TFLite flatbuffer with TensorFlow's
+    converter.
 
     `tf.lite.TFLiteConverter.from_keras_model` does the conversion, as in a
     hand-written export; a model with dict inputs, which that route cannot
@@ -98,11 +100,13 @@ def convert_and_inspect(
         )
         try:
             with warnings.catch_warnings(), _quiet_stdout():
-                # The converter calibrates with the deprecated tf.lite.Interpreter itself.
+                # The converter calibrates with the deprecated
+                # tf.lite.Interpreter itself.
                 warnings.filterwarnings(
                     "ignore", message=".*tf.lite.Interpreter is deprecated"
                 )
-                # Emitted for every int8-I/O conversion; the ranges come from calibration.
+                # Emitted for every int8-I/O conversion; the ranges come from
+                # calibration.
                 warnings.filterwarnings(
                     "ignore",
                     message="Statistics for quantized inputs were expected",
@@ -112,7 +116,8 @@ def convert_and_inspect(
             Exception
         ) as error:  # The converter raises several unrelated types.
             raise ConversionError(
-                f"The TFLite converter rejected model {model.name!r} in mode={mode!r}: "
+                f"The TFLite converter rejected model {model.name!r} in "
+                f"mode={mode!r}: "
                 f"{_diagnostic(error)}"
             ) from error
     if mode == "int16x8":
@@ -124,7 +129,8 @@ def convert_and_inspect(
 
 
 def _converter_for(model, stack):
-    """`from_keras_model`, or for dict inputs a SavedModel in a folder `stack` removes."""
+    """`from_keras_model`, or for dict inputs a SavedModel in a folder `stack`
+    removes."""
     if not _has_dict_inputs(model):
         return tf.lite.TFLiteConverter.from_keras_model(model)
     saved_model_dir = stack.enter_context(
@@ -152,7 +158,8 @@ def _has_dict_inputs(model):
 
 
 def _check_integer_only(inspection, model, mode):
-    """The converter leaves ops with no integer kernel in float silently; refuse them."""
+    """The converter leaves ops with no integer kernel in float silently; refuse
+    them."""
     float_ops = [
         op
         for op in inspection["float_ops"]
@@ -163,14 +170,18 @@ def _check_integer_only(inspection, model, mode):
             f"{op['op']} at {', '.join(op['outputs'])}" for op in float_ops
         )
         raise ConversionError(
-            f"Expected every op of model {model.name!r} to be integer in mode={mode!r}. "
-            f"Received: {len(float_ops)} op(s) left in float: {described}. Quantize-friendly "
-            "layers can replace them, or pass allow_float_ops=True to keep them in float."
+            f"Expected every op of model {model.name!r} to be integer in "
+            f"mode={mode!r}. "
+            f"Received: {len(float_ops)} op(s) left in float: {described}. "
+            "Quantize-friendly "
+            "layers can replace them, or pass allow_float_ops=True to keep "
+            "them in float."
         )
 
 
 def _diagnostic(error):
-    """The converter's message cut to its point: the op it rejected and where."""
+    """The converter's message cut to its point: the op it rejected and
+    where."""
     text = str(error)
     op_errors = list(dict.fromkeys(_OP_ERROR.findall(text)))
     places = list(
@@ -190,6 +201,7 @@ def _diagnostic(error):
 
 @contextlib.contextmanager
 def _quiet_stdout():
-    """Silences the exporters' Python-level prints (they list every captured variable)."""
+    """Silences the exporters' Python-level prints (they list every captured
+    variable)."""
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
         yield

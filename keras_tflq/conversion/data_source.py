@@ -44,7 +44,8 @@ class DataSource:
             raise ValueError(f"Expected data for {name}. Received: data=None")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(
-                f"Expected a positive integer batch_size. Received: batch_size={batch_size!r}"
+                "Expected a positive integer batch_size. Received: "
+                f"batch_size={batch_size!r}"
             )
         self.name = name
         self.batch_size = batch_size
@@ -58,7 +59,8 @@ class DataSource:
             self._data = _ReplayableIterator(data)
 
     def batches(self):
-        """Yields `(x, y, sample_weight)` batches; `y`/`sample_weight` may be `None`."""
+        """Yields `(x, y, sample_weight)` batches; `y`/`sample_weight` may be
+        `None`."""
         if self.kind == "arrays":
             yield from self._array_batches()
             return
@@ -74,7 +76,8 @@ class DataSource:
             yield keras.utils.unpack_x_y_sample_weight(_to_numpy(batch))
 
     def num_batches(self):
-        """The number of batches per pass, or `None` when it is not known in advance."""
+        """The number of batches per pass, or `None` when it is not known in
+        advance."""
         if self.kind == "arrays":
             x, _, _ = self._array_parts()
             return -(
@@ -89,7 +92,8 @@ class DataSource:
         return None
 
     def take_samples(self, count):
-        """Returns up to `count` samples as a list of input structures of batch 1."""
+        """Returns up to `count` samples as a list of input structures of batch
+        1."""
         samples = []
         for x, _, _ in self.batches():
             flat = keras.tree.flatten(x)
@@ -130,7 +134,8 @@ class DataSource:
 
 
 class _ReplayableIterator:
-    """Iterates a one-shot iterator once, replaying what was read on later passes."""
+    """Iterates a one-shot iterator once, replaying what was read on later
+    passes."""
 
     def __init__(self, iterator):
         self._iterator = iter(iterator)

@@ -1,4 +1,5 @@
-"""Exporting a Keras model to a TFLite artifact and its report, in or out of `fit()`."""
+"""Exporting a Keras model to a TFLite artifact and its report, in or out of
+`fit()`."""
 
 import time
 

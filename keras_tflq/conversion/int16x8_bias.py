@@ -1,4 +1,5 @@
-"""Post-conversion fix for quantization-aware 16x8 artifacts: int64 convolution biases."""
+"""Post-conversion fix for quantization-aware 16x8 artifacts: int64 convolution
+biases."""
 
 import numpy as np
 from tensorflow.lite.python import schema_py_generated as schema

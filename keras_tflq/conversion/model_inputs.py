@@ -42,7 +42,8 @@ class ModelInputs:
         ]
 
     def to_named_arrays(self, x, where="data"):
-        """Maps one batch of model inputs `x` to `{input name: array}`, checked."""
+        """Maps one batch of model inputs `x` to `{input name: array}`,
+        checked."""
         if (
             isinstance(x, dict)
             and set(x) <= set(self.names)
@@ -53,7 +54,8 @@ class ModelInputs:
             flat = keras.tree.flatten(x)
         if len(flat) != len(self.names) or any(a is None for a in flat):
             raise ValueError(
-                f"Expected {len(self.names)} input(s) named {self.names} in {where}. "
+                f"Expected {len(self.names)} input(s) named {self.names} in "
+                f"{where}. "
                 f"Received: {_describe_structure(x)}"
             )
         named = {}
@@ -80,9 +82,11 @@ def _input_structure(model):
         return model.input
     except (AttributeError, ValueError, TypeError, IndexError):
         raise ValueError(
-            "Expected a built Sequential or functional model with known inputs. "
+            "Expected a built Sequential or functional model with known "
+            "inputs. "
             f"Received: model={model.name!r}, whose inputs are not defined "
-            "(build it on a keras.Input, or wrap a subclassed model in a functional one)"
+            "(build it on a keras.Input, or wrap a subclassed model in a "
+            "functional one)"
         ) from None
 
 

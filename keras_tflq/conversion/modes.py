@@ -24,7 +24,8 @@ def check_mode(mode):
 
 
 def calibration_need(mode, quantization_aware):
-    """`"required"`, `"optional"` or `"none"`: what calibration data `mode` needs.
+    """`"required"`, `"optional"` or `"none"`: what calibration data `mode`
+    needs.
 
     A float model needs representative data for `"int8"` and `"int16x8"`.
     A quantization-aware model has learned its ranges: in `"int8"` data only
@@ -44,7 +45,8 @@ def default_io_type(mode):
 
 
 def check_io_type(mode, io_type, arg_name):
-    """Normalizes an I/O type (string, NumPy or TF dtype) and checks it fits `mode`."""
+    """Normalizes an I/O type (string, NumPy or TF dtype) and checks it fits
+    `mode`."""
     if io_type is None:
         return default_io_type(mode)
     try:
@@ -108,7 +110,7 @@ def configure_converter(
         integer_ops = (
             tf.lite.OpsSet.TFLITE_BUILTINS_INT8
             if mode == "int8"
-            else tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+            else tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8  # noqa: E501
         )
         ops = [integer_ops]
         if allow_float_ops:

@@ -1,4 +1,5 @@
-"""The report written beside every artifact: what was exported, how, and how well it scores."""
+"""The report written beside every artifact: what was exported, how, and how
+well it scores."""
 
 import os
 
@@ -94,7 +95,8 @@ def build_report(
 
 
 def report_path(artifact_path):
-    """The report's path for an artifact: `model_int8.tflite` -> `model_int8.json`."""
+    """The report's path for an artifact: `model_int8.tflite` ->
+    `model_int8.json`."""
     return os.path.splitext(artifact_path)[0] + ".json"
 
 

@@ -1,4 +1,5 @@
-"""Scoring a TFLite artifact with the loss and metrics its Keras model was compiled with."""
+"""Scoring a TFLite artifact with the loss and metrics its Keras model was
+compiled with."""
 
 import warnings
 
@@ -8,7 +9,8 @@ from keras_tflq.runtime.litert_model import LiteRTModel
 
 
 class ArtifactEvaluator:
-    """Evaluates a TFLite artifact with the Keras model's own compiled loss and metrics.
+    """Evaluates a TFLite artifact with the Keras model's own compiled loss and
+    metrics.
 
     The artifact's predictions are scored by a small Keras model that only
     passes its inputs through, compiled from `model.get_compile_config()`:
@@ -45,8 +47,10 @@ class ArtifactEvaluator:
         compile_config = model.get_compile_config() if model.compiled else None
         if not compile_config or compile_config.get("loss") is None:
             raise ValueError(
-                "Expected a model compiled with a loss to evaluate the artifact. "
-                f"Received: model={model.name!r} with compile config {compile_config}"
+                "Expected a model compiled with a loss to evaluate the "
+                "artifact. "
+                f"Received: model={model.name!r} with compile config "
+                f"{compile_config}"
             )
         outputs = keras.tree.flatten(model.outputs)
         names = getattr(model, "output_names", None) or [
@@ -68,7 +72,8 @@ class ArtifactEvaluator:
         self._scorer.compile_from_config(compile_config)
 
     def evaluate(self, model_content, source, model_inputs, verbose=0):
-        """Runs the artifact on every batch of `source` and returns `{metric: value}`.
+        """Runs the artifact on every batch of `source` and returns `{metric:
+        value}`.
 
         Args:
             model_content: The TFLite flatbuffer bytes.
@@ -93,11 +98,13 @@ class ArtifactEvaluator:
                     if sample_weight is None
                     else (predicted, y, sample_weight)
                 )
-                # Keras' generator adapter takes tuples, not lists, for several outputs.
+                # Keras' generator adapter takes tuples, not lists, for several
+                # outputs.
                 yield keras.tree.lists_to_tuples(batch)
 
         with warnings.catch_warnings():
-            # A source of unknown length ends by running out of data, as intended.
+            # A source of unknown length ends by running out of data, as
+            # intended.
             warnings.filterwarnings(
                 "ignore", message="Your input ran out of data"
             )

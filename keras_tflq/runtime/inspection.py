@@ -73,7 +73,8 @@ def inspect_tflite(model_content_or_path):
     else:
         raise ValueError(
             "Expected the bytes or the path of a TFLite model. Received: "
-            f"model_content_or_path of type {type(model_content_or_path).__name__}"
+            "model_content_or_path of type "
+            f"{type(model_content_or_path).__name__}"
         )
     interpreter = Interpreter(
         model_content=content,

@@ -153,7 +153,8 @@ class LiteRTModel:
 
     @property
     def input_details(self):
-        """One dict per input: `name`, `index`, `shape`, `dtype`, `quantization`.
+        """One dict per input: `name`, `index`, `shape`, `dtype`,
+        `quantization`.
 
         `shape` has `None` for a dynamic dimension, `dtype` is a numpy dtype
         and `quantization` is `{"scale": float, "zero_point": int}`, with a
@@ -284,9 +285,11 @@ class LiteRTModel:
                 e not in (-1, r)
                 for e, r in zip(expected, array.shape[1:], strict=False)
             ):
+                dims = ", ".join(
+                    str(e) if e != -1 else "None" for e in expected
+                )
                 raise ValueError(
-                    f"Expected input `{name}` of shape (batch, "
-                    f"{', '.join(str(e) if e != -1 else 'None' for e in expected)}). "
+                    f"Expected input `{name}` of shape (batch, {dims}). "
                     f"Received: {name} of shape {array.shape}"
                 )
         return arrays

@@ -1,4 +1,5 @@
-"""TFLiteExport driven as a user drives it: real fit(), real conversions, real LiteRT runs."""
+"""TFLiteExport driven as a user drives it: real fit(), real conversions, real
+LiteRT runs."""
 
 import csv
 import json
@@ -39,7 +40,8 @@ from tests.helpers.models import tensor_dtypes
         ),
         (
             {"mode": "float16", "input_type": "int8"},
-            r"input_type to be one of \('float32',\) .*Received: input_type='int8'",
+            r"input_type to be one of \('float32',\) .*Received: "
+            r"input_type='int8'",
         ),
         (
             {"mode": "int8", "output_type": "int16"},
@@ -47,7 +49,8 @@ from tests.helpers.models import tensor_dtypes
         ),
         (
             {"export_freq": "weekly"},
-            r"export_freq to be 'end', 'epoch' or a positive integer. Received: export_freq='weekly'",
+            r"export_freq to be 'end', 'epoch' or a positive integer. "
+            r"Received: export_freq='weekly'",
         ),
         ({"export_freq": 0}, r"Received: export_freq=0"),
         (
@@ -115,7 +118,8 @@ def test_each_mode_writes_artifact_with_its_tensor_types(
 
 
 def test_int8_export_keeps_digits_accuracy_within_one_point(workdir, digits):
-    """The issue's acceptance check: float CNN -> int8 artifact on held-out digits."""
+    """The issue's acceptance check: float CNN -> int8 artifact on held-out
+    digits."""
     x, y = digits
     x_train, y_train, x_test, y_test = x[:1400], y[:1400], x[1400:], y[1400:]
     model = make_cnn(width=16)
@@ -207,7 +211,8 @@ def test_int8_calibrates_on_every_validation_form(
     assert export.report["calibration"]["samples"] == 50
     assert export.report["calibration"]["source"].startswith("validation_data")
     assert tensor_dtypes(export.exported_path) <= {"int8", "int32"}
-    # Evaluated on the same validation data: close to the Keras validation accuracy.
+    # Evaluated on the same validation data: close to the Keras validation
+    # accuracy.
     logs = cnn.history.history
     assert (
         abs(logs["val_tflite_accuracy"][-1] - logs["val_accuracy"][-1]) < 0.05
@@ -516,7 +521,10 @@ def test_evaluate_without_validation_data_fails_before_training(
     counter = BatchCounter()
     with pytest.raises(
         ValueError,
-        match=r"validation data to evaluate the artifact.*Received: evaluate=True",
+        match=(
+            r"validation data to evaluate the artifact.*Received: "
+            r"evaluate=True"
+        ),
     ):
         cnn.fit(
             x,
@@ -610,15 +618,18 @@ def test_unwritable_destination_fails_before_the_first_batch(
     [
         (
             "nan",
-            r"finite calibration values. Received: NaN or Inf in input 'image' of sample 3",
+            r"finite calibration values. Received: NaN or Inf in input 'image' "
+            r"of sample 3",
         ),
         (
             "empty",
-            r"at least one calibration sample. Received: an empty calibration_data",
+            r"at least one calibration sample. Received: an empty "
+            r"calibration_data",
         ),
         (
             "shape",
-            r"input 'image' with shape \(None, 8, 8, 1\) in calibration_data. Received: shape=\(1, 8, 8\)",
+            r"input 'image' with shape \(None, 8, 8, 1\) in calibration_data. "
+            r"Received: shape=\(1, 8, 8\)",
         ),
     ],
 )
@@ -759,7 +770,10 @@ def test_earlier_artifact_survives_a_failed_later_export(
     )
     with pytest.raises(
         keras_tflq.ConversionError,
-        match="simulated converter crash. The trained model was saved to 'latest.keras'",
+        match=(
+            "simulated converter crash. The trained model was saved to "
+            "'latest.keras'"
+        ),
     ):
         cnn.fit(x, y, epochs=3, callbacks=[export], verbose=0)
     good = LiteRTModel(model_path="latest.tflite")
@@ -837,7 +851,10 @@ def test_subclassed_model_is_refused_before_training_with_guidance(
     counter = BatchCounter()
     with pytest.raises(
         ValueError,
-        match=r"Received: model='net', whose inputs are not defined \(.*wrap a subclassed model in a functional one\)",
+        match=(
+            r"Received: model='net', whose inputs are not defined \(.*wrap a "
+            r"subclassed model in a functional one\)"
+        ),
     ):
         model.fit(
             x,

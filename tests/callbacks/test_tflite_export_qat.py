@@ -1,4 +1,5 @@
-"""TFLiteExport on quantization-aware models: learned ranges, no calibration needed."""
+"""TFLiteExport on quantization-aware models: learned ranges, no calibration
+needed."""
 
 import keras
 import numpy as np

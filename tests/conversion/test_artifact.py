@@ -1,4 +1,5 @@
-"""Atomic artifact writes: the old file or the new one, never half, never a stray temp file."""
+"""Atomic artifact writes: the old file or the new one, never half, never a
+stray temp file."""
 
 import os
 
@@ -46,6 +47,9 @@ def test_folder_that_is_a_file_is_rejected(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(
         ValueError,
-        match=r"writable folder for the artifact. Received: filepath='.*file/m.tflite'",
+        match=(
+            r"writable folder for the artifact. Received: "
+            r"filepath='.*file/m.tflite'"
+        ),
     ):
         check_writable_folder(str(tmp_path / "file" / "m.tflite"))

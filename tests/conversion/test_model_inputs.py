@@ -1,4 +1,5 @@
-"""ModelInputs maps user data to the converted model's named inputs, and checks it."""
+"""ModelInputs maps user data to the converted model's named inputs, and checks
+it."""
 
 import keras
 import numpy as np
@@ -42,11 +43,13 @@ def test_list_model_accepts_data_keyed_by_input_name():
     [
         (
             [np.zeros((3, 4))],
-            r"2 input\(s\) named \['zeta', 'alpha'\] in data. Received: a list of 1 array",
+            r"2 input\(s\) named \['zeta', 'alpha'\] in data. Received: a list "
+            r"of 1 array",
         ),
         (
             [np.zeros((3, 4)), np.zeros((3, 3))],
-            r"input 'alpha' with shape \(None, 2\) in data. Received: shape=\(3, 3\)",
+            r"input 'alpha' with shape \(None, 2\) in data. Received: "
+            r"shape=\(3, 3\)",
         ),
     ],
     ids=["missing_input", "wrong_shape"],

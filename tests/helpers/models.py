@@ -8,7 +8,8 @@ L = keras.layers
 
 
 def make_cnn(name="digits_cnn", seed=0, width=8):
-    """A small digits CNN; `width` > 8 adds a second conv and a hidden dense layer."""
+    """A small digits CNN; `width` > 8 adds a second conv and a hidden dense
+    layer."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((8, 8, 1), name="image")
     x = keras.layers.Conv2D(width, 3, padding="same", activation="relu")(inputs)
