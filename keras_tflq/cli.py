@@ -1,8 +1,9 @@
 """The `keras-tflq` command line: export, inspect, evaluate, compare artifacts.
 
 `--help` answers without importing TensorFlow: each command imports what it
-needs when it runs, and TensorFlow's C++ start-up log lines are silenced
-(`TF_CPP_MIN_LOG_LEVEL=2`) unless the caller set `TF_CPP_MIN_LOG_LEVEL`.
+needs when it runs. Unless the caller set `TF_CPP_MIN_LOG_LEVEL`, the CLI
+sets it to `2` and keeps TensorFlow's C++ start-up lines off stderr (TF 2.21
+writes some of them whatever the level).
 
 Example:
 
@@ -46,17 +47,36 @@ def main(argv=None):
     """
     parser = _build_parser()
     args = parser.parse_args(argv)
-    # Before any command imports TensorFlow; errors are still printed.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.command is None:
         parser.print_help()
         return 1
+    if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+        _import_tensorflow_quietly()
     try:
         args.run(args)
     except (ValueError, ConversionError) as e:
         print(f"keras-tflq {args.command}: error: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def _import_tensorflow_quietly():
+    """Imports TensorFlow with file descriptor 2 pointed at /dev/null.
+
+    TensorFlow's C++ start-up lines (oneDNN, CUDA drivers, absl's
+    "InitializeLog" warning) go straight to fd 2 during the import, before
+    `TF_CPP_MIN_LOG_LEVEL` is read; Python's own errors are unaffected.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _build_parser():

@@ -235,6 +235,11 @@ def test_export_rejects_bad_arguments(files, capsys, extra, match):
     assert re.search(match, capsys.readouterr().err)
 
 
+def _environment_without_log_level():
+    """This process's environment as a user who never set the log level."""
+    return {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+
+
 # A script that runs the CLI in a fresh interpreter and reports whether it
 # imported TensorFlow (or Keras, or LiteRT) on the way.
 _HELP_PROBE = """
@@ -261,12 +266,11 @@ print("heavy modules:", sorted(heavy))
     ids=["main", "export", "inspect", "evaluate", "compare"],
 )
 def test_help_prints_usage_without_importing_tensorflow(argv):
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     result = subprocess.run(
         [sys.executable, "-c", _HELP_PROBE, *argv],
         capture_output=True,
         text=True,
-        env=env,
+        env=_environment_without_log_level(),
         check=True,
     )
     assert result.stdout.startswith("usage: keras-tflq")
@@ -295,6 +299,7 @@ def test_tensorflow_log_level_silenced_unless_set(files, monkeypatch, capsys):
 
 
 def test_export_loads_a_saved_qat_model_in_a_fresh_process(tmp_path):
+    """Also: with TF_CPP_MIN_LOG_LEVEL unset, no TensorFlow start-up line."""
     keras.utils.set_random_seed(0)
     float_model = keras.Sequential(
         [
@@ -322,8 +327,11 @@ def test_export_loads_a_saved_qat_model_in_a_fresh_process(tmp_path):
         ],
         capture_output=True,
         text=True,
+        env=_environment_without_log_level(),
     )
     assert result.returncode == 0, result.stderr
+    for start_up_line in ("InitializeLog", "oneDNN", "cuda drivers"):
+        assert start_up_line not in result.stderr
     report = json.loads(result.stdout)
     assert report["quantization"] == "quantization-aware"
     assert report["all_integer"] is True
