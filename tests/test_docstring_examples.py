@@ -1,9 +1,5 @@
 """Every Example in the callbacks, conversion and runtime docstrings runs."""
 
-import doctest
-import inspect
-import re
-
 import pytest
 
 from keras_tflq.callbacks import fit_validation_data
@@ -20,6 +16,8 @@ from keras_tflq.conversion import report
 from keras_tflq.runtime import artifact_evaluator
 from keras_tflq.runtime import inspection
 from keras_tflq.runtime import litert_model
+from tests.helpers.docstrings import documented
+from tests.helpers.docstrings import run_example
 
 # quantization_schedule's example runs in
 # tests/quantization/test_docstring_examples.py.
@@ -41,39 +39,15 @@ MODULES = [
 ]
 
 
-def _documented(module):
-    for name, obj in vars(module).items():
-        if (
-            (inspect.isclass(obj) or inspect.isfunction(obj))
-            and obj.__module__ == module.__name__
-            and obj.__doc__
-            and "Example:" in obj.__doc__
-        ):
-            yield f"{module.__name__.split('.')[-1]}.{name}", obj
-
-
-EXAMPLES = dict(item for module in MODULES for item in _documented(module))
+EXAMPLES = documented(MODULES)
 
 
 def test_every_module_has_examples_collected():
-    documented = {key.split(".")[0] for key in EXAMPLES}
-    assert documented == {m.__name__.split(".")[-1] for m in MODULES}
+    modules = {key.split(".")[0] for key in EXAMPLES}
+    assert modules == {m.__name__.split(".")[-1] for m in MODULES}
 
 
 @pytest.mark.parametrize("obj", EXAMPLES.values(), ids=EXAMPLES.keys())
 def test_example_runs(obj, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # examples write their artifacts here
-    example = obj.__doc__.split("Example:", 1)[1]
-    namespace = {"__name__": "docstring_example"}
-    blocks = re.findall(r"```python\n(.*?)```", example, re.S)
-    for block in blocks:
-        code = compile(inspect.cleandoc(block), obj.__qualname__, "exec")
-        exec(code, namespace)  # noqa: S102
-    if ">>>" in example:
-        namespace.update(vars(inspect.getmodule(obj)))
-        parser = doctest.DocTestParser()
-        test = parser.get_doctest(example, namespace, obj.__name__, None, 0)
-        runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
-        runner.run(test)
-        assert runner.failures == 0
-    assert blocks or ">>>" in example
+    run_example(obj)

@@ -68,14 +68,7 @@ def test_import_does_not_load_tensorflow():
         "& set(sys.modules)); "
         "print(loaded)"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=True,
-    )
-    assert result.stdout.strip() == "[]"
+    assert _run_python(script) == "[]"
 
 
 def test_qat_layers_registered_when_keras_is_loaded_first():
@@ -85,6 +78,11 @@ def test_qat_layers_registered_when_keras_is_loaded_first():
         "print(keras.saving.get_registered_object("
         "'keras_tflq>QuantizeWrapper') is not None)"
     )
+    assert _run_python(script).splitlines()[-1] == "True"
+
+
+def _run_python(script):
+    """Runs `script` in a fresh interpreter; returns its stripped stdout."""
     result = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,
@@ -93,4 +91,4 @@ def test_qat_layers_registered_when_keras_is_loaded_first():
         check=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
-    assert result.stdout.strip().splitlines()[-1] == "True"
+    return result.stdout.strip()

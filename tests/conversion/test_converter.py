@@ -27,17 +27,22 @@ def _calibration(model, x):
     ).representative_dataset
 
 
-def test_float32_artifact_computes_what_keras_computes():
-    model = _dense()
-    x = np.random.default_rng(0).random((16, 6), dtype=np.float32)
-    content = convert_model(model, "float32")
-    assert isinstance(content, bytes)
+def _assert_same_outputs(content, model, x):
+    """A float artifact computes what the Keras model computes."""
     np.testing.assert_allclose(
         LiteRTModel(model_content=content).predict(x),
         model.predict(x, verbose=0),
         rtol=1e-5,
         atol=1e-5,
     )
+
+
+def test_float32_artifact_computes_what_keras_computes():
+    model = _dense()
+    x = np.random.default_rng(0).random((16, 6), dtype=np.float32)
+    content = convert_model(model, "float32")
+    assert isinstance(content, bytes)
+    _assert_same_outputs(content, model, x)
 
 
 def test_inspection_describes_the_returned_bytes():
@@ -87,12 +92,7 @@ def test_dict_inputs_keep_the_input_names():
         "zeta": rng.random((5, 4), "float32"),
         "alpha": rng.random((5, 2), "float32"),
     }
-    np.testing.assert_allclose(
-        LiteRTModel(model_content=content).predict(x),
-        model.predict(x, verbose=0),
-        rtol=1e-5,
-        atol=1e-5,
-    )
+    _assert_same_outputs(content, model, x)
 
 
 def _sine_model():
