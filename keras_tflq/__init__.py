@@ -3,9 +3,9 @@
 The public API lives here: every name in `__all__` is importable from
 `keras_tflq`, and submodules are implementation. The names load on first
 use (PEP 562), so `import keras_tflq` and `keras-tflq --help` do not import
-TensorFlow. When Keras is already imported, the quantization layers are
-registered at once, so a saved QAT model reloads with plain
-`keras.saving.load_model` after `import keras_tflq`.
+TensorFlow. The quantization layers are registered as soon as Keras is
+loaded (at once if it already is), so a saved QAT model reloads with plain
+`keras.saving.load_model` after `import keras_tflq`, in either order.
 
 Example:
 
@@ -18,6 +18,8 @@ model.fit(x, y, validation_split=0.1,
 """
 
 import importlib
+import importlib.abc
+import importlib.util
 import sys
 
 from keras_tflq.conversion.errors import ConversionError
@@ -87,7 +89,36 @@ def __dir__():
     return sorted(set(globals()) | set(__all__))
 
 
+class _RegisterWhenKerasLoads(importlib.abc.MetaPathFinder):
+    """Registers the QAT classes right after Keras is first imported.
+
+    `import keras_tflq` does not import Keras, yet a saved QAT model must
+    reload with plain `keras.saving.load_model` whatever the import order:
+    this finder wraps the loading of `keras` once, then removes itself.
+    """
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != "keras":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        load = spec.loader.exec_module
+
+        def exec_module(module):
+            load(module)
+            importlib.import_module("keras_tflq.quantization")
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
 if "keras" in sys.modules:
     # Keras (hence TensorFlow) is loaded already, so registering the
     # serializable QAT classes costs nothing: `load_model` then finds them.
     importlib.import_module("keras_tflq.quantization")
+elif not any(
+    isinstance(finder, _RegisterWhenKerasLoads) for finder in sys.meta_path
+):
+    sys.meta_path.insert(0, _RegisterWhenKerasLoads())

@@ -81,6 +81,26 @@ def test_qat_layers_registered_when_keras_is_loaded_first():
     assert _run_python(script).splitlines()[-1] == "True"
 
 
+def test_saved_qat_model_reloads_when_keras_is_imported_after(tmp_path):
+    # `import keras_tflq` first (no Keras yet), then Keras: load_model
+    # still finds the QAT classes without a scope.
+    path = tmp_path / "qat.keras"
+    save = (
+        "import keras, keras_tflq as tflq; "
+        "m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]); "
+        f"tflq.quantize_model(m).save({str(path)!r})"
+    )
+    _run_python(save)
+    load = (
+        "import sys, keras_tflq; "
+        "assert 'keras' not in sys.modules; "
+        "import keras; "
+        f"m = keras.saving.load_model({str(path)!r}); "
+        "print(type(m.layers[-1]).__name__)"
+    )
+    assert _run_python(load).splitlines()[-1] == "QuantizeWrapper"
+
+
 def _run_python(script):
     """Runs `script` in a fresh interpreter; returns its stripped stdout."""
     result = subprocess.run(

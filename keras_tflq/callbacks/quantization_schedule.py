@@ -4,6 +4,7 @@ import keras
 
 from keras_tflq.argument_checks import check_non_negative_int
 from keras_tflq.argument_checks import check_one_of
+from keras_tflq.quantization import graph
 from keras_tflq.quantization import schedule_state
 
 _UNITS = ("epoch", "step")
@@ -79,9 +80,7 @@ class QuantizationSchedule(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._variables = [
             schedule_state.schedule_variables(layer)
-            for layer in self.model._flatten_layers(
-                include_self=False, recursive=True
-            )
+            for layer in graph.flatten_layers(self.model)
         ]
         self._variables = [found for found in self._variables if found]
         if not self._variables:
@@ -104,9 +103,7 @@ class QuantizationSchedule(keras.callbacks.Callback):
             if point
         ]
         retrace = False
-        for layer in self.model._flatten_layers(
-            include_self=False, recursive=True
-        ):
+        for layer in graph.flatten_layers(self.model):
             found = schedule_state.schedule_variables(layer)
             if found:
                 names = [name for name in changing if name in found]
