@@ -52,6 +52,8 @@ class QuantizeAnnotate(keras.layers.Wrapper):
 
     ```python
     import keras
+    from keras_tflq.quantization.quantize_annotate import QuantizeAnnotate
+
     annotated = QuantizeAnnotate(keras.layers.Dense(4))
     y = annotated(keras.ops.ones((2, 3)))
     ```

@@ -50,6 +50,10 @@ class QuantizeChannelAffine(SchemeLayer):
 
     ```python
     import keras
+    from keras_tflq.quantization.default_scheme.channel_affine import (
+        QuantizeChannelAffine,
+    )
+
     affine = QuantizeChannelAffine(keras.layers.Rescaling(1 / 255.0))
     y = affine(keras.ops.ones((1, 4, 4, 3)))
     ```

@@ -58,6 +58,10 @@ class ConvBatchNormFold(SchemeLayer):
 
     ```python
     import keras
+    from keras_tflq.quantization.default_scheme.conv_batchnorm_fold import (
+        ConvBatchNormFold,
+    )
+
     fold = ConvBatchNormFold(
         keras.layers.Conv2D(4, 3), keras.layers.BatchNormalization())
     y = fold(keras.ops.ones((1, 8, 8, 1)))
