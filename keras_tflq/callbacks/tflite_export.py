@@ -15,12 +15,15 @@ from keras_tflq.conversion.data_source import DataSource
 from keras_tflq.conversion.errors import ConversionError
 from keras_tflq.conversion.model_inputs import ModelInputs
 from keras_tflq.conversion.export import export_artifact
+from keras_tflq.conversion.layer_report import write_layer_report_for
+from keras_tflq.conversion import precision_search
 from keras_tflq.quantization import is_quantized_model
 from keras_tflq.runtime.artifact_evaluator import ArtifactEvaluator
 
 _TEMPLATE_KEYS = ("name", "mode", "epoch")
 _MONITOR_MODES = ("auto", "min", "max")
 _TRIAL_SAMPLES = 8
+_LAYER_SAMPLES = 64
 
 
 class TFLiteExport(keras.callbacks.Callback):
@@ -89,6 +92,18 @@ class TFLiteExport(keras.callbacks.Callback):
             Defaults to `True`.
         verbose: `0` silent, `1` one line per export and a progress bar for
             evaluation. Defaults to `1`.
+        max_drop: An accuracy budget for `"int8"`/`"int16x8"` on a float
+            model: `{metric: most it may get worse}` over the compiled
+            metric names and `"loss"`, e.g. `{"accuracy": 0.01}` (the
+            direction comes from the metric). When the artifact misses it on
+            the validation data, the layers that cost most are raised to
+            16-bit activations, then float, and the smallest artifact that
+            meets the budget is written; the report gains `layer_precision`,
+            `budget_met`, `candidates` and `search`. Needs ai-edge-quantizer
+            (`pip install keras-tflq[budget]`). Defaults to `None`.
+        layer_report: Write the per-layer error of each artifact against
+            the Keras model beside it (`model_int8_layers.json`, and a
+            `.png` chart when matplotlib is installed). Defaults to `False`.
 
     Attributes:
         exported_path: The last artifact written, or `None`.
@@ -124,6 +139,8 @@ class TFLiteExport(keras.callbacks.Callback):
         allow_float_ops=False,
         check_conversion=True,
         verbose=1,
+        max_drop=None,
+        layer_report=False,
     ):
         super().__init__()
         self.mode = modes.check_mode(mode)
@@ -160,6 +177,10 @@ class TFLiteExport(keras.callbacks.Callback):
         if verbose not in (0, 1, 2):
             raise ValueError(f"Expected verbose to be 0, 1 or 2. Received: verbose={verbose!r}")
         self.verbose = verbose
+        self.max_drop = precision_search.check_max_drop(max_drop)
+        if self.max_drop is not None:
+            precision_search.require_budget_tools()
+        self.layer_report = _check_bool(layer_report, "layer_report")
         self.exported_path = None
         self.report = None
 
@@ -191,6 +212,12 @@ class TFLiteExport(keras.callbacks.Callback):
             )
         self._calibration = self._build_calibration()
         self._evaluator = self._build_evaluator()
+        self._budget = self._build_budget()
+        if self.layer_report and self._calibration is None and self._validation is None:
+            raise ValueError(
+                "Expected validation data (or calibration_data=) to compare layers on "
+                "with layer_report=True. Received: no validation data and calibration_data=None"
+            )
         check_writable_folder(self._path_for(epoch=0, logs={}, strict=False))
         if self.check_conversion:
             self._convert(self._calibration.first(_TRIAL_SAMPLES) if self._calibration else None)
@@ -222,27 +249,47 @@ class TFLiteExport(keras.callbacks.Callback):
             return
         path = self._path_for(epoch, logs, strict=True)
         try:
-            report = export_artifact(
-                self.model,
-                path,
-                self.mode,
-                self._model_inputs,
-                calibration=self._calibration,
-                input_type=self.input_type,
-                output_type=self.output_type,
-                allow_float_ops=self.allow_float_ops,
-                evaluator=self._evaluator,
-                validation=self._validation,
-                epoch=epoch + 1,
-                keras_metrics=dict(logs),
-                verbose=self.verbose,
-            )
+            if self._budget is not None:
+                report = precision_search.export_within_budget(
+                    self.model,
+                    path,
+                    self.mode,
+                    self._model_inputs,
+                    self._budget,
+                    self._calibration,
+                    self._evaluator,
+                    self._validation,
+                    input_type=self.input_type,
+                    output_type=self.output_type,
+                    allow_float_ops=self.allow_float_ops,
+                    epoch=epoch + 1,
+                    keras_metrics=dict(logs),
+                    verbose=self.verbose,
+                )
+            else:
+                report = export_artifact(
+                    self.model,
+                    path,
+                    self.mode,
+                    self._model_inputs,
+                    calibration=self._calibration,
+                    input_type=self.input_type,
+                    output_type=self.output_type,
+                    allow_float_ops=self.allow_float_ops,
+                    evaluator=self._evaluator,
+                    validation=self._validation,
+                    epoch=epoch + 1,
+                    keras_metrics=dict(logs),
+                    verbose=self.verbose,
+                )
         except ConversionError as error:
             saved = self._save_trained_model(path)
             raise ConversionError(
                 f"{str(error).rstrip('.')}. The trained model was saved to {saved!r}.",
                 saved_model_path=saved,
             ) from error
+        if self.layer_report:
+            report = write_layer_report_for(self.model, path, report, self._layer_samples())
         tflite_metrics = report["tflite_metrics"]
         logs.update({f"val_tflite_{name}": value for name, value in tflite_metrics.items()})
         self.exported_path, self.report = path, report
@@ -280,6 +327,36 @@ class TFLiteExport(keras.callbacks.Callback):
                 "TFLiteExport. Received: no validation data and calibration_data=None"
             )
         return CalibrationSet(source, self._model_inputs, self.calibration_samples)
+
+    def _build_budget(self):
+        if self.max_drop is None:
+            return None
+        if self.mode not in precision_search.BUDGET_MODES or is_quantized_model(self.model):
+            raise ValueError(
+                f"Expected mode to be one of {precision_search.BUDGET_MODES} on a float "
+                "model with max_drop (the float modes have no precision to raise). "
+                f"Received: mode={self.mode!r}, max_drop={self.max_drop}"
+            )
+        if self._validation is None or self._evaluator is None:
+            raise ValueError(
+                "Expected validation data to score the artifact against max_drop: pass "
+                "validation_data= or validation_split= to fit() (and leave evaluate "
+                f"on). Received: max_drop={self.max_drop} and no validation data to score on"
+            )
+        return precision_search.ScoreBudget(
+            self.max_drop, self.model, self._evaluator, self._validation, self._model_inputs
+        )
+
+    def _layer_samples(self):
+        source = self._calibration if self._calibration is not None else None
+        if source is not None:
+            samples = list(source.representative_dataset())[:_LAYER_SAMPLES]
+        else:
+            samples = [
+                self._model_inputs.to_named_arrays(x, self._validation.name)
+                for x in self._validation.take_samples(_LAYER_SAMPLES)
+            ]
+        return {name: np.concatenate([s[name] for s in samples]) for name in samples[0]}
 
     def _build_evaluator(self):
         if self.evaluate is False or (self.evaluate is None and self._validation is None):

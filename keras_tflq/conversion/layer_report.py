@@ -40,3 +40,33 @@ def write_layer_report(path, errors, title=None):
     png = (path[: -len(".json")] if path.endswith(".json") else path) + ".png"
     write_atomic(png, plot_layer_errors(errors, title=title or png))
     return path, png
+
+
+def write_layer_report_for(model, artifact_path, report, x):
+    """Compares the artifact at `artifact_path` with `model` layer by layer,
+    writes the JSON (and PNG) beside it and records them in its report.
+
+    Args:
+        model: The Keras model the artifact was converted from.
+        artifact_path: The `.tflite` file just written.
+        report: Its report (a dict), rewritten beside it with a
+            `layer_report` entry (`{"json": path, "png": path or None}`).
+        x: The samples to compare on, a dict of arrays keyed by input name.
+
+    Returns:
+        The updated report.
+    """
+    from keras_tflq.conversion.report import report_path
+    from keras_tflq.runtime.layer_error import layer_errors
+
+    with open(artifact_path, "rb") as handle:
+        content = handle.read()
+    errors = layer_errors(model, content, x)
+    json_path, png_path = write_layer_report(
+        layer_report_path(artifact_path),
+        errors,
+        title=f"{model.name}: per-layer error of {artifact_path}",
+    )
+    report = {**report, "layer_report": {"json": json_path, "png": png_path}}
+    write_atomic(report_path(artifact_path), json.dumps(report, indent=2))
+    return report
