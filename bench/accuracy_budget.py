@@ -1,4 +1,4 @@
-"""Accuracy budget: float32 / int8 / int16x8 / max_drop / QAT int8, side by side.
+"""Accuracy budget: float32, int8, int16x8, max_drop and QAT int8 side by side.
 
 Two digits models with an outlier unit (one unit of a hidden layer scaled
 x500 and its weights in the next layer scaled 1/500: the same function, the
@@ -25,9 +25,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
-
 import _report  # noqa: E402
+import numpy as np  # noqa: E402
 
 OUTLIER_SCALE = 500.0
 MAX_DROP = {"accuracy": 0.02}
@@ -81,10 +80,12 @@ def outlier_cnn():
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 1), name="image")
-    h = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv_a")(
-        inputs
-    )
-    h = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv_b")(h)
+    h = keras.layers.Conv2D(
+        16, 3, padding="same", activation="relu", name="conv_a"
+    )(inputs)
+    h = keras.layers.Conv2D(
+        32, 3, padding="same", activation="relu", name="conv_b"
+    )(h)
     h = keras.layers.MaxPooling2D(name="pool")(h)
     h = keras.layers.Flatten(name="flatten")(h)
     outputs = keras.layers.Dense(10, activation="softmax", name="probs")(h)
@@ -99,7 +100,9 @@ def compile_model(model, learning_rate):
     import keras
 
     model.compile(
-        keras.optimizers.Adam(learning_rate) if learning_rate else keras.optimizers.SGD(0.0),
+        keras.optimizers.Adam(learning_rate)
+        if learning_rate
+        else keras.optimizers.SGD(0.0),
         "sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
@@ -110,7 +113,9 @@ def latency_ms(path):
     from keras_tflq import LiteRTModel
 
     runner = LiteRTModel(model_path=path, num_threads=1)
-    sample = np.zeros([1] + [d or 1 for d in runner.input_details[0]["shape"][1:]], np.float32)
+    sample = np.zeros(
+        [1] + [d or 1 for d in runner.input_details[0]["shape"][1:]], np.float32
+    )
     for _ in range(20):
         runner.predict_on_batch(sample)
     times = []
@@ -142,9 +147,13 @@ def bench_model(name, workdir):
     (x, y), (x_val, y_val) = digits(flat)
     compile_model(model, 1e-3)
     model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
-    add_outlier(model.get_layer(outlier_pair[0]), model.get_layer(outlier_pair[1]))
+    add_outlier(
+        model.get_layer(outlier_pair[0]), model.get_layer(outlier_pair[1])
+    )
     compile_model(model, 0.0)
-    keras_accuracy = model.evaluate(x_val, y_val, verbose=0, return_dict=True)["accuracy"]
+    keras_accuracy = model.evaluate(x_val, y_val, verbose=0, return_dict=True)[
+        "accuracy"
+    ]
     weights = model.get_weights()
     rows = []
     for mode in ("float32", "int8", "int16x8"):
@@ -160,9 +169,15 @@ def bench_model(name, workdir):
     # The budgeted export: the callback, in a fit() that does not move the
     # weights (learning rate 0), calibrated and scored on the validation data.
     path = os.path.join(workdir, f"{name}_budget.tflite")
-    export = keras_tflq.TFLiteExport(path, mode="int8", max_drop=MAX_DROP, verbose=0)
+    export = keras_tflq.TFLiteExport(
+        path, mode="int8", max_drop=MAX_DROP, verbose=0
+    )
     model.fit(
-        x[:32], y[:32], validation_data=(x_val, y_val), epochs=1, verbose=0,
+        x[:32],
+        y[:32],
+        validation_data=(x_val, y_val),
+        epochs=1,
+        verbose=0,
         callbacks=[export],
     )
     report = export.report
@@ -178,7 +193,9 @@ def bench_model(name, workdir):
                 "budget_met": report["budget_met"],
                 "conversions": report["search"]["conversions"],
                 "layer_precision": report["layer_precision"],
-                "precision_counts": {p: precisions.count(p) for p in sorted(set(precisions))},
+                "precision_counts": {
+                    p: precisions.count(p) for p in sorted(set(precisions))
+                },
             },
         )
     )
@@ -193,7 +210,15 @@ def bench_model(name, workdir):
     report = keras_tflq.export_tflite(
         qat, path, mode="int8", validation_data=(x_val, y_val)
     )
-    rows.append(row(name, f"QAT int8 ({QAT_EPOCHS} epochs)", report, path, seconds=seconds))
+    rows.append(
+        row(
+            name,
+            f"QAT int8 ({QAT_EPOCHS} epochs)",
+            report,
+            path,
+            seconds=seconds,
+        )
+    )
     keras.backend.clear_session()
     for entry in rows:
         entry["keras_accuracy"] = round(keras_accuracy, 4)
@@ -202,16 +227,23 @@ def bench_model(name, workdir):
 
 def markdown(rows):
     lines = [
-        "| model | artifact | val accuracy (Keras) | size KB | LiteRT latency ms | search / fine-tune s | layer precision |",
+        "| model | artifact | val accuracy (Keras) | size KB "
+        "| LiteRT latency ms | search / fine-tune s | layer precision |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         precision = ""
         if "precision_counts" in r:
-            precision = ", ".join(f"{k}: {v}" for k, v in r["precision_counts"].items())
-            precision += f" ({r['conversions']} conversions, budget met: {r['budget_met']})"
+            precision = ", ".join(
+                f"{k}: {v}" for k, v in r["precision_counts"].items()
+            )
+            precision += (
+                f" ({r['conversions']} conversions,"
+                f" budget met: {r['budget_met']})"
+            )
         lines.append(
-            f"| {r['model']} | {r['variant']} | {r['accuracy']:.4f} ({r['keras_accuracy']:.4f}) "
+            f"| {r['model']} | {r['variant']} "
+            f"| {r['accuracy']:.4f} ({r['keras_accuracy']:.4f}) "
             f"| {r['bytes'] / 1000:.1f} | {r['latency_ms']:.4f} "
             f"| {'' if r['seconds'] is None else r['seconds']} | {precision} |"
         )
@@ -220,23 +252,30 @@ def markdown(rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(MODELS), help=f"subset of {list(MODELS)}")
-    parser.add_argument("--output", default=None, help="also write the results as markdown here")
+    parser.add_argument(
+        "--models", default=",".join(MODELS), help=f"subset of {list(MODELS)}"
+    )
+    parser.add_argument(
+        "--output", default=None, help="also write the results as markdown here"
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_budget_") as workdir:
         for name in args.models.split(","):
             rows.extend(bench_model(name, workdir))
-    import ai_edge_quantizer  # noqa: F401
     from importlib.metadata import version
+
+    import ai_edge_quantizer  # noqa: F401
 
     result = {
         "benchmark": "accuracy_budget",
         "max_drop": MAX_DROP,
         "rows": rows,
         "wall_s": round(time.perf_counter() - started, 1),
-        "machine": _report.machine_info({"ai_edge_quantizer": version("ai-edge-quantizer")}),
+        "machine": _report.machine_info(
+            {"ai_edge_quantizer": version("ai-edge-quantizer")}
+        ),
     }
     print(json.dumps(result))
     print()
@@ -244,7 +283,7 @@ def main(argv=None):
     if args.output:
         _report.write_results(
             args.output,
-            "Accuracy budget: float32 / int8 / int16x8 / max_drop / QAT int8 (issue 10)",
+            "Accuracy budget: float32, int8, int16x8, max_drop, QAT int8",
             result,
             markdown(rows),
         )

@@ -8,6 +8,7 @@ import numpy as np
 
 from keras_tflq.callbacks.fit_validation_data import find_fit_validation_data
 from keras_tflq.conversion import modes
+from keras_tflq.conversion import precision_search
 from keras_tflq.conversion.artifact import check_writable_folder
 from keras_tflq.conversion.calibration import CalibrationSet
 from keras_tflq.conversion.converter import convert_model
@@ -15,15 +16,14 @@ from keras_tflq.conversion.data_source import DataSource
 from keras_tflq.conversion.errors import ConversionError
 from keras_tflq.conversion.model_inputs import ModelInputs
 from keras_tflq.conversion.export import export_artifact
+from keras_tflq.conversion.layer_report import layer_samples
 from keras_tflq.conversion.layer_report import write_layer_report_for
-from keras_tflq.conversion import precision_search
 from keras_tflq.quantization import is_quantized_model
 from keras_tflq.runtime.artifact_evaluator import ArtifactEvaluator
 
 _TEMPLATE_KEYS = ("name", "mode", "epoch")
 _MONITOR_MODES = ("auto", "min", "max")
 _TRIAL_SAMPLES = 8
-_LAYER_SAMPLES = 64
 
 
 class TFLiteExport(keras.callbacks.Callback):
@@ -212,11 +212,13 @@ class TFLiteExport(keras.callbacks.Callback):
             )
         self._calibration = self._build_calibration()
         self._evaluator = self._build_evaluator()
-        self._budget = self._build_budget()
-        if self.layer_report and self._calibration is None and self._validation is None:
-            raise ValueError(
-                "Expected validation data (or calibration_data=) to compare layers on "
-                "with layer_report=True. Received: no validation data and calibration_data=None"
+        self._budget = precision_search.build_budget(
+            self.max_drop, self.mode, self.model, self._evaluator,
+            self._validation, self._model_inputs,
+        )
+        if self.layer_report:
+            layer_samples(
+                self._calibration, self._validation, self._model_inputs, 0
             )
         check_writable_folder(self._path_for(epoch=0, logs={}, strict=False))
         if self.check_conversion:
@@ -249,39 +251,24 @@ class TFLiteExport(keras.callbacks.Callback):
             return
         path = self._path_for(epoch, logs, strict=True)
         try:
+            export = export_artifact
             if self._budget is not None:
-                report = precision_search.export_within_budget(
-                    self.model,
-                    path,
-                    self.mode,
-                    self._model_inputs,
-                    self._budget,
-                    self._calibration,
-                    self._evaluator,
-                    self._validation,
-                    input_type=self.input_type,
-                    output_type=self.output_type,
-                    allow_float_ops=self.allow_float_ops,
-                    epoch=epoch + 1,
-                    keras_metrics=dict(logs),
-                    verbose=self.verbose,
-                )
-            else:
-                report = export_artifact(
-                    self.model,
-                    path,
-                    self.mode,
-                    self._model_inputs,
-                    calibration=self._calibration,
-                    input_type=self.input_type,
-                    output_type=self.output_type,
-                    allow_float_ops=self.allow_float_ops,
-                    evaluator=self._evaluator,
-                    validation=self._validation,
-                    epoch=epoch + 1,
-                    keras_metrics=dict(logs),
-                    verbose=self.verbose,
-                )
+                export = precision_search.budgeted(self._budget)
+            report = export(
+                self.model,
+                path,
+                self.mode,
+                self._model_inputs,
+                calibration=self._calibration,
+                input_type=self.input_type,
+                output_type=self.output_type,
+                allow_float_ops=self.allow_float_ops,
+                evaluator=self._evaluator,
+                validation=self._validation,
+                epoch=epoch + 1,
+                keras_metrics=dict(logs),
+                verbose=self.verbose,
+            )
         except ConversionError as error:
             saved = self._save_trained_model(path)
             raise ConversionError(
@@ -289,7 +276,10 @@ class TFLiteExport(keras.callbacks.Callback):
                 saved_model_path=saved,
             ) from error
         if self.layer_report:
-            report = write_layer_report_for(self.model, path, report, self._layer_samples())
+            x = layer_samples(
+                self._calibration, self._validation, self._model_inputs, 64
+            )
+            report = write_layer_report_for(self.model, path, report, x)
         tflite_metrics = report["tflite_metrics"]
         logs.update({f"val_tflite_{name}": value for name, value in tflite_metrics.items()})
         self.exported_path, self.report = path, report
@@ -327,36 +317,6 @@ class TFLiteExport(keras.callbacks.Callback):
                 "TFLiteExport. Received: no validation data and calibration_data=None"
             )
         return CalibrationSet(source, self._model_inputs, self.calibration_samples)
-
-    def _build_budget(self):
-        if self.max_drop is None:
-            return None
-        if self.mode not in precision_search.BUDGET_MODES or is_quantized_model(self.model):
-            raise ValueError(
-                f"Expected mode to be one of {precision_search.BUDGET_MODES} on a float "
-                "model with max_drop (the float modes have no precision to raise). "
-                f"Received: mode={self.mode!r}, max_drop={self.max_drop}"
-            )
-        if self._validation is None or self._evaluator is None:
-            raise ValueError(
-                "Expected validation data to score the artifact against max_drop: pass "
-                "validation_data= or validation_split= to fit() (and leave evaluate "
-                f"on). Received: max_drop={self.max_drop} and no validation data to score on"
-            )
-        return precision_search.ScoreBudget(
-            self.max_drop, self.model, self._evaluator, self._validation, self._model_inputs
-        )
-
-    def _layer_samples(self):
-        source = self._calibration if self._calibration is not None else None
-        if source is not None:
-            samples = list(source.representative_dataset())[:_LAYER_SAMPLES]
-        else:
-            samples = [
-                self._model_inputs.to_named_arrays(x, self._validation.name)
-                for x in self._validation.take_samples(_LAYER_SAMPLES)
-            ]
-        return {name: np.concatenate([s[name] for s in samples]) for name in samples[0]}
 
     def _build_evaluator(self):
         if self.evaluate is False or (self.evaluate is None and self._validation is None):

@@ -2,7 +2,35 @@
 
 import json
 
+import numpy as np
+
 from keras_tflq.conversion.artifact import write_atomic
+
+
+def layer_samples(calibration, validation, model_inputs, count):
+    """Up to `count` samples to compare layers on, as one batch keyed by
+    input name: the calibration samples, else the validation data's.
+
+    Raises:
+        ValueError: Neither is there (checked with `count=0` in
+            `on_train_begin`).
+    """
+    if calibration is None and validation is None:
+        raise ValueError(
+            "Expected validation data (or calibration_data=) to compare "
+            "layers on with layer_report=True. Received: no validation data "
+            "and calibration_data=None"
+        )
+    if count == 0:
+        return None
+    if calibration is not None:
+        samples = list(calibration.representative_dataset())[:count]
+    else:
+        samples = [
+            model_inputs.to_named_arrays(x, validation.name)
+            for x in validation.take_samples(count)
+        ]
+    return {k: np.concatenate([s[k] for s in samples]) for k in samples[0]}
 
 
 def layer_report_path(artifact_path):
@@ -29,7 +57,8 @@ def write_layer_report(path, errors, title=None):
 
     Example:
 
-    >>> write_layer_report("m_int8_layers.json", layer_errors(model, content, x))
+    >>> errors = layer_errors(model, content, x)
+    >>> write_layer_report("m_int8_layers.json", errors)
     ('m_int8_layers.json', 'm_int8_layers.png')
     """
     write_atomic(path, json.dumps({"layers": errors}, indent=2))

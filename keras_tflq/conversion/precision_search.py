@@ -18,6 +18,7 @@ debugger fails on models not converted in its debug mode
 (tensorflow#86949).
 """
 
+import functools
 import math
 import time
 import warnings
@@ -68,6 +69,35 @@ def check_max_drop(max_drop):
             f'{{"accuracy": 0.01}}. Received: max_drop={max_drop!r}'
         )
     return {key: float(value) for key, value in max_drop.items()}
+
+
+def build_budget(max_drop, mode, model, evaluator, validation, model_inputs):
+    """The `ScoreBudget` of `TFLiteExport(max_drop=...)` in `on_train_begin`,
+    or `None` without `max_drop`.
+
+    Raises:
+        ValueError: `max_drop` in a float mode or on a quantization-aware
+            model, no validation data to score on, or a key that is not a
+            compiled metric (the message lists those available).
+    """
+    from keras_tflq.quantization import is_quantized_model
+
+    if max_drop is None:
+        return None
+    if mode not in BUDGET_MODES or is_quantized_model(model):
+        raise ValueError(
+            f"Expected mode to be one of {BUDGET_MODES} on a float model "
+            "with max_drop (a float mode has no precision to raise). "
+            f"Received: mode={mode!r}, max_drop={max_drop}"
+        )
+    if validation is None or evaluator is None:
+        raise ValueError(
+            "Expected validation data to score the artifact against "
+            "max_drop: pass validation_data= or validation_split= to fit() "
+            f"(and keep evaluate on). Received: max_drop={max_drop} and no "
+            "validation data to score on"
+        )
+    return ScoreBudget(max_drop, model, evaluator, validation, model_inputs)
 
 
 class KerasPredictor:
@@ -199,7 +229,9 @@ class _FirstBatch:
         return self._source.describe()
 
 
-def mixed_precision_artifact(float_content, graph, layer_precision, base, calibration):
+def mixed_precision_artifact(
+    float_content, graph, layer_precision, base, calibration
+):
     """Quantizes a float32 artifact with one precision per Keras layer (AEQ).
 
     Args:
@@ -250,21 +282,27 @@ def _set_precision(recipe, regex, precision):
         )
 
 
+def budgeted(budget):
+    """`export_within_budget` with `budget` bound: a drop-in for
+    `keras_tflq.conversion.export.export_artifact`."""
+    return functools.partial(export_within_budget, budget=budget)
+
+
 def export_within_budget(
     model,
     path,
     mode,
     model_inputs,
-    budget,
-    calibration,
-    evaluator,
-    validation,
+    calibration=None,
     input_type="int8",
     output_type="int8",
     allow_float_ops=False,
+    evaluator=None,
+    validation=None,
     epoch=None,
     keras_metrics=None,
     verbose=0,
+    budget=None,
 ):
     """Exports `model` in `mode`, raising layer precision until `budget` holds.
 
@@ -281,6 +319,26 @@ def export_within_budget(
     a time where the budget still holds. The smallest candidate that meets
     the budget is written; if none does, the most accurate one, with a
     warning.
+
+    Args:
+        model: The Keras model.
+        path: The artifact's path.
+        mode: `"int8"` or `"int16x8"`.
+        model_inputs: The model's `ModelInputs`.
+        calibration: The `CalibrationSet`. Defaults to `None`.
+        input_type: Input tensor type of the converter's artifact (a mixed
+            artifact's I/O take the precision of the layers next to them).
+            Defaults to `"int8"`.
+        output_type: Output tensor type, as `input_type`.
+            Defaults to `"int8"`.
+        allow_float_ops: Allow float fallback in the converter's artifact.
+            Defaults to `False`.
+        evaluator: The `ArtifactEvaluator`. Defaults to `None`.
+        validation: The validation `DataSource`. Defaults to `None`.
+        epoch: The 1-based epoch, for the report. Defaults to `None`.
+        keras_metrics: The Keras logs at export. Defaults to `None`.
+        verbose: `1` prints one line per candidate. Defaults to `0`.
+        budget: The `ScoreBudget`. Defaults to `None` (required).
 
     Returns:
         The report (a dict), with `layer_precision`, `budget_met`,
@@ -312,6 +370,7 @@ def export_within_budget(
             content, validation, model_inputs
         )
         search.reference = reference
+        search.verbose = verbose
         candidates += search.run(candidates[0])
         conversions += search.conversions
     met = [c for c in candidates if c.met]
@@ -328,7 +387,9 @@ def export_within_budget(
         )
     seconds = time.perf_counter() - started
     inspection = (
-        base_inspection if chosen is candidates[0] else inspect_tflite(chosen.content)
+        base_inspection
+        if chosen is candidates[0]
+        else inspect_tflite(chosen.content)
     )
     report = build_report(
         model,
@@ -337,8 +398,12 @@ def export_within_budget(
         inspection,
         mode,
         calibration=calibration,
-        input_type=inspection["inputs"][0]["dtype"] if inspection["inputs"] else input_type,
-        output_type=inspection["outputs"][0]["dtype"] if inspection["outputs"] else output_type,
+        input_type=inspection["inputs"][0]["dtype"]
+        if inspection["inputs"]
+        else input_type,
+        output_type=inspection["outputs"][0]["dtype"]
+        if inspection["outputs"]
+        else output_type,
         allow_float_ops=allow_float_ops,
         epoch=epoch,
         keras_metrics=keras_metrics,
@@ -354,7 +419,9 @@ def export_within_budget(
         search={
             "conversions": conversions,
             "seconds": round(seconds, 3),
-            "tool": "converter" if chosen is candidates[0] else "ai-edge-quantizer",
+            "tool": "converter"
+            if chosen is candidates[0]
+            else "ai-edge-quantizer",
         },
     )
     write_artifact(path, chosen.content, report)
@@ -409,10 +476,12 @@ class _Search:
         self.conversions = 0
         self.evaluate = None
         self.reference = None
+        self.verbose = 0
         self._seen = set()
         samples = list(calibration.representative_dataset())[:_LAYER_SAMPLES]
         self._layer_x = {
-            name: np.concatenate([s[name] for s in samples]) for name in samples[0]
+            name: np.concatenate([s[name] for s in samples])
+            for name in samples[0]
         }
 
     def run(self, start):
@@ -464,7 +533,11 @@ class _Search:
         tried = []
         base = PRECISIONS.index(self.mode)
         order = sorted(
-            (layer for layer, p in best.precision.items() if PRECISIONS.index(p) > base),
+            (
+                layer
+                for layer, p in best.precision.items()
+                if PRECISIONS.index(p) > base
+            ),
             key=lambda layer: -PRECISIONS.index(best.precision[layer]),
         )
         for layer in order:
@@ -484,7 +557,11 @@ class _Search:
         self._seen.add(_key(precision))
         try:
             content = mixed_precision_artifact(
-                self.float_content, self.graph, precision, self.mode, self.calibration
+                self.float_content,
+                self.graph,
+                precision,
+                self.mode,
+                self.calibration,
             )
         except Exception as error:  # AEQ raises several unrelated types.
             warnings.warn(
@@ -496,7 +573,17 @@ class _Search:
             return None
         self.conversions += 1
         scores = self.evaluate(content)
-        return _Candidate(precision, content, scores, self.budget, self.reference)
+        candidate = _Candidate(
+            precision, content, scores, self.budget, self.reference
+        )
+        if self.verbose:
+            raised = {k: v for k, v in precision.items() if v != self.mode}
+            print(
+                f"TFLiteExport: candidate {raised}: "
+                f"{_fmt(scores, self.budget.max_drop)}, {candidate.bytes} "
+                f"bytes{', within budget' if candidate.met else ''}"
+            )
+        return candidate
 
 
 def _key(precision):
@@ -513,4 +600,3 @@ def require_budget_tools():
             "(pip install keras-tflq[budget]). Received: "
             f"ImportError: {error}"
         ) from None
-

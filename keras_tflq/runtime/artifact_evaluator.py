@@ -58,8 +58,9 @@ class ArtifactEvaluator:
             model_inputs: The `ModelInputs` of the Keras model.
             verbose: Show a progress bar. Defaults to `0`.
         """
+        litert_model = LiteRTModel(model_content=model_content)
         return self.evaluate_predictor(
-            LiteRTModel(model_content=model_content), source, model_inputs, verbose
+            litert_model, source, model_inputs, verbose
         )
 
     def evaluate_predictor(self, predictor, source, model_inputs, verbose=0):
@@ -99,7 +100,7 @@ class ArtifactEvaluator:
 
     @property
     def metrics(self):
-        """The scorer's metric objects, flattened (built after one evaluation)."""
+        """The scorer's metric objects, flattened (after one evaluation)."""
         found, stack = [], list(self._scorer.metrics)
         while stack:
             metric = stack.pop(0)

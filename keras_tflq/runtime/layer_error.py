@@ -8,7 +8,6 @@ each layer's output and which layers feed which; `layer_errors` runs both
 models on the same samples and compares, layer by layer.
 """
 
-import json
 import re
 
 import keras
@@ -90,7 +89,7 @@ class GraphLayers:
         output_layers = [
             _layer_name_of_tensor(t) for t in keras.tree.flatten(model.outputs)
         ]
-        for layer, index in zip(output_layers, graph_outputs):
+        for layer, index in zip(output_layers, graph_outputs, strict=False):
             if layer in order:
                 self.output_tensor[layer] = int(index)
         self.producers = {}
@@ -134,7 +133,7 @@ def _layer_of(part, model_name, order):
         return None
     scope, layer = segments[0], segments[1]
     if scope != model_name:
-        # Scopes are uniquified: `conv2d` -> `conv2d_1`, `conv2d_1` -> `conv2d_1_2`.
+        # Uniquified: `conv2d` -> `conv2d_1`, `conv2d_1` -> `conv2d_1_2`.
         if _SUFFIX.sub("", scope) != model_name:
             return None
         layer = _SUFFIX.sub("", layer)
@@ -198,7 +197,7 @@ def layer_errors(model, model_content, x):
     litert_model.predict_on_batch(x)
     details = {d["index"]: d for d in litert_model.tensor_details}
     results = []
-    for name, want in zip(names, expected):
+    for name, want in zip(names, expected, strict=True):
         index = graph.output_tensor[name]
         got = litert_model.get_tensor(index)
         want = np.asarray(want, dtype=np.float32)

@@ -54,8 +54,10 @@ def plot_layer_errors(errors, title="Per-layer error"):
         axes.set_yticklabels([f"{r['layer']} ({r['precision']})" for r in rows])
         axes.set_xscale("log")
         top = max(values + [floor * 10])
-        axes.set_xlim(floor if min(values) <= floor else min(values) / 3, top * 6)
-        for y, (value, row) in enumerate(zip(values, rows)):
+        axes.set_xlim(
+            floor if min(values) <= floor else min(values) / 3, top * 6
+        )
+        for y, (value, row) in enumerate(zip(values, rows, strict=True)):
             axes.text(
                 value * 1.1,
                 y,

@@ -68,7 +68,9 @@ def outlier_mlp():
         ],
         name="outlier_mlp",
     )
-    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        "adam", "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     model.fit(x, y, epochs=12, batch_size=32, verbose=0)
     _add_outlier(model.get_layer("outlier"), model.get_layer("dense_mid"))
     return _freeze(model), (x, y), validation
@@ -86,7 +88,9 @@ def outlier_cnn():
     h = keras.layers.Flatten()(h)
     outputs = keras.layers.Dense(10, activation="softmax")(h)
     model = keras.Model(inputs, outputs, name="outlier_cnn")
-    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        "adam", "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     model.fit(x, y, epochs=4, batch_size=32, verbose=0)
     conv, next_conv = model.layers[1], model.layers[2]
     _add_outlier(conv, next_conv)
@@ -142,9 +146,7 @@ def test_budget_met_with_mixed_precision_smaller_than_float32(
     )
     accuracy = np.mean(scored.argmax(-1) == validation[1])
     assert accuracy == pytest.approx(report["tflite_metrics"]["accuracy"])
-    on_disk = json.loads(
-        (tmp_path / f"{model.name}_int8.json").read_text()
-    )
+    on_disk = json.loads((tmp_path / f"{model.name}_int8.json").read_text())
     assert on_disk["layer_precision"] == report["layer_precision"]
 
 
@@ -187,10 +189,26 @@ def test_impossible_budget_writes_the_most_accurate_and_warns(
 
 @pytest.mark.parametrize(
     "max_drop",
-    [-0.01, "0.01", {"accuracy": -0.1}, {"accuracy": "1%"}, {}, {"accuracy": True},
-     {"accuracy": float("nan")}, {1: 0.1}],
-    ids=["negative-number", "string", "negative", "non-numeric", "empty",
-         "bool", "nan", "non-string-key"],
+    [
+        -0.01,
+        "0.01",
+        {"accuracy": -0.1},
+        {"accuracy": "1%"},
+        {},
+        {"accuracy": True},
+        {"accuracy": float("nan")},
+        {1: 0.1},
+    ],
+    ids=[
+        "negative-number",
+        "string",
+        "negative",
+        "non-numeric",
+        "empty",
+        "bool",
+        "nan",
+        "non-string-key",
+    ],
 )
 def test_bad_budget_fails_at_construction(max_drop):
     with pytest.raises(ValueError, match=r"Expected `max_drop` to be a dict"):

@@ -37,7 +37,9 @@ def digits_cnn():
     h = keras.layers.Flatten()(h)
     outputs = keras.layers.Dense(10, activation="softmax")(h)
     model = keras.Model(inputs, outputs, name="digits_cnn")
-    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        "adam", "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     model.fit(x[:1200], y[:1200], epochs=2, verbose=0)
     return model, (x[1200:], y[1200:])
 
@@ -117,7 +119,9 @@ def test_layer_report_writes_json_and_a_png_of_the_right_size(
     )
     written = export.report["layer_report"]
     assert written["json"] == str(tmp_path / "cnn_int8_layers.json")
-    layers = json.loads((tmp_path / "cnn_int8_layers.json").read_text())["layers"]
+    layers = json.loads((tmp_path / "cnn_int8_layers.json").read_text())[
+        "layers"
+    ]
     assert [e["layer"] for e in layers][0] == max(
         layers, key=lambda e: e["relative_rmse"]
     )["layer"]
@@ -145,8 +149,11 @@ def test_compare_writes_the_layer_report_beside_the_artifact(
     model.save(tmp_path / "model.keras")
     (tmp_path / "m_int8.tflite").write_bytes(
         convert_model(
-            model, "int8", representative_dataset=_calibration(x),
-            input_type="int8", output_type="int8",
+            model,
+            "int8",
+            representative_dataset=_calibration(x),
+            input_type="int8",
+            output_type="int8",
         )
     )
     np.savez(tmp_path / "val.npz", x=x[:64], y=y[:64])
@@ -160,6 +167,11 @@ def test_compare_writes_the_layer_report_beside_the_artifact(
     assert main(argv) == 0
     assert "per-layer error: " in capsys.readouterr().out
     layers = json.loads((tmp_path / "m_int8_layers.json").read_text())["layers"]
-    assert {e["layer"] for e in layers} == {"conv2d", "re_lu", "flatten", "dense"}
+    assert {e["layer"] for e in layers} == {
+        "conv2d",
+        "re_lu",
+        "flatten",
+        "dense",
+    }
     image = matplotlib.image.imread(tmp_path / "m_int8_layers.png")
     assert image.shape[:2] == chart_size(len(layers))[::-1]
