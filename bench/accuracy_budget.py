@@ -138,7 +138,26 @@ def row(model_name, variant, report, path, seconds=None, extra=None):
     }
 
 
-def bench_model(name, workdir):
+def save_chart(model, path, report, x_val, charts, label):
+    """The per-layer error chart of one artifact, copied to `charts`."""
+    import shutil
+
+    from keras_tflq.conversion.layer_report import write_layer_report_for
+
+    report = write_layer_report_for(
+        model, path, report, {_input_name(model): x_val[:64]}
+    )
+    os.makedirs(charts, exist_ok=True)
+    target = os.path.join(charts, f"{model.name}_{label}_layers.png")
+    shutil.copyfile(report["layer_report"]["png"], target)
+    return target
+
+
+def _input_name(model):
+    return model.inputs[0].name
+
+
+def bench_model(name, workdir, charts=None):
     import keras
 
     import keras_tflq
@@ -166,6 +185,8 @@ def bench_model(name, workdir):
             validation_data=(x_val, y_val),
         )
         rows.append(row(name, mode, report, path))
+        if charts and mode == "int8":
+            save_chart(model, path, report, x_val, charts, mode)
     # The budgeted export: the callback, in a fit() that does not move the
     # weights (learning rate 0), calibrated and scored on the validation data.
     path = os.path.join(workdir, f"{name}_budget.tflite")
@@ -181,6 +202,8 @@ def bench_model(name, workdir):
         callbacks=[export],
     )
     report = export.report
+    if charts:
+        save_chart(model, path, report, x_val, charts, "budget")
     precisions = list(report["layer_precision"].values())
     rows.append(
         row(
@@ -258,12 +281,17 @@ def main(argv=None):
     parser.add_argument(
         "--output", default=None, help="also write the results as markdown here"
     )
+    parser.add_argument(
+        "--charts",
+        default=None,
+        help="write the per-layer error charts (int8, budget) to this folder",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_budget_") as workdir:
         for name in args.models.split(","):
-            rows.extend(bench_model(name, workdir))
+            rows.extend(bench_model(name, workdir, args.charts))
     from importlib.metadata import version
 
     import ai_edge_quantizer  # noqa: F401

@@ -18,8 +18,10 @@ debugger fails on models not converted in its debug mode
 (tensorflow#86949).
 """
 
+import contextlib
 import functools
 import math
+import os
 import time
 import warnings
 
@@ -260,7 +262,12 @@ def mixed_precision_artifact(
     # AEQ averages ranges over calibration batches (a moving average); one
     # batch of every sample gives the plain min/max the converter uses.
     batch = [{k: np.concatenate([s[k] for s in samples]) for k in samples[0]}]
-    with warnings.catch_warnings():
+    with (
+        warnings.catch_warnings(),
+        open(os.devnull, "w") as devnull,
+        contextlib.redirect_stdout(devnull),  # AEQ prints sizes and timings,
+        contextlib.redirect_stderr(devnull),  # and progress bars.
+    ):
         warnings.simplefilter("ignore")
         result = recipe.quantize(
             recipe.calibrate({"serving_default": batch}, num_threads=1)
