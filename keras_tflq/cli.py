@@ -264,7 +264,8 @@ def _write_layer_report(model, tflite_path, input_names, x, samples):
     json_path, png_path = write_layer_report(
         layer_report_path(tflite_path),
         layer_errors(model, content, named),
-        title=f"{model.name}: per-layer error of {tflite_path}",
+        title=f"{model.name}: per-layer error of "
+        f"{os.path.basename(tflite_path)}",
     )
     return {"json": json_path, "png": png_path}
 

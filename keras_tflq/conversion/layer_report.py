@@ -1,6 +1,7 @@
 """Writing the per-layer error report beside an artifact: JSON, and a PNG."""
 
 import json
+import os
 
 import numpy as np
 
@@ -94,7 +95,8 @@ def write_layer_report_for(model, artifact_path, report, x):
     json_path, png_path = write_layer_report(
         layer_report_path(artifact_path),
         errors,
-        title=f"{model.name}: per-layer error of {artifact_path}",
+        title=f"{model.name}: per-layer error of "
+        f"{os.path.basename(artifact_path)}",
     )
     report = {**report, "layer_report": {"json": json_path, "png": png_path}}
     write_atomic(report_path(artifact_path), json.dumps(report, indent=2))
