@@ -18,8 +18,14 @@ from keras_tflq.runtime.layer_error import SNR_CAP_DB  # noqa: E402
 from keras_tflq.runtime.layer_error import error_metrics  # noqa: E402
 from keras_tflq.runtime.layer_error import layer_errors  # noqa: E402
 
-matplotlib = pytest.importorskip("matplotlib", reason="the `plot` extra")
-from keras_tflq.runtime.layer_error_plot import chart_size  # noqa: E402
+
+def _plot():
+    """matplotlib's image reader and the chart size, or a skip without the
+    `plot` extra (the JSON is written either way)."""
+    image = pytest.importorskip("matplotlib.image", reason="the `plot` extra")
+    from keras_tflq.runtime.layer_error_plot import chart_size
+
+    return image, chart_size
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +112,7 @@ def test_layer_report_writes_json_and_a_png_of_the_right_size(
     digits_cnn, tmp_path
 ):
     model, (x, y) = digits_cnn
+    image_reader, chart_size = _plot()
     export = keras_tflq.TFLiteExport(
         str(tmp_path / "cnn_{mode}.tflite"), layer_report=True, verbose=0
     )
@@ -127,7 +134,7 @@ def test_layer_report_writes_json_and_a_png_of_the_right_size(
     )["layer"]
     report = json.loads((tmp_path / "cnn_int8.json").read_text())
     assert report["layer_report"] == written
-    image = matplotlib.image.imread(written["png"])
+    image = image_reader.imread(written["png"])
     width, height = chart_size(len(layers))
     assert image.shape[:2] == (height, width)
     assert image[..., :3].std() > 0.05  # bars and text, not a blank image
@@ -146,6 +153,7 @@ def test_compare_writes_the_layer_report_beside_the_artifact(
     digits_cnn, tmp_path, capsys
 ):
     model, (x, y) = digits_cnn
+    image_reader, chart_size = _plot()
     model.save(tmp_path / "model.keras")
     (tmp_path / "m_int8.tflite").write_bytes(
         convert_model(
@@ -173,5 +181,5 @@ def test_compare_writes_the_layer_report_beside_the_artifact(
         "flatten",
         "dense",
     }
-    image = matplotlib.image.imread(tmp_path / "m_int8_layers.png")
+    image = image_reader.imread(tmp_path / "m_int8_layers.png")
     assert image.shape[:2] == chart_size(len(layers))[::-1]
