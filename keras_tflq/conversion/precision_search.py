@@ -496,7 +496,16 @@ class _Search:
         current = start
         self._seen.add(_key(start.precision))
         while not current.met:
-            precision = self._raise_costliest(current)
+            try:
+                precision = self._raise_costliest(current)
+            except Exception as error:  # Never lose the export to a ranking.
+                warnings.warn(
+                    "TFLiteExport: the per-layer error of a candidate could "
+                    f"not be measured ({type(error).__name__}: {error}); the "
+                    "precision search stops with the candidates it has.",
+                    stacklevel=3,
+                )
+                break
             if precision is None:
                 break
             candidate = self._try(precision)
