@@ -138,7 +138,9 @@ def _build_parser():
     evaluate.set_defaults(run=_evaluate)
 
     compare = commands.add_parser(
-        "compare", help="a Keras model against its artifact, layer by layer"
+        "compare",
+        help="a Keras model against its artifact, layer by layer; writes "
+        "<artifact>_layers.json (and .png with the plot extra) beside it",
     )
     compare.add_argument("model", help="the .keras model")
     compare.add_argument("tflite", help="the .tflite file")
@@ -282,6 +284,9 @@ def _compare(args):
         model, litert_model, [a[: args.layer_samples] for a in x]
     )
     report = {"outputs": outputs, "layers": layers}
+    report["layer_report"] = _write_layer_report(
+        model, args.tflite, litert_model.input_names, x, args.layer_samples
+    )
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -290,6 +295,11 @@ def _compare(args):
         if "argmax_agreement" in entry:
             line += f", argmax agreement {entry['argmax_agreement']:.4f}"
         print(line)
+    written = report["layer_report"]
+    print(
+        f"per-layer error: {written['json']}"
+        + (f", chart {written['png']}" if written["png"] else "")
+    )
     print("layer by layer (max abs diff, relative to the layer's max):")
     for entry in layers:
         if entry["tensor"] is None:
@@ -300,6 +310,24 @@ def _compare(args):
                 f"({entry['relative_diff']:.3%}) {entry['dtype']} "
                 f"{entry['tensor']}"
             )
+
+
+def _write_layer_report(model, tflite_path, input_names, x, samples):
+    """The per-layer error JSON (and PNG) beside the artifact."""
+    from keras_tflq.conversion.layer_report import layer_report_path
+    from keras_tflq.conversion.layer_report import write_layer_report
+    from keras_tflq.runtime.layer_error import layer_errors
+
+    with open(tflite_path, "rb") as handle:
+        content = handle.read()
+    named = {n: a[:samples] for n, a in zip(input_names, x, strict=True)}
+    json_path, png_path = write_layer_report(
+        layer_report_path(tflite_path),
+        layer_errors(model, content, named),
+        title=f"{model.name}: per-layer error of "
+        f"{os.path.basename(tflite_path)}",
+    )
+    return {"json": json_path, "png": png_path}
 
 
 def _compare_layers(model, litert_model, x):

@@ -13,12 +13,15 @@ from keras_tflq.argument_checks import check_one_of
 from keras_tflq.argument_checks import check_positive_int
 from keras_tflq.callbacks.fit_validation_data import find_fit_validation_data
 from keras_tflq.conversion import modes
+from keras_tflq.conversion import precision_search
 from keras_tflq.conversion.artifact import check_writable_folder
 from keras_tflq.conversion.calibration import CalibrationSet
 from keras_tflq.conversion.converter import convert_model
 from keras_tflq.conversion.data_source import DataSource
 from keras_tflq.conversion.errors import ConversionError
 from keras_tflq.conversion.export import export_artifact
+from keras_tflq.conversion.layer_report import layer_samples
+from keras_tflq.conversion.layer_report import write_layer_report_for
 from keras_tflq.conversion.model_inputs import ModelInputs
 from keras_tflq.quantization import is_quantized_model
 from keras_tflq.runtime.artifact_evaluator import ArtifactEvaluator
@@ -94,6 +97,18 @@ class TFLiteExport(keras.callbacks.Callback):
             Defaults to `True`.
         verbose: `0` silent, `1` one line per export and a progress bar for
             evaluation. Defaults to `1`.
+        max_drop: An accuracy budget for `"int8"`/`"int16x8"` on a float
+            model: `{metric: most it may get worse}` over the compiled
+            metric names and `"loss"`, e.g. `{"accuracy": 0.01}` (the
+            direction comes from the metric). When the artifact misses it on
+            the validation data, the layers that cost most are raised to
+            16-bit activations, then float, and the smallest artifact that
+            meets the budget is written; the report gains `layer_precision`,
+            `budget_met`, `candidates` and `search`. Needs ai-edge-quantizer
+            (`pip install keras-tflq[budget]`). Defaults to `None`.
+        layer_report: Write the per-layer error of each artifact against
+            the Keras model beside it (`model_int8_layers.json`, and a
+            `.png` chart when matplotlib is installed). Defaults to `False`.
 
     Attributes:
         exported_path: The last artifact written, or `None`.
@@ -131,6 +146,8 @@ class TFLiteExport(keras.callbacks.Callback):
         allow_float_ops=False,
         check_conversion=True,
         verbose=1,
+        max_drop=None,
+        layer_report=False,
     ):
         super().__init__()
         self.mode = modes.check_mode(mode)
@@ -180,6 +197,10 @@ class TFLiteExport(keras.callbacks.Callback):
                 f"verbose={verbose!r}"
             )
         self.verbose = verbose
+        self.max_drop = precision_search.check_max_drop(max_drop)
+        if self.max_drop is not None:
+            precision_search.require_budget_tools()
+        self.layer_report = check_bool("layer_report", layer_report)
         self.exported_path = None
         self.report = None
 
@@ -212,6 +233,14 @@ class TFLiteExport(keras.callbacks.Callback):
             )
         self._calibration = self._build_calibration()
         self._evaluator = self._build_evaluator()
+        self._budget = precision_search.build_budget(
+            self.max_drop, self.mode, self.model, self._evaluator,
+            self._validation, self._model_inputs,
+        )
+        if self.layer_report:
+            layer_samples(
+                self._calibration, self._validation, self._model_inputs, 0
+            )
         check_writable_folder(self._path_for(epoch=0, logs={}, strict=False))
         if self.check_conversion:
             self._convert(
@@ -253,7 +282,10 @@ class TFLiteExport(keras.callbacks.Callback):
             return
         path = self._path_for(epoch, logs, strict=True)
         try:
-            report = export_artifact(
+            export = export_artifact
+            if self._budget is not None:
+                export = precision_search.budgeted(self._budget)
+            report = export(
                 self.model,
                 path,
                 self.mode,
@@ -275,6 +307,11 @@ class TFLiteExport(keras.callbacks.Callback):
                 f"{saved!r}.",
                 saved_model_path=saved,
             ) from error
+        if self.layer_report:
+            x = layer_samples(
+                self._calibration, self._validation, self._model_inputs, 64
+            )
+            report = write_layer_report_for(self.model, path, report, x)
         tflite_metrics = report["tflite_metrics"]
         logs.update(
             {

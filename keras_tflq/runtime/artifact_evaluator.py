@@ -82,6 +82,22 @@ class ArtifactEvaluator:
             verbose: Show a progress bar. Defaults to `0`.
         """
         litert_model = LiteRTModel(model_content=model_content)
+        return self.evaluate_predictor(
+            litert_model, source, model_inputs, verbose
+        )
+
+    def evaluate_predictor(self, predictor, source, model_inputs, verbose=0):
+        """`evaluate` for anything with `predict_on_batch(named_arrays)`.
+
+        Args:
+            predictor: An object whose `predict_on_batch` takes a dict of
+                arrays keyed by input name (a `LiteRTModel`, or a wrapper
+                of the Keras model to score it on the same terms).
+            source: A `DataSource` yielding `(x, y, sample_weight)` batches.
+            model_inputs: The `ModelInputs` of the Keras model.
+            verbose: Show a progress bar. Defaults to `0`.
+        """
+        litert_model = predictor
 
         def scored_batches():
             for x, y, sample_weight in source.batches():
@@ -115,3 +131,16 @@ class ArtifactEvaluator:
                 return_dict=True,
             )
         return {name: float(value) for name, value in logs.items()}
+
+    @property
+    def metrics(self):
+        """The scorer's metric objects, flattened (after one evaluation)."""
+        found, stack = [], list(self._scorer.metrics)
+        while stack:
+            metric = stack.pop(0)
+            inner = getattr(metric, "metrics", None)
+            if isinstance(inner, (list, tuple)) and inner:
+                stack[:0] = list(inner)
+            else:
+                found.append(metric)
+        return found

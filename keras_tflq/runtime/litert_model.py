@@ -6,6 +6,7 @@ import warnings
 import keras
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
+from ai_edge_litert.interpreter import OpResolverType
 
 from keras_tflq.argument_checks import check_positive_int
 
@@ -131,6 +132,12 @@ class LiteRTModel:
                 model_path=model_path,
                 num_threads=num_threads,
                 experimental_preserve_all_tensors=bool(preserve_all_tensors),
+                # XNNPACK does not keep the intermediate tensors it computes.
+                experimental_op_resolver_type=(
+                    OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+                    if preserve_all_tensors
+                    else OpResolverType.AUTO
+                ),
             )
         self._interpreter.allocate_tensors()
         self._inputs, self._outputs = named_io(self._interpreter)
