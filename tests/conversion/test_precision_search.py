@@ -9,7 +9,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
 
 import keras_tflq  # noqa: E402
 from keras_tflq.conversion.converter import convert_model  # noqa: E402
@@ -17,12 +16,12 @@ from keras_tflq.conversion.converter import convert_model  # noqa: E402
 OUTLIER_SCALE = 500.0
 
 
-def _digits(flat):
-    data = load_digits()
-    x = (data.images / 16.0).astype("float32")
-    x = x.reshape(len(x), -1) if flat else x[..., None]
+def _split(digits, flat):
+    """The digits shuffled once: 1,400 to train on, the rest to score."""
+    x, y = digits
+    x = x.reshape(len(x), -1) if flat else x
     order = np.random.default_rng(0).permutation(len(x))
-    x, y = x[order], data.target[order].astype("int32")
+    x, y = x[order], y[order]
     return (x[:1400], y[:1400]), (x[1400:], y[1400:])
 
 
@@ -54,9 +53,9 @@ def _freeze(model):
 
 
 @pytest.fixture(scope="module")
-def outlier_mlp():
+def outlier_mlp(digits):
     """A digits MLP whose second hidden layer has one x500 unit."""
-    (x, y), validation = _digits(flat=True)
+    (x, y), validation = _split(digits, flat=True)
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
         [
@@ -77,9 +76,9 @@ def outlier_mlp():
 
 
 @pytest.fixture(scope="module")
-def outlier_cnn():
+def outlier_cnn(digits):
     """A digits CNN whose first convolution has one x500 channel."""
-    (x, y), validation = _digits(flat=False)
+    (x, y), validation = _split(digits, flat=False)
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 1), name="image")
     h = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)

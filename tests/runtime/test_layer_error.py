@@ -9,7 +9,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
 
 import keras_tflq  # noqa: E402
 from keras_tflq.cli import main  # noqa: E402
@@ -29,12 +28,12 @@ def _plot():
 
 
 @pytest.fixture(scope="module")
-def digits_cnn():
+def digits_cnn(digits):
     """A digits CNN with Keras' default layer names (conv2d, conv2d_1...),
     whose uniquified name scopes the mapping must tell apart."""
-    data = load_digits()
-    x = (data.images / 16.0).astype("float32")[..., None]
-    y = data.target.astype("int32")
+    x, y = digits
+    # Default names count from zero again, whatever ran before.
+    keras.backend.clear_session()
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 1), name="image")
     h = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
