@@ -90,6 +90,8 @@ def _rows(kind, matches):
 # per-channel transposed-convolution kernel (it transposes the kernel).
 # Layers TFLite runs as several ops, such as LayerNormalization, or has no
 # int8 kernel for, such as ELU, are not listed: they would leave float ops.
+# So are Conv3D (TFLite's CONV_3D is float only) and MaxPooling3D and
+# AveragePooling3D (no TFLite builtin: the converter refuses them).
 TABLE = (
     _conv(L.Conv1D),
     _conv(L.Conv2D),
@@ -127,6 +129,7 @@ TABLE = (
         (
             L.GlobalAveragePooling1D,
             L.GlobalAveragePooling2D,
+            L.GlobalAveragePooling3D,
             L.LeakyReLU,
             L.PReLU,
         ),
@@ -142,24 +145,29 @@ TABLE = (
             L.Dropout,
             L.SpatialDropout1D,
             L.SpatialDropout2D,
+            L.SpatialDropout3D,
             L.GaussianNoise,
             L.GaussianDropout,
             L.AlphaDropout,
             L.ActivityRegularization,
             L.ZeroPadding1D,
             L.ZeroPadding2D,
+            L.ZeroPadding3D,
             L.Cropping1D,
             L.Cropping2D,
+            L.Cropping3D,
             L.MaxPooling1D,
             L.MaxPooling2D,
             L.GlobalMaxPooling1D,
             L.GlobalMaxPooling2D,
+            L.GlobalMaxPooling3D,
             L.Permute,
             L.Identity,
             L.AveragePooling1D,
             L.AveragePooling2D,
             L.UpSampling1D,
             L.UpSampling2D,
+            L.UpSampling3D,
         ),
     ),
     # Keras ops used on symbolic tensors (`x + 3.0`), by class name.
