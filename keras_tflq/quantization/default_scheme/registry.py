@@ -9,6 +9,7 @@ here plus, for a new `Kind`, its replacement in `rewrite.py`.
 
 import dataclasses
 import enum
+import sys
 
 import keras
 
@@ -304,3 +305,108 @@ def default_config(
     return DefaultQuantizeConfig(
         list(row.weight_attrs), axes, quantize_output, activation_bits
     )
+
+
+# The docs' layer table (docs/quantization.md), generated from `TABLE`.
+_KIND_TEXT = {
+    Kind.CONV: (
+        "int8 symmetric kernel, per channel (per tensor with "
+        "`per_channel=False`, for 1-D convolutions and for depth multipliers "
+        "above 1); a `BatchNormalization` after it is folded in; a "
+        "ReLU/ReLU6 after it (layer or `activation=`) is fused; another "
+        "supported `activation=` is split off as its own op with its own "
+        "range"
+    ),
+    Kind.TRANSPOSED_CONV: (
+        "int8 symmetric kernel, per tensor (the converter rejects per "
+        "channel); another supported `activation=` is split off"
+    ),
+    Kind.DENSE: (
+        "int8 symmetric kernel, per tensor (TFLite FullyConnected); "
+        "ReLU/ReLU6 fused; another supported `activation=` is split off"
+    ),
+    Kind.SEPARABLE: (
+        "split into the depthwise and 1x1 convolutions TFLite runs, each "
+        "quantized as a convolution"
+    ),
+    Kind.BATCH_NORM: (
+        "folded into the convolution before it; elsewhere one int8 "
+        "per-channel op (a 1x1 depthwise convolution)"
+    ),
+    Kind.AFFINE: "one int8 per-channel op (a 1x1 depthwise convolution)",
+    Kind.ACTIVATION: (
+        "output range, fused with the op before for ReLU/ReLU6; "
+        "`sigmoid`, `tanh`, `softmax`: TFLite's fixed output range; "
+        "`hard_sigmoid` as `relu6(x + 3) / 6`"
+    ),
+    Kind.OUTPUT: "output range",
+    Kind.PASSTHROUGH: (
+        "no quantizer: TFLite keeps the input's range (range passthrough)"
+    ),
+    Kind.OP: (
+        "output range when the whole model is quantized (`quantize_model`, "
+        "`quantize_annotate_model`)"
+    ),
+}
+_MERGE_TEXT = {
+    Merge.CHAIN: (
+        "; more than two inputs run as a chain of two-input ops, each with "
+        "a range"
+    ),
+    Merge.MEAN: ": a chain of two-input adds, then a multiply by 1/n, each "
+    "with a range",
+    Merge.CONCATENATE: ", shared by its inputs",
+}
+
+
+def _describe(row):
+    text = _KIND_TEXT[row.kind]
+    if row.merge is not None:
+        text += _MERGE_TEXT[row.merge]
+    if row.fuses_relu and row.kind in (Kind.OUTPUT, Kind.OP):
+        text += "; a ReLU/ReLU6 after it is fused"
+    return text
+
+
+def _name(row):
+    if isinstance(row.match, type):
+        return f"`{row.match.__name__}`"
+    return f"`{row.match}` op"
+
+
+def markdown_table():
+    """The default scheme's layer table as markdown: the classes of each
+    row of `TABLE` (Keras ops on symbolic tensors by class name), grouped
+    by what `quantize_apply` does with them, in table order."""
+    groups = {}
+    for row in TABLE:
+        groups.setdefault(_describe(row), []).append(_name(row))
+    activations = ", ".join(f"`{name}`" for name in SUPPORTED_ACTIVATIONS)
+    lines = [
+        "| layer | what `quantize_apply` does |",
+        "| --- | --- |",
+        *(f"| {', '.join(names)} | {text} |" for text, names in groups.items()),
+        "| any other layer or op, a `ReLU` with other bounds, an activation "
+        "not listed below | refused with `ValueError` naming the layer; "
+        '`unsupported="float"` keeps it float |',
+        "",
+        "An `… op` is a Keras op called on symbolic tensors (`x + 3.0`, "
+        "`keras.ops.reshape`). Supported activations (`activation=` or "
+        f"`Activation`): {activations}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv):
+    """`python -m keras_tflq.quantization.default_scheme.registry
+    --markdown` prints `markdown_table()` (docs/quantization.md holds it)."""
+    if list(argv) != ["--markdown"]:
+        raise SystemExit(
+            "usage: python -m keras_tflq.quantization.default_scheme.registry "
+            "--markdown"
+        )
+    sys.stdout.write(markdown_table())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
