@@ -31,7 +31,7 @@ def test_every_table_class_is_in_the_docs_by_its_exact_name():
 
 
 def test_markdown_command_prints_the_table(capsys):
-    # What `python -m keras_tflq.quantization.default_scheme.registry
+    # What `python keras_tflq/quantization/default_scheme/registry.py
     # --markdown` runs.
     registry.main(["--markdown"])
     assert capsys.readouterr().out == registry.markdown_table()

@@ -398,8 +398,9 @@ def markdown_table():
 
 
 def main(argv):
-    """`python -m keras_tflq.quantization.default_scheme.registry
-    --markdown` prints `markdown_table()` (docs/quantization.md holds it)."""
+    """`python keras_tflq/quantization/default_scheme/registry.py
+    --markdown` (or `python -m` with the module) prints `markdown_table()`
+    (docs/quantization.md holds it)."""
     if list(argv) != ["--markdown"]:
         raise SystemExit(
             "usage: python -m keras_tflq.quantization.default_scheme.registry "
