@@ -65,14 +65,22 @@ def quantize_annotate_layer(layer, quantize_config=None):
     the returned layer computes exactly what `layer` computes until
     `quantize_apply` is called on the model.
 
+    A Functional or Sequential model used as a layer has every layer inside
+    it annotated (as `quantize_annotate_model` would, raising on a layer
+    the default scheme does not support); the model itself takes no
+    `quantize_config`: give each custom layer inside it its own.
+
     Args:
-        layer: the Keras layer to annotate.
+        layer: the Keras layer to annotate, or a Functional or Sequential
+            model to annotate every layer of.
         quantize_config: a `keras_tflq.QuantizeConfig` saying how to
             quantize it, or `None` for the default scheme (which must
-            support the layer). Defaults to `None`.
+            support the layer). Must be `None` for a model. Defaults to
+            `None`.
 
     Returns:
-        A `QuantizeAnnotate` layer wrapping `layer`.
+        A `QuantizeAnnotate` layer wrapping `layer`; for a model, a copy of
+        it (same weights) with its layers annotated.
 
     Example:
 
@@ -88,6 +96,20 @@ def quantize_annotate_layer(layer, quantize_config=None):
     """
     _check_layer(layer)
     _check_quantize_config(quantize_config)
+    if isinstance(layer, keras.Model):
+        if quantize_config is not None:
+            raise ValueError(
+                "Expected `quantize_config` to be None for a model: a "
+                "QuantizeConfig describes the weights and activations of one "
+                "layer. Annotate the layers inside the model instead, each "
+                "with its own config (`quantize_annotate_layer(inner_layer, "
+                "quantize_config)`), or pass the model without a config to "
+                "annotate every supported layer in it. Received: "
+                f"layer={layer.name!r} of type {type(layer).__name__}, "
+                f"quantize_config={quantize_config!r}"
+            )
+        keras_graph.functional_model(layer, argument="layer")
+        return _annotate(layer, "error", "quantize_annotate_layer")
     return QuantizeAnnotate(layer, quantize_config)
 
 
@@ -119,10 +141,12 @@ def quantize_annotate_model(model, unsupported="error"):
     ```
     """
     _check_options(True, 8, unsupported)
-    return _annotate(model, unsupported)
+    return _annotate(model, unsupported, "quantize_annotate_model")
 
 
-def _annotate(model, unsupported):
+def _annotate(model, unsupported, entry_point):
+    """`model` with every supported layer annotated; an unsupported one
+    raises the error worded for the public function `entry_point`."""
     graph = keras_graph.Graph(keras_graph.functional_model(model))
     pending = []
     replaced = {}
@@ -140,15 +164,15 @@ def _annotate(model, unsupported):
                 keras_graph.functional_model(operation)
             new = operation  # its inline annotations are its own
         elif isinstance(operation, keras.Model):
-            new = _annotate(operation, unsupported)
+            new = _annotate(operation, unsupported, entry_point)
         elif registry.kind(operation) is Kind.PASSTHROUGH:
-            new = rewrite.copy_layer(operation, pending)
+            new = rewrite.float_layer(operation, pending)
         elif registry.is_supported(operation):
             new = QuantizeAnnotate(rewrite.copy_layer(operation, pending))
         elif unsupported == "error":
-            raise unsupported_error(operation)
+            raise unsupported_error(operation, entry_point)
         else:
-            new = rewrite.copy_layer(operation, pending)
+            new = rewrite.float_layer(operation, pending)
         replaced[id(operation)] = new
         return new
 
@@ -283,7 +307,7 @@ def quantize_model(
     ```
     """
     _check_options(per_channel, activation_bits, unsupported)
-    annotated = _annotate(model, unsupported)
+    annotated = _annotate(model, unsupported, "quantize_model")
     return rewrite.apply(
         annotated,
         per_channel,

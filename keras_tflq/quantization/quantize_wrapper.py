@@ -4,6 +4,7 @@ import keras
 
 from keras_tflq.quantization import schedule_state
 from keras_tflq.quantization.quantize_config import QuantizeConfig
+from keras_tflq.quantization.quantizer_base import build_quantizer
 from keras_tflq.quantization.serialization import pop_objects
 
 _PACKAGE = "keras_tflq"
@@ -111,13 +112,17 @@ class QuantizeWrapper(keras.layers.Wrapper):
             config.get_weights_and_quantizers(self.layer)
         ):
             name = getattr(variable, "name", f"weight{index}").split("/")[-1]
-            weights = quantizer.build(tuple(variable.shape), name, self)
+            weights = build_quantizer(
+                quantizer, tuple(variable.shape), name, self
+            )
             self._weight_entries.append((variable, quantizer, weights))
         self._activations = []
         for index, (activation, quantizer) in enumerate(
             config.get_activations_and_quantizers(self.layer)
         ):
-            weights = quantizer.build(None, f"activation{index}", self)
+            weights = build_quantizer(
+                quantizer, None, f"activation{index}", self
+            )
             self._activations.append(
                 QuantizeAwareActivation(activation, quantizer, weights, self)
             )
@@ -134,7 +139,9 @@ class QuantizeWrapper(keras.layers.Wrapper):
             except Exception:  # noqa: BLE001 - only needed for per-axis
                 output_shape = None
             for index, quantizer in enumerate(output_quantizers):
-                weights = quantizer.build(output_shape, f"output{index}", self)
+                weights = build_quantizer(
+                    quantizer, output_shape, f"output{index}", self
+                )
                 self._output_entries.append((quantizer, weights))
         self.built = True
 

@@ -78,6 +78,38 @@ class Quantizer(abc.ABC):
     __hash__ = object.__hash__
 
 
+def build_quantizer(quantizer, tensor_shape, name, layer):
+    """`quantizer.build(tensor_shape, name, layer)`, its variables tracked.
+
+    Every layer that owns quantizers builds them through this function.
+    `build()` returns its variables in a dict, which TensorFlow's object
+    graph does not see: each variable is also set as an attribute of
+    `layer` (`_quantizer_<name>_<key>`), so `tf.train.Checkpoint` saves
+    and restores the ranges. The layer's variable list, and with it the
+    `.keras` format, is unchanged.
+
+    Args:
+        quantizer: a `Quantizer`.
+        tensor_shape: shape of the tensor it quantizes.
+        name: prefix for the variable names (unique in `layer`).
+        layer: the layer that owns the variables.
+
+    Returns:
+        The dict returned by `quantizer.build()`.
+    """
+    weights = quantizer.build(tensor_shape, name, layer)
+    for key, variable in (weights or {}).items():
+        if not isinstance(variable, keras.Variable):
+            continue
+        attribute = f"_quantizer_{name}_{key}"
+        suffix = 1
+        while getattr(layer, attribute, variable) is not variable:
+            attribute = f"_quantizer_{name}_{key}_{suffix}"
+            suffix += 1
+        setattr(layer, attribute, variable)
+    return weights
+
+
 class RangeQuantizer(Quantizer):
     """Shared machinery of the min/max range quantizers (not exported).
 

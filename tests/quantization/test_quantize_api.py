@@ -115,15 +115,58 @@ def test_is_quantized_model():
     assert is_quantized_model(outer)
 
 
-def test_unsupported_layer_named_in_error():
+def _model_with_unsupported_layer():
     inputs = keras.Input((4,))
-    model = keras.Model(inputs, Unsupported(name="doubler")(L.Dense(4)(inputs)))
-    with pytest.raises(
-        ValueError,
-        match=r"Expected every annotated layer .* Received: layer='doubler' "
-        r"of type Unsupported",
-    ):
-        tflq.quantize_model(model)
+    return keras.Model(
+        inputs, Unsupported(name="doubler")(L.Dense(4)(inputs))
+    )
+
+
+ENTRY_POINT_ERRORS = {
+    # Nothing was annotated by the user: the error says what was checked.
+    "quantize_model": (
+        lambda: tflq.quantize_model(_model_with_unsupported_layer()),
+        r"Expected every layer of the model to be supported by the default "
+        r"quantization scheme \(`quantize_model` quantizes them all\)\. "
+        r"Received: layer='doubler' of type Unsupported\. "
+        r'Pass `unsupported="float"`.* then `quantize_apply`',
+    ),
+    "quantize_annotate_model": (
+        lambda: tflq.quantize_annotate_model(_model_with_unsupported_layer()),
+        r"Expected every layer of the model to be supported .*"
+        r"\(`quantize_annotate_model` annotates them all\)\. "
+        r"Received: layer='doubler' of type Unsupported\. "
+        r'Pass `unsupported="float"` to leave such layers unannotated',
+    ),
+    "quantize_annotate_layer": (
+        lambda: tflq.quantize_annotate_layer(_model_with_unsupported_layer()),
+        r"Expected every layer of a model passed to "
+        r"`quantize_annotate_layer` to be supported .* "
+        r"Received: layer='doubler' of type Unsupported\. "
+        r"Use `quantize_annotate_layer` on the supported layers",
+    ),
+    "quantize_apply": (
+        lambda: tflq.quantize_apply(
+            keras.Sequential(
+                [
+                    keras.Input((4,)),
+                    tflq.quantize_annotate_layer(Unsupported(name="doubler")),
+                ]
+            )
+        ),
+        r"Expected every annotated layer to be supported by the default "
+        r"quantization scheme or to carry a `quantize_config`\. "
+        r"Received: layer='doubler' of type Unsupported",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "call, match", ENTRY_POINT_ERRORS.values(), ids=ENTRY_POINT_ERRORS.keys()
+)
+def test_unsupported_layer_error_is_worded_for_the_entry_point(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
 
 
 def test_unsupported_layer_left_in_float_when_allowed():

@@ -5,6 +5,7 @@ import keras
 from keras_tflq.argument_checks import check_one_of
 from keras_tflq.quantization import schedule_state
 from keras_tflq.quantization.default_scheme import default_quantize_config
+from keras_tflq.quantization.quantizer_base import build_quantizer
 
 
 class SchemeLayer(keras.layers.Layer):
@@ -48,8 +49,8 @@ class SchemeLayer(keras.layers.Layer):
         self.output_quantizer = default_quantize_config.activation_quantizer(
             self.activation_bits
         )
-        self._output_vars = self.output_quantizer.build(
-            output_shape, "output", self
+        self._output_vars = build_quantizer(
+            self.output_quantizer, output_shape, "output", self
         )
 
     def quantized_output(self, outputs, training):

@@ -10,6 +10,7 @@ from keras_tflq.quantization.default_scheme import default_quantize_config
 from keras_tflq.quantization.default_scheme import registry
 from keras_tflq.quantization.default_scheme.base_layer import SchemeLayer
 from keras_tflq.quantization.default_scheme.batch_norm import batch_statistics
+from keras_tflq.quantization.quantizer_base import build_quantizer
 from keras_tflq.quantization.serialization import pop_objects
 
 # BatchNormalization, Rescaling and Normalization, from the table.
@@ -76,8 +77,8 @@ class QuantizeChannelAffine(SchemeLayer):
             self.layer.build(input_shape)
         self._channels = input_shape[-1]
         self._kernel_quantizer = default_quantize_config.weight_quantizer(2)
-        self._kernel_vars = self._kernel_quantizer.build(
-            (1, 1, self._channels, 1), "kernel", self
+        self._kernel_vars = build_quantizer(
+            self._kernel_quantizer, (1, 1, self._channels, 1), "kernel", self
         )
         self.build_output_quantizer(input_shape)
         schedule_state.add_schedule_variables(

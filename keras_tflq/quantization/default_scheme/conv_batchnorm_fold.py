@@ -9,6 +9,7 @@ from keras_tflq.quantization.default_scheme import registry
 from keras_tflq.quantization.default_scheme.base_layer import SchemeLayer
 from keras_tflq.quantization.default_scheme.batch_norm import batch_statistics
 from keras_tflq.quantization.fake_quant import fake_quant
+from keras_tflq.quantization.quantizer_base import build_quantizer
 from keras_tflq.quantization.serialization import pop_objects
 
 # The table's convolutions (per-channel kernels) take a BatchNormalization.
@@ -103,8 +104,11 @@ class ConvBatchNormFold(SchemeLayer):
         if self.per_channel:
             axis = registry.conv_weight_axis(self.conv)
         self._weight_quantizer = default_quantize_config.weight_quantizer(axis)
-        self._weight_vars = self._weight_quantizer.build(
-            tuple(self.conv.kernel.shape), "kernel", self
+        self._weight_vars = build_quantizer(
+            self._weight_quantizer,
+            tuple(self.conv.kernel.shape),
+            "kernel",
+            self,
         )
         self.build_output_quantizer(output_shape)
         schedule_state.add_schedule_variables(self, batch_norm=True)

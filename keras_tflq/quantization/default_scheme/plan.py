@@ -74,14 +74,61 @@ def unwrap(operation):
     return operation, False, None
 
 
-def unsupported_error(layer):
-    """The error for an annotated layer the default scheme cannot run."""
-    return ValueError(
-        "Expected every annotated layer to be supported by the default "
-        "quantization scheme or to carry a `quantize_config`. Received: "
-        f"layer={layer.name!r} of type {type(layer).__name__}. Pass "
+# What each entry point says about a layer the default scheme cannot run:
+# (which layers it checks, what to do instead).
+_UNSUPPORTED_GUIDANCE = {
+    "quantize_apply": (
+        "every annotated layer to be supported by the default quantization "
+        "scheme or to carry a `quantize_config`",
         '`unsupported="float"` to keep such layers in float, or annotate '
-        "them with a QuantizeConfig."
+        "them with a QuantizeConfig.",
+    ),
+    "quantize_model": (
+        "every layer of the model to be supported by the default "
+        "quantization scheme (`quantize_model` quantizes them all)",
+        '`unsupported="float"` to keep such layers in float, or choose the '
+        "layers yourself: `quantize_annotate_layer` on each (with a "
+        "QuantizeConfig for a custom layer), then `quantize_apply`.",
+    ),
+    "quantize_annotate_model": (
+        "every layer of the model to be supported by the default "
+        "quantization scheme (`quantize_annotate_model` annotates them all)",
+        '`unsupported="float"` to leave such layers unannotated (float), or '
+        "annotate them with `quantize_annotate_layer(layer, "
+        "quantize_config)`.",
+    ),
+    "quantize_annotate_layer": (
+        "every layer of a model passed to `quantize_annotate_layer` to be "
+        "supported by the default quantization scheme (it annotates every "
+        "layer inside the model)",
+        "`quantize_annotate_layer` on the supported layers inside the model "
+        "instead, one by one, and a QuantizeConfig for the others, or "
+        '`quantize_annotate_model(model, unsupported="float")` to leave '
+        "them in float.",
+    ),
+}
+
+
+def unsupported_error(layer, entry_point="quantize_apply"):
+    """The error for a layer the default scheme cannot run, worded for the
+    public function (`entry_point`) that met it."""
+    expected, remedy = _UNSUPPORTED_GUIDANCE[entry_point]
+    action = "Use" if entry_point == "quantize_annotate_layer" else "Pass"
+    return ValueError(
+        f"Expected {expected}. Received: layer={layer.name!r} of type "
+        f"{type(layer).__name__}. {action} {remedy}"
+    )
+
+
+def annotated_model_error(model):
+    """The error for a `QuantizeAnnotate` around a model."""
+    return ValueError(
+        "Expected the layers inside a model to be annotated, not the model "
+        "itself: `quantize_annotate_layer(model)` annotates every supported "
+        "layer inside it, and a QuantizeConfig belongs on the layers it "
+        "describes (`quantize_annotate_layer(layer, quantize_config)` in the "
+        f"model's code). Received: model={model.name!r} of type "
+        f"{type(model).__name__}, annotated as a whole"
     )
 
 
@@ -116,6 +163,8 @@ def initial_steps(graph, unsupported, quantize_ops):
             annotated = quantize_ops
         layer_kind = registry.kind(layer)
         if isinstance(layer, keras.Model):
+            if isinstance(operation, QuantizeAnnotate):
+                raise annotated_model_error(layer)
             action = Action.MODEL
         elif not annotated:
             action = Action.FLOAT

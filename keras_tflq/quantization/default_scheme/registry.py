@@ -9,6 +9,7 @@ here plus, for a new `Kind`, its replacement in `rewrite.py`.
 
 import dataclasses
 import enum
+import sys
 
 import keras
 
@@ -90,6 +91,8 @@ def _rows(kind, matches):
 # per-channel transposed-convolution kernel (it transposes the kernel).
 # Layers TFLite runs as several ops, such as LayerNormalization, or has no
 # int8 kernel for, such as ELU, are not listed: they would leave float ops.
+# So are Conv3D (TFLite's CONV_3D is float only) and MaxPooling3D and
+# AveragePooling3D (no TFLite builtin: the converter refuses them).
 TABLE = (
     _conv(L.Conv1D),
     _conv(L.Conv2D),
@@ -127,6 +130,7 @@ TABLE = (
         (
             L.GlobalAveragePooling1D,
             L.GlobalAveragePooling2D,
+            L.GlobalAveragePooling3D,
             L.LeakyReLU,
             L.PReLU,
         ),
@@ -142,24 +146,29 @@ TABLE = (
             L.Dropout,
             L.SpatialDropout1D,
             L.SpatialDropout2D,
+            L.SpatialDropout3D,
             L.GaussianNoise,
             L.GaussianDropout,
             L.AlphaDropout,
             L.ActivityRegularization,
             L.ZeroPadding1D,
             L.ZeroPadding2D,
+            L.ZeroPadding3D,
             L.Cropping1D,
             L.Cropping2D,
+            L.Cropping3D,
             L.MaxPooling1D,
             L.MaxPooling2D,
             L.GlobalMaxPooling1D,
             L.GlobalMaxPooling2D,
+            L.GlobalMaxPooling3D,
             L.Permute,
             L.Identity,
             L.AveragePooling1D,
             L.AveragePooling2D,
             L.UpSampling1D,
             L.UpSampling2D,
+            L.UpSampling3D,
         ),
     ),
     # Keras ops used on symbolic tensors (`x + 3.0`), by class name.
@@ -296,3 +305,109 @@ def default_config(
     return DefaultQuantizeConfig(
         list(row.weight_attrs), axes, quantize_output, activation_bits
     )
+
+
+# The docs' layer table (docs/quantization.md), generated from `TABLE`.
+_KIND_TEXT = {
+    Kind.CONV: (
+        "int8 symmetric kernel, per channel (per tensor with "
+        "`per_channel=False`, for 1-D convolutions and for depth multipliers "
+        "above 1); a `BatchNormalization` after it is folded in; a "
+        "ReLU/ReLU6 after it (layer or `activation=`) is fused; another "
+        "supported `activation=` is split off as its own op with its own "
+        "range"
+    ),
+    Kind.TRANSPOSED_CONV: (
+        "int8 symmetric kernel, per tensor (the converter rejects per "
+        "channel); another supported `activation=` is split off"
+    ),
+    Kind.DENSE: (
+        "int8 symmetric kernel, per tensor (TFLite FullyConnected); "
+        "ReLU/ReLU6 fused; another supported `activation=` is split off"
+    ),
+    Kind.SEPARABLE: (
+        "split into the depthwise and 1x1 convolutions TFLite runs, each "
+        "quantized as a convolution"
+    ),
+    Kind.BATCH_NORM: (
+        "folded into the convolution before it; elsewhere one int8 "
+        "per-channel op (a 1x1 depthwise convolution)"
+    ),
+    Kind.AFFINE: "one int8 per-channel op (a 1x1 depthwise convolution)",
+    Kind.ACTIVATION: (
+        "output range, fused with the op before for ReLU/ReLU6; "
+        "`sigmoid`, `tanh`, `softmax`: TFLite's fixed output range; "
+        "`hard_sigmoid` as `relu6(x + 3) / 6`"
+    ),
+    Kind.OUTPUT: "output range",
+    Kind.PASSTHROUGH: (
+        "no quantizer: TFLite keeps the input's range (range passthrough)"
+    ),
+    Kind.OP: (
+        "output range when the whole model is quantized (`quantize_model`, "
+        "`quantize_annotate_model`)"
+    ),
+}
+_MERGE_TEXT = {
+    Merge.CHAIN: (
+        "; more than two inputs run as a chain of two-input ops, each with "
+        "a range"
+    ),
+    Merge.MEAN: ": a chain of two-input adds, then a multiply by 1/n, each "
+    "with a range",
+    Merge.CONCATENATE: ", shared by its inputs",
+}
+
+
+def _describe(row):
+    text = _KIND_TEXT[row.kind]
+    if row.merge is not None:
+        text += _MERGE_TEXT[row.merge]
+    if row.fuses_relu and row.kind in (Kind.OUTPUT, Kind.OP):
+        text += "; a ReLU/ReLU6 after it is fused"
+    return text
+
+
+def _name(row):
+    if isinstance(row.match, type):
+        return f"`{row.match.__name__}`"
+    return f"`{row.match}` op"
+
+
+def markdown_table():
+    """The default scheme's layer table as markdown: the classes of each
+    row of `TABLE` (Keras ops on symbolic tensors by class name), grouped
+    by what `quantize_apply` does with them, in table order."""
+    groups = {}
+    for row in TABLE:
+        groups.setdefault(_describe(row), []).append(_name(row))
+    activations = ", ".join(f"`{name}`" for name in SUPPORTED_ACTIVATIONS)
+    lines = [
+        "| layer | what `quantize_apply` does |",
+        "| --- | --- |",
+        *(f"| {', '.join(names)} | {text} |" for text, names in groups.items()),
+        "| any other layer or op, a `ReLU` with other bounds, an activation "
+        "not listed below | refused with `ValueError` naming the layer; "
+        '`unsupported="float"` keeps it float |',
+        "",
+        "An `… op` is a Keras op called on symbolic tensors (`x + 3.0`, "
+        "`keras.ops.reshape`). Supported activations (`activation=` or "
+        f"`Activation`): {activations}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv):
+    """`python keras_tflq/quantization/default_scheme/registry.py
+    --markdown` (or `python -m` with the module) prints `markdown_table()`
+    (docs/quantization.md holds it)."""
+    if list(argv) != ["--markdown"]:
+        raise SystemExit(
+            "usage: python -m keras_tflq.quantization.default_scheme.registry "
+            "--markdown"
+        )
+    sys.stdout.write(markdown_table())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

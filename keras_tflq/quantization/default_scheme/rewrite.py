@@ -44,6 +44,20 @@ def copy_layer(layer, pending, **overrides):
     return new
 
 
+def float_layer(layer, pending):
+    """`layer`, left in float in the new model.
+
+    A layer without weights (a `Lambda`, `Reshape`, `Dropout`, ...) is
+    reused as it is: it holds nothing the two models could disagree on,
+    and its config is never rebuilt (a `Lambda` wrapping a Python lambda
+    cannot be, in Keras' safe mode). A layer with weights is copied, so
+    training the new model leaves the old one unchanged.
+    """
+    if not isinstance(layer, keras.layers.Layer) or not layer.weights:
+        return layer
+    return copy_layer(layer, pending)
+
+
 def _chain(*callables):
     """`callables[-1](...(callables[0](*args, **kwargs)))`."""
 
@@ -113,7 +127,7 @@ class Rewriter:
     def replacement(self, step):
         """The callable replacing the operation of `step`."""
         if step.action == Action.FLOAT:
-            return self.copy(step.layer)
+            return float_layer(step.layer, self.pending)
         if step.action == Action.SKIP:
             return lambda x, *args, **kwargs: x
         if step.action == Action.MODEL:
