@@ -12,6 +12,9 @@ import keras
 from keras_tflq.conversion.errors import ConversionError
 from keras_tflq.conversion.int16x8_bias import widen_int16x8_conv_bias
 from keras_tflq.conversion.modes import configure_converter
+from keras_tflq.conversion.sequence_export import confirm_paths
+from keras_tflq.conversion.sequence_export import has_recurrent_layers
+from keras_tflq.conversion.sequence_export import sequence_converter
 from keras_tflq.runtime.inspection import inspect_tflite
 
 _MAX_DIAGNOSTIC_LINES = 6
@@ -72,8 +75,14 @@ def convert_and_inspect(
 
     >>> content, inspection = convert_and_inspect(model, "dynamic")
     """
+    sequence_paths = None
     with contextlib.ExitStack() as stack:
-        converter = _converter_for(model, stack)
+        if has_recurrent_layers(model):
+            converter, sequence_paths = sequence_converter(
+                model, stack, fuse_lstm=mode != "int16x8"
+            )
+        else:
+            converter = _converter_for(model, stack)
         configure_converter(
             converter,
             mode,
@@ -97,6 +106,8 @@ def convert_and_inspect(
     if mode == "int16x8":
         content = widen_int16x8_conv_bias(content)
     inspection = inspect_tflite(content)
+    if sequence_paths is not None:
+        inspection["sequence_layers"] = confirm_paths(sequence_paths, inspection)
     if mode in ("int8", "int16x8") and not allow_float_ops:
         _check_integer_only(inspection, model, mode)
     return content, inspection

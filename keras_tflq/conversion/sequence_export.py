@@ -1,0 +1,331 @@
+"""Export-time rewrites that let TFLite run Keras 3 recurrent layers.
+
+Keras 3's `LSTM`, `GRU` and `SimpleRNN` trace to a `while` loop over
+TensorList ops, which the TFLite converter turns into a `WHILE` op with
+Flex ops (dynamic batch) or, in the integer modes, crashes on. At export
+time only, and only inside the graph the converter sees, each recurrent
+layer is rewritten:
+
+- an `LSTM` with TFLite's activations (`tanh`, `sigmoid`) becomes a call
+  of a `tf.function` carrying the attributes that tf_keras' own LSTM
+  carries (`api_implements="lstm_<id>"`, `time_major`, `go_backwards`) and
+  its argument order (inputs, initial h, initial c, kernel, recurrent
+  kernel, bias). The converter's "prepare composite functions" pass
+  replaces such a function with one fused `UNIDIRECTIONAL_SEQUENCE_LSTM`
+  op; the pass needs static state shapes, so the export fixes the batch
+  at 1.
+- any other recurrent layer (`GRU`, `SimpleRNN`, an `LSTM` with other
+  activations, a masked call, an explicit initial state) is traced with
+  Keras' `unroll=True`: one copy of the cell per time step.
+
+A `Bidirectional` wrapper runs its two inner layers through the same
+rewrite (two unidirectional ops: the converter has no route from a
+TensorFlow graph to `BIDIRECTIONAL_SEQUENCE_LSTM`). `TimeDistributed`
+with a static time axis is already a Python loop in Keras 3.
+"""
+
+import contextlib
+import functools
+import tempfile
+import uuid
+
+import keras
+
+from keras_tflq.conversion.model_inputs import ModelInputs
+
+FUSED_LSTM = "fused UNIDIRECTIONAL_SEQUENCE_LSTM"
+UNROLLED = "unrolled"
+_FUSED_OP = "UNIDIRECTIONAL_SEQUENCE_LSTM"
+
+
+def recurrent_layers(model):
+    """Every Keras recurrent layer of `model`, with a path-like name.
+
+    Looks inside nested models and the `Bidirectional` and
+    `TimeDistributed` wrappers.
+
+    Args:
+        model: A Keras model or layer.
+
+    Returns:
+        A list of `(name, layer)` for each `keras.layers.RNN` instance.
+
+    Example:
+
+    >>> [name for name, _ in recurrent_layers(model)]
+    ['bidirectional/forward_lstm', 'bidirectional/backward_lstm', 'gru']
+    """
+    found = []
+    for layer in getattr(model, "layers", None) or [model]:
+        _collect(layer, "", found)
+    return found
+
+
+def has_recurrent_layers(model):
+    """Whether `model` holds a Keras recurrent layer anywhere."""
+    return bool(recurrent_layers(model))
+
+
+def check_sequence_lengths(model):
+    """Refuses a model with recurrent layers and a dynamic input axis.
+
+    TFLite's sequence kernels and the unrolled fallback both need a fixed
+    number of time steps; only the batch axis may be `None`. Called before
+    the first batch, so that a long training never ends on this.
+
+    Args:
+        model: A built Keras model.
+
+    Raises:
+        ValueError: A model input other than its batch axis is `None`.
+
+    Example:
+
+    >>> check_sequence_lengths(model)  # model built on keras.Input((8, 8))
+    """
+    layers = recurrent_layers(model)
+    if not layers:
+        return
+    described = ", ".join(
+        f"{type(layer).__name__} {name!r}" for name, layer in layers
+    )
+    for tensor in keras.tree.flatten(ModelInputs(model).structure):
+        shape = tuple(tensor.shape)
+        if any(dim is None for dim in shape[1:]):
+            fixed = ", ".join(
+                "timesteps" if dim is None else str(dim) for dim in shape[1:]
+            )
+            raise ValueError(
+                f"Expected input '{tensor.name}' of model {model.name!r} to "
+                "have a fixed sequence length: its recurrent layers "
+                f"({described}) export to TFLite with a fixed number of "
+                f"time steps. Received: shape={shape}. Build the model on "
+                f"keras.Input(shape=({fixed},)) with the length you train "
+                "on (pad or crop sequences to it)."
+            )
+
+
+def sequence_converter(model, stack, fuse_lstm=True):
+    """A TFLite converter for a model with recurrent layers.
+
+    The model is exported as a SavedModel with a batch-1 signature while
+    its recurrent layers are rewritten (see the module docstring), and
+    the converter reads that SavedModel.
+
+    Args:
+        model: A built Keras model with recurrent layers.
+        stack: A `contextlib.ExitStack` that removes the SavedModel folder.
+        fuse_lstm: Trace fusable `LSTM` layers as the fused op; `False`
+            unrolls them too (the converter has no 16x8 kernel for the
+            fused op). Defaults to `True`.
+
+    Returns:
+        `(converter, paths)`: a `tf.lite.TFLiteConverter` and a dict
+        `{layer name: FUSED_LSTM or UNROLLED}` of what each recurrent
+        layer was traced as (to be confirmed with `confirm_paths`).
+
+    Example:
+
+    >>> with contextlib.ExitStack() as stack:
+    ...     converter, paths = sequence_converter(model, stack)
+    ...     content = converter.convert()
+    """
+    import tensorflow as tf
+
+    check_sequence_lengths(model)
+    folder = stack.enter_context(
+        tempfile.TemporaryDirectory(prefix="keras_tflq_seq_")
+    )
+    structure = ModelInputs(model).structure
+    signature = keras.tree.map_structure(
+        lambda t: tf.TensorSpec((1, *t.shape[1:]), t.dtype, name=t.name),
+        structure,
+    )
+    single = len(keras.tree.flatten(structure)) == 1
+    if not isinstance(structure, dict) and single:
+        signature = keras.tree.flatten(signature)
+    else:
+        signature = [signature]
+    paths = {}
+    with rewrite_recurrent_layers(model, paths, fuse_lstm=fuse_lstm):
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(
+            "serve",
+            functools.partial(model.__call__, training=False),
+            signature,
+        )
+        archive.write_out(folder, verbose=False)
+    return tf.lite.TFLiteConverter.from_saved_model(folder), paths
+
+
+def confirm_paths(paths, inspection):
+    """The paths the converter really took, given the artifact's ops.
+
+    A function the converter did not fuse keeps its (unrolled) body, so the
+    artifact is still valid; such layers are reported as unrolled.
+
+    Args:
+        paths: The dict from `sequence_converter`.
+        inspection: What `inspect_tflite` says of the artifact.
+
+    Returns:
+        The dict `{layer name: path}` for the report.
+    """
+    fused = [name for name, path in paths.items() if path == FUSED_LSTM]
+    if inspection["op_counts"].get(_FUSED_OP, 0) >= len(fused):
+        return dict(paths)
+    not_fused = f"{UNROLLED} (not fused by the converter)"
+    return {
+        name: not_fused if name in fused else path
+        for name, path in paths.items()
+    }
+
+
+@contextlib.contextmanager
+def rewrite_recurrent_layers(model, paths, fuse_lstm=True):
+    """Rewrites the recurrent layers' calls while the context is open.
+
+    Args:
+        model: A Keras model.
+        paths: A dict filled with `{layer name: path}` as layers are traced.
+        fuse_lstm: Trace fusable `LSTM` layers as the fused op.
+            Defaults to `True`.
+    """
+    saved = []
+    try:
+        for name, layer in recurrent_layers(model):
+            saved.append((layer, layer.__dict__.get("call"), layer.unroll))
+            call = None
+            if fuse_lstm:
+                call = _fused_lstm_call(name, layer, paths)
+            if call is None:
+                call = _unrolled_call(name, layer, paths)
+            object.__setattr__(layer, "call", call)
+            object.__setattr__(layer, "unroll", True)
+        yield paths
+    finally:
+        for layer, call, unroll in saved:
+            if call is None:
+                layer.__dict__.pop("call", None)
+            else:
+                object.__setattr__(layer, "call", call)
+            object.__setattr__(layer, "unroll", unroll)
+
+
+def fusable_lstm(layer):
+    """Whether TFLite's fused LSTM kernel computes exactly what `layer` does."""
+    if type(layer) is not keras.layers.LSTM:
+        return False
+    cell = layer.cell
+    return (
+        cell.activation is keras.activations.tanh
+        and cell.recurrent_activation is keras.activations.sigmoid
+        and not layer.stateful
+        and not layer.return_state
+    )
+
+
+def _collect(layer, prefix, found):
+    name = f"{prefix}{layer.name}"
+    if isinstance(layer, keras.layers.RNN):
+        found.append((name, layer))
+        return
+    if isinstance(layer, keras.layers.Bidirectional):
+        for inner in (layer.forward_layer, layer.backward_layer):
+            _collect(inner, f"{name}/", found)
+        return
+    if isinstance(layer, keras.layers.Wrapper):
+        _collect(layer.layer, f"{name}/", found)
+        return
+    for inner in getattr(layer, "layers", None) or []:
+        _collect(inner, f"{name}/", found)
+
+
+def _unrolled_call(name, layer, paths):
+    original = type(layer).call.__get__(layer)
+
+    def call(*args, **kwargs):
+        paths[name] = UNROLLED
+        return original(*args, **kwargs)
+
+    return call
+
+
+def _fused_lstm_call(name, layer, paths):
+    """A call that traces `layer` as a function the converter fuses."""
+    if not fusable_lstm(layer):
+        return None
+    import tensorflow as tf
+
+    original = type(layer).call.__get__(layer)
+    fused = _lstm_composite(layer.go_backwards)
+
+    def call(sequences, initial_state=None, mask=None, training=False):
+        batch = sequences.shape[0]
+        if mask is not None or initial_state is not None or batch is None:
+            paths[name] = UNROLLED
+            return original(
+                sequences,
+                initial_state=initial_state,
+                mask=mask,
+                training=training,
+            )
+        cell = layer.cell
+        dtype = sequences.dtype
+        state = tf.zeros((batch, cell.units), dtype)
+        kernel = _tensor(cell.kernel, dtype)
+        recurrent_kernel = _tensor(cell.recurrent_kernel, dtype)
+        if cell.use_bias:
+            bias = _tensor(cell.bias, dtype)
+        else:
+            bias = tf.zeros((4 * cell.units,), dtype)
+        last, outputs, _, _, _ = fused(
+            sequences, state, state, kernel, recurrent_kernel, bias
+        )
+        paths[name] = FUSED_LSTM
+        return outputs if layer.return_sequences else last
+
+    return call
+
+
+def _lstm_composite(go_backwards):
+    """A `tf.function` with the signature and attributes of tf_keras' LSTM.
+
+    The body (one cell per time step, no loop op) is what runs if the
+    converter does not fuse the function; when it does, only the signature
+    and the attributes matter.
+    """
+    import tensorflow as tf
+
+    def lstm(inputs, init_h, init_c, kernel, recurrent_kernel, bias):
+        steps = range(inputs.shape[1])
+        if go_backwards:
+            steps = reversed(steps)
+        h, c = init_h, init_c
+        outputs = []
+        for step in steps:
+            z = tf.matmul(inputs[:, step], kernel)
+            z = z + tf.matmul(h, recurrent_kernel) + bias
+            i, f, g, o = tf.split(z, 4, axis=1)
+            c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+            h = tf.sigmoid(o) * tf.tanh(c)
+            outputs.append(h)
+        # The converter's rewrite returns a fifth output; its value is unused.
+        return h, tf.stack(outputs, axis=1), h, c, tf.constant(0.0)
+
+    attributes = {
+        "api_implements": f"lstm_{uuid.uuid4()}",
+        "api_preferred_device": "CPU",
+        "time_major": False,
+        "go_backwards": bool(go_backwards),
+    }
+    return tf.function(
+        lstm, autograph=False, experimental_attributes=attributes
+    )
+
+
+def _tensor(variable, dtype):
+    import tensorflow as tf
+
+    return tf.cast(tf.convert_to_tensor(variable), dtype)
