@@ -107,7 +107,9 @@ def convert_and_inspect(
         content = widen_int16x8_conv_bias(content)
     inspection = inspect_tflite(content)
     if sequence_paths is not None:
-        inspection["sequence_layers"] = confirm_paths(sequence_paths, inspection)
+        inspection["sequence_layers"] = confirm_paths(
+            sequence_paths, inspection
+        )
     if mode in ("int8", "int16x8") and not allow_float_ops:
         _check_integer_only(inspection, model, mode)
     return content, inspection

@@ -14,7 +14,12 @@ layer is rewritten:
   replaces such a function with one fused `UNIDIRECTIONAL_SEQUENCE_LSTM`
   op; the pass needs static state shapes, so the export fixes the batch
   at 1.
-- any other recurrent layer (`GRU`, `SimpleRNN`, an `LSTM` with other
+- a `GRU` is unrolled by hand, one cell per time step, with its weights
+  split per gate in the graph's constants: Keras' own unrolled GRU splits
+  a constant at the first step (the zero state times the recurrent
+  kernel folds to the recurrent bias), a `SPLIT` the int8 quantizer
+  leaves in float.
+- any other recurrent layer (`SimpleRNN`, an `LSTM` with other
   activations, a masked call, an explicit initial state) is traced with
   Keras' `unroll=True`: one copy of the cell per time step.
 
@@ -199,6 +204,8 @@ def rewrite_recurrent_layers(model, paths, fuse_lstm=True):
             call = None
             if fuse_lstm:
                 call = _fused_lstm_call(name, layer, paths)
+            if call is None and type(layer) is keras.layers.GRU:
+                call = _unrolled_gru_call(name, layer, paths)
             if call is None:
                 call = _unrolled_call(name, layer, paths)
             object.__setattr__(layer, "call", call)
@@ -329,3 +336,74 @@ def _tensor(variable, dtype):
     import tensorflow as tf
 
     return tf.cast(tf.convert_to_tensor(variable), dtype)
+
+
+def _unrolled_gru_call(name, layer, paths):
+    """A call that traces a `GRU` one cell per step, without `SPLIT` ops."""
+    import tensorflow as tf
+
+    if layer.stateful or layer.return_state:
+        return None
+    original = type(layer).call.__get__(layer)
+    cell = layer.cell
+
+    def call(sequences, initial_state=None, mask=None, training=False):
+        if mask is not None or initial_state is not None:
+            paths[name] = UNROLLED
+            return original(
+                sequences,
+                initial_state=initial_state,
+                mask=mask,
+                training=training,
+            )
+        dtype = sequences.dtype
+        units = cell.units
+        kernel = _tensor(cell.kernel, dtype)
+        recurrent_kernel = _tensor(cell.recurrent_kernel, dtype)
+        gates = [slice(g * units, (g + 1) * units) for g in range(3)]
+        if cell.use_bias and cell.reset_after:
+            input_bias = _tensor(cell.bias, dtype)[0]
+            recurrent_bias = _tensor(cell.bias, dtype)[1]
+        elif cell.use_bias:
+            input_bias = _tensor(cell.bias, dtype)
+            recurrent_bias = tf.zeros((3 * units,), dtype)
+        else:
+            input_bias = tf.zeros((3 * units,), dtype)
+            recurrent_bias = tf.zeros((3 * units,), dtype)
+        steps = range(sequences.shape[1])
+        if layer.go_backwards:
+            steps = reversed(steps)
+        h = None
+        outputs = []
+        for step in steps:
+            x = sequences[:, step]
+            x_z, x_r, x_h = (
+                tf.matmul(x, kernel[:, g]) + input_bias[g] for g in gates
+            )
+            if h is None:  # The zero state: only the recurrent bias is left.
+                r_z, r_r, r_h = (recurrent_bias[g] for g in gates)
+            else:
+                r_z, r_r = (
+                    tf.matmul(h, recurrent_kernel[:, g]) + recurrent_bias[g]
+                    for g in gates[:2]
+                )
+            z = cell.recurrent_activation(x_z + r_z)
+            r = cell.recurrent_activation(x_r + r_r)
+            if h is None:
+                recurrent_h = r * r_h if cell.reset_after else 0.0
+            elif cell.reset_after:
+                r_h = tf.matmul(h, recurrent_kernel[:, gates[2]])
+                recurrent_h = r * (r_h + recurrent_bias[gates[2]])
+            else:
+                recurrent_h = tf.matmul(r * h, recurrent_kernel[:, gates[2]])
+            candidate = cell.activation(x_h + recurrent_h)
+            h = (1.0 - z) * candidate if h is None else (
+                z * h + (1.0 - z) * candidate
+            )
+            outputs.append(h)
+        paths[name] = UNROLLED
+        if layer.return_sequences:
+            return tf.stack(outputs, axis=1)
+        return h
+
+    return call
