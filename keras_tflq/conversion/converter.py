@@ -13,7 +13,7 @@ from keras_tflq.conversion.errors import ConversionError
 from keras_tflq.conversion.int16x8_bias import widen_int16x8_conv_bias
 from keras_tflq.conversion.modes import configure_converter
 from keras_tflq.conversion.sequence_export import confirm_paths
-from keras_tflq.conversion.sequence_export import has_recurrent_layers
+from keras_tflq.conversion.sequence_export import needs_static_export
 from keras_tflq.conversion.sequence_export import sequence_converter
 from keras_tflq.runtime.inspection import inspect_tflite
 
@@ -77,7 +77,7 @@ def convert_and_inspect(
     """
     sequence_paths = None
     with contextlib.ExitStack() as stack:
-        if has_recurrent_layers(model):
+        if needs_static_export(model):
             converter, sequence_paths = sequence_converter(
                 model, stack, fuse_lstm=mode != "int16x8"
             )
@@ -106,7 +106,7 @@ def convert_and_inspect(
     if mode == "int16x8":
         content = widen_int16x8_conv_bias(content)
     inspection = inspect_tflite(content)
-    if sequence_paths is not None:
+    if sequence_paths:
         inspection["sequence_layers"] = confirm_paths(
             sequence_paths, inspection
         )

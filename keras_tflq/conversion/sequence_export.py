@@ -41,6 +41,10 @@ from keras_tflq.conversion.model_inputs import ModelInputs
 FUSED_LSTM = "fused UNIDIRECTIONAL_SEQUENCE_LSTM"
 UNROLLED = "unrolled"
 _FUSED_OP = "UNIDIRECTIONAL_SEQUENCE_LSTM"
+_STATIC_EXPORT_LAYERS = (
+    keras.layers.MultiHeadAttention,
+    keras.layers.LayerNormalization,
+)
 
 
 def recurrent_layers(model):
@@ -71,6 +75,18 @@ def has_recurrent_layers(model):
     return bool(recurrent_layers(model))
 
 
+def needs_static_export(model):
+    """Whether `model` converts through `sequence_converter`.
+
+    Recurrent layers need it (see the module docstring); attention and
+    layer normalization gain from it: with a fixed batch the converter
+    drops the `SHAPE`/`REDUCE_PROD`/`PACK` ops of the dynamic reshapes in
+    `MultiHeadAttention`, and `LayerNormalization` is rewritten without
+    the `NEG` op that TFLite has no int8 kernel for.
+    """
+    return has_recurrent_layers(model) or bool(_attention_layers(model))
+
+
 def check_sequence_lengths(model):
     """Refuses a model with recurrent layers and a dynamic input axis.
 
@@ -99,13 +115,13 @@ def check_sequence_lengths(model):
         if any(dim is None for dim in shape[1:]):
             fixed = ", ".join(
                 "timesteps" if dim is None else str(dim) for dim in shape[1:]
-            )
+            ) + ("," if len(shape) == 2 else "")
             raise ValueError(
                 f"Expected input '{tensor.name}' of model {model.name!r} to "
                 "have a fixed sequence length: its recurrent layers "
                 f"({described}) export to TFLite with a fixed number of "
                 f"time steps. Received: shape={shape}. Build the model on "
-                f"keras.Input(shape=({fixed},)) with the length you train "
+                f"keras.Input(shape=({fixed})) with the length you train "
                 "on (pad or crop sequences to it)."
             )
 
@@ -152,7 +168,9 @@ def sequence_converter(model, stack, fuse_lstm=True):
     else:
         signature = [signature]
     paths = {}
-    with rewrite_recurrent_layers(model, paths, fuse_lstm=fuse_lstm):
+    with rewrite_recurrent_layers(
+        model, paths, fuse_lstm=fuse_lstm
+    ), _rewrite_layer_normalizations(model):
         archive = keras.export.ExportArchive()
         archive.track(model)
         archive.add_endpoint(
@@ -405,5 +423,68 @@ def _unrolled_gru_call(name, layer, paths):
         if layer.return_sequences:
             return tf.stack(outputs, axis=1)
         return h
+
+    return call
+
+
+def _attention_layers(model):
+    found = []
+    _walk(model, found)
+    return found
+
+
+def _walk(layer, found):
+    if isinstance(layer, _STATIC_EXPORT_LAYERS):
+        found.append(layer)
+    if isinstance(layer, keras.layers.Wrapper):
+        _walk(layer.layer, found)
+    for inner in getattr(layer, "layers", None) or []:
+        _walk(inner, found)
+
+
+@contextlib.contextmanager
+def _rewrite_layer_normalizations(model):
+    """Traces `LayerNormalization` as (x - mean) * rsqrt(var + eps).
+
+    Keras' own formula on TensorFlow negates the mean (a `NEG` op, float
+    only in TFLite); this one uses only ops with int8 kernels.
+    """
+    saved = []
+    try:
+        for layer in _attention_layers(model):
+            if not isinstance(layer, keras.layers.LayerNormalization):
+                continue
+            if layer.rms_scaling:
+                continue
+            saved.append((layer, layer.__dict__.get("call")))
+            object.__setattr__(layer, "call", _layer_normalization_call(layer))
+        yield
+    finally:
+        for layer, call in saved:
+            if call is None:
+                layer.__dict__.pop("call", None)
+            else:
+                object.__setattr__(layer, "call", call)
+
+
+def _layer_normalization_call(layer):
+    import tensorflow as tf
+
+    def call(inputs):
+        axis = layer.axis
+        mean = tf.reduce_mean(inputs, axis=axis, keepdims=True)
+        centered = inputs - mean
+        variance = tf.reduce_mean(centered * centered, axis=axis, keepdims=True)
+        outputs = centered * tf.math.rsqrt(variance + layer.epsilon)
+        shape = [1] * len(inputs.shape)
+        for dim in [axis] if isinstance(axis, int) else axis:
+            shape[dim] = inputs.shape[dim]
+        if layer.gamma is not None:
+            gamma = _tensor(layer.gamma, inputs.dtype)
+            outputs = outputs * tf.reshape(gamma, shape)
+        if layer.beta is not None:
+            beta = _tensor(layer.beta, inputs.dtype)
+            outputs = outputs + tf.reshape(beta, shape)
+        return tf.cast(outputs, layer.compute_dtype)
 
     return call

@@ -11,7 +11,7 @@ from keras_tflq.runtime.litert_model import named_io
 from keras_tflq.runtime.litert_model import tensor_summary
 
 _FLOAT_DTYPES = ("float16", "float32", "float64", "bfloat16")
-_INTEGER_DTYPES = ("int8", "uint8", "int16", "int32", "int64")
+_INTEGER_DTYPES = ("int8", "uint8", "int16", "int32", "int64", "bool")
 
 
 def inspect_tflite(model_content_or_path):
