@@ -216,12 +216,20 @@ def rewrite_recurrent_layers(model, paths, fuse_lstm=True):
             Defaults to `True`.
     """
     saved = []
+    wrappers = _quantize_wrappers(model)
     try:
         for name, layer in recurrent_layers(model):
             saved.append((layer, layer.__dict__.get("call"), layer.unroll))
             call = None
             if fuse_lstm:
                 call = _fused_lstm_call(name, layer, paths)
+            wrapper = wrappers.get(id(layer))
+            if call is not None and wrapper is not None:
+                # Fake quant in or around the fused op makes the converter
+                # fail or crash; the float kernels it gets instead quantize
+                # to the same int8 values (max-abs, per tensor, symmetric).
+                saved.append((wrapper, wrapper.__dict__.get("call"), None))
+                object.__setattr__(wrapper, "call", _bypass_call(wrapper))
             if call is None and type(layer) is keras.layers.GRU:
                 call = _unrolled_gru_call(name, layer, paths)
             if call is None:
@@ -235,7 +243,8 @@ def rewrite_recurrent_layers(model, paths, fuse_lstm=True):
                 layer.__dict__.pop("call", None)
             else:
                 object.__setattr__(layer, "call", call)
-            object.__setattr__(layer, "unroll", unroll)
+            if unroll is not None:
+                object.__setattr__(layer, "unroll", unroll)
 
 
 def fusable_lstm(layer):
@@ -265,6 +274,34 @@ def _collect(layer, prefix, found):
         return
     for inner in getattr(layer, "layers", None) or []:
         _collect(inner, f"{name}/", found)
+
+
+def _quantize_wrappers(model):
+    """`{id(recurrent layer): its QuantizeWrapper}` for QAT models."""
+    from keras_tflq.quantization.quantize_wrapper import QuantizeWrapper
+
+    found = {}
+
+    def walk(layer):
+        if isinstance(layer, QuantizeWrapper):
+            found[id(layer.layer)] = layer
+        if isinstance(layer, keras.layers.Bidirectional):
+            walk(layer.forward_layer)
+            walk(layer.backward_layer)
+        elif isinstance(layer, keras.layers.Wrapper):
+            walk(layer.layer)
+        for inner in getattr(layer, "layers", None) or []:
+            walk(inner)
+
+    walk(model)
+    return found
+
+
+def _bypass_call(wrapper):
+    def call(inputs, training=None, **kwargs):
+        return wrapper.layer(inputs, training=False, **kwargs)
+
+    return call
 
 
 def _unrolled_call(name, layer, paths):
