@@ -24,9 +24,10 @@
 * QAT int8: from the float weights, `--qat-epochs` epochs at Adam 1e-3,
   int8 export calibrated on the validation split. LSTM:
   `RecurrentWeightsQuantizeConfig` (kernels); GRU and SimpleRNN:
-  `RecurrentQuantizeConfig` (kernels and output range); Dense layers and
-  residual adds: the default scheme; the Bidirectional LSTM, attention,
-  LayerNormalization and Embedding layers have no QAT config yet
+  `RecurrentQuantizeConfig` (kernels and output range); Embedding:
+  `EmbeddingQuantizeConfig` (int8 table); Dense layers and residual adds:
+  the default scheme; the Bidirectional LSTM, attention and
+  LayerNormalization layers have no QAT config yet
   (`unsupported="float"`) and are calibrated (PTQ) in that export. Its
   agreement is with the Keras QAT model. Control: the float model
   fine-tuned for the same epochs at the same rate, no quantization.
@@ -52,6 +53,9 @@ from _report import write_results  # noqa: E402
 import keras_tflq  # noqa: E402
 from keras_tflq.conversion.modes import configure_converter  # noqa: E402
 from keras_tflq.conversion.sequence_export import sequence_converter  # noqa: E402
+from keras_tflq.quantization.default_scheme.attention_configs import (  # noqa: E402
+    EmbeddingQuantizeConfig,
+)
 from keras_tflq.quantization.default_scheme.sequence_configs import (  # noqa: E402
     RecurrentQuantizeConfig,
 )
@@ -96,7 +100,12 @@ def build(kind, annotate=False):
     keras.utils.set_random_seed(0)
     if kind == "embedding":
         inputs = keras.Input((64,), dtype="int32", name="pixels")
-        x = L.Flatten()(L.Embedding(17, 8)(inputs))
+        embedding = L.Embedding(17, 8)
+        if annotate:
+            embedding = keras_tflq.quantize_annotate_layer(
+                embedding, EmbeddingQuantizeConfig()
+            )
+        x = L.Flatten()(embedding(inputs))
         x = L.Dense(32, activation="relu")(x)
     elif kind == "vit":
         inputs = keras.Input((4, 16), name="patches")
