@@ -1,4 +1,4 @@
-"""Export-time rewrites that let TFLite run Keras 3 recurrent layers.
+"""Export-time rewrites for Keras 3 recurrent and attention layers.
 
 Keras 3's `LSTM`, `GRU` and `SimpleRNN` trace to a `while` loop over
 TensorList ops, which the TFLite converter turns into a `WHILE` op with
@@ -27,6 +27,15 @@ A `Bidirectional` wrapper runs its two inner layers through the same
 rewrite (two unidirectional ops: the converter has no route from a
 TensorFlow graph to `BIDIRECTIONAL_SEQUENCE_LSTM`). `TimeDistributed`
 with a static time axis is already a Python loop in Keras 3.
+
+In `"int16x8"` every LSTM is unrolled (the converter has no 16x8 fused
+LSTM). In a QAT model the `QuantizeWrapper` around a fused LSTM is
+skipped: fake quant in or around the fused op makes the converter fail or
+crash, and the float kernels quantize to the same int8 values.
+
+Models with `MultiHeadAttention` or `LayerNormalization` take the same
+batch-1 route (no dynamic-shape ops), with `LayerNormalization` traced
+without the float-only `NEG` op.
 """
 
 import contextlib
