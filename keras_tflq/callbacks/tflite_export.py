@@ -23,6 +23,7 @@ from keras_tflq.conversion.export import export_artifact
 from keras_tflq.conversion.layer_report import layer_samples
 from keras_tflq.conversion.layer_report import write_layer_report_for
 from keras_tflq.conversion.model_inputs import ModelInputs
+from keras_tflq.conversion.sequence_export import check_sequence_lengths
 from keras_tflq.quantization import is_quantized_model
 from keras_tflq.runtime.artifact_evaluator import ArtifactEvaluator
 
@@ -221,6 +222,7 @@ class TFLiteExport(keras.callbacks.Callback):
         if not self._is_chief:
             return  # Under tf.distribute only the chief converts and writes.
         self._model_inputs = ModelInputs(self.model)
+        check_sequence_lengths(self.model)
         validation = find_fit_validation_data(self.model)
         self._validation = None
         if validation is not None:

@@ -13,6 +13,9 @@ import tensorflow as tf
 from keras_tflq.conversion.errors import ConversionError
 from keras_tflq.conversion.int16x8_bias import widen_int16x8_conv_bias
 from keras_tflq.conversion.modes import configure_converter
+from keras_tflq.conversion.sequence_export import confirm_paths
+from keras_tflq.conversion.sequence_export import needs_static_export
+from keras_tflq.conversion.sequence_export import sequence_converter
 from keras_tflq.runtime.inspection import inspect_tflite
 
 _MAX_DIAGNOSTIC_LINES = 6
@@ -88,8 +91,14 @@ def convert_and_inspect(
     print(len(content), inspection["op_counts"])
     ```
     """
+    sequence_paths = None
     with contextlib.ExitStack() as stack:
-        converter = _converter_for(model, stack)
+        if needs_static_export(model):
+            converter, sequence_paths = sequence_converter(
+                model, stack, fuse_lstm=mode != "int16x8"
+            )
+        else:
+            converter = _converter_for(model, stack)
         configure_converter(
             converter,
             mode,
@@ -123,6 +132,10 @@ def convert_and_inspect(
     if mode == "int16x8":
         content = widen_int16x8_conv_bias(content)
     inspection = inspect_tflite(content)
+    if sequence_paths:
+        inspection["sequence_layers"] = confirm_paths(
+            sequence_paths, inspection
+        )
     if mode in ("int8", "int16x8") and not allow_float_ops:
         _check_integer_only(inspection, model, mode)
     return content, inspection

@@ -334,6 +334,9 @@ class LiteRTModel:
             self._interpreter.set_tensor(
                 details["index"], _quantize(array, details)
             )
+        # Fused sequence ops (UNIDIRECTIONAL_SEQUENCE_LSTM) keep their state
+        # in variable tensors between invokes; every batch starts from zero.
+        self._interpreter.reset_all_variables()
         self._interpreter.invoke()
         return [
             _dequantize(self._interpreter.get_tensor(details["index"]), details)

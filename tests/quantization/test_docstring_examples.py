@@ -11,9 +11,11 @@ from keras_tflq.quantization import quantize_annotate
 from keras_tflq.quantization import quantize_config
 from keras_tflq.quantization import quantize_wrapper
 from keras_tflq.quantization import quantizers
+from keras_tflq.quantization.default_scheme import attention_configs
 from keras_tflq.quantization.default_scheme import channel_affine
 from keras_tflq.quantization.default_scheme import conv_batchnorm_fold
 from keras_tflq.quantization.default_scheme import default_quantize_config
+from keras_tflq.quantization.default_scheme import sequence_configs
 from tests.helpers.docstrings import documented
 from tests.helpers.docstrings import run_example
 
@@ -27,6 +29,8 @@ MODULES = [
     channel_affine,
     conv_batchnorm_fold,
     default_quantize_config,
+    sequence_configs,
+    attention_configs,
 ]
 
 
