@@ -10,8 +10,8 @@ from keras_tflq.conversion.calibration import CalibrationSet
 from keras_tflq.conversion.converter import convert_and_inspect
 from keras_tflq.conversion.data_source import DataSource
 from keras_tflq.conversion.model_inputs import ModelInputs
-from keras_tflq.conversion.sequence_export import check_sequence_lengths
 from keras_tflq.conversion.report import build_report
+from keras_tflq.conversion.sequence_export import check_sequence_lengths
 from keras_tflq.quantization import is_quantized_model
 from keras_tflq.runtime.artifact_evaluator import ArtifactEvaluator
 
