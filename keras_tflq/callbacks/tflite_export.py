@@ -15,6 +15,9 @@ from keras_tflq.conversion.data_source import DataSource
 from keras_tflq.conversion.errors import ConversionError
 from keras_tflq.conversion.model_inputs import ModelInputs
 from keras_tflq.conversion.export import export_artifact
+from keras_tflq.legacy.artifact_evaluator import TfKerasArtifactEvaluator
+from keras_tflq.legacy.callback_protocol import TfKerasCallbackProtocol
+from keras_tflq.legacy.tf_keras_models import is_tf_keras_model
 from keras_tflq.quantization import is_quantized_model
 from keras_tflq.runtime.artifact_evaluator import ArtifactEvaluator
 
@@ -23,7 +26,7 @@ _MONITOR_MODES = ("auto", "min", "max")
 _TRIAL_SAMPLES = 8
 
 
-class TFLiteExport(keras.callbacks.Callback):
+class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
     """Exports the model being trained to a TensorFlow Lite (LiteRT) artifact.
 
     By default the export happens once, when `fit()` ends, and an integer
@@ -31,7 +34,8 @@ class TFLiteExport(keras.callbacks.Callback):
     (`validation_data=` or `validation_split=`, arrays, `tf.data.Dataset`
     or `keras.utils.PyDataset`), at most `calibration_samples` samples,
     read lazily. A quantization-aware model (see `keras_tflq.quantize_model`)
-    needs no calibration: its learned ranges are used.
+    needs no calibration: its learned ranges are used. A `tf_keras` model
+    (and its tfmot QAT model) works the same, in a `tf_keras` `fit()`.
 
     Everything that can be checked before training is checked in
     `on_train_begin`, before the first batch: the backend, the destination
@@ -178,6 +182,7 @@ class TFLiteExport(keras.callbacks.Callback):
         self._is_chief = _is_chief()
         if not self._is_chief:
             return  # Under tf.distribute only the chief converts and writes.
+        self._tf_keras = is_tf_keras_model(self.model)  # one Keras, checked
         self._model_inputs = ModelInputs(self.model)
         validation = find_fit_validation_data(self.model)
         self._validation = None
@@ -289,6 +294,8 @@ class TFLiteExport(keras.callbacks.Callback):
                 "Expected validation data to evaluate the artifact: pass validation_data= "
                 "or validation_split= to fit(). Received: evaluate=True and no validation data"
             )
+        if self._tf_keras:
+            return TfKerasArtifactEvaluator(self.model)
         return ArtifactEvaluator(self.model)
 
     def _improved(self, logs):

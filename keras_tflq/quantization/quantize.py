@@ -4,15 +4,19 @@ import collections
 
 import keras
 
+from keras_tflq.legacy import tfmot_qat
+from keras_tflq.legacy.tf_keras_models import is_tf_keras_model
 from keras_tflq.quantization.default_scheme import registry
 from keras_tflq.quantization.default_scheme.channel_affine import (
     QuantizeChannelAffine,
+)
+from keras_tflq.quantization.default_scheme.channel_affine import (
     is_channel_affine,
 )
 from keras_tflq.quantization.default_scheme.conv_batchnorm_fold import (
     ConvBatchNormFold,
-    can_fold,
 )
+from keras_tflq.quantization.default_scheme.conv_batchnorm_fold import can_fold
 from keras_tflq.quantization.default_scheme.default_quantize_config import (
     DefaultQuantizeConfig,
 )
@@ -234,6 +238,8 @@ def quantize_annotate_layer(layer, quantize_config=None):
     qat_model = tflq.quantize_apply(model)  # only the first Dense quantized
     ```
     """
+    if is_tf_keras_model(layer, "layer"):
+        return tfmot_qat.quantize_annotate_layer(layer, quantize_config)
     _check_layer(layer)
     _check_quantize_config(quantize_config)
     return QuantizeAnnotate(layer, quantize_config)
@@ -267,6 +273,8 @@ def quantize_annotate_model(model, unsupported="error"):
     ```
     """
     _check_options(True, 8, unsupported)
+    if is_tf_keras_model(model):
+        return tfmot_qat.quantize_annotate_model(model, unsupported)
     return _annotate(model, unsupported)
 
 
@@ -373,6 +381,10 @@ def quantize_apply(
     ```
     """
     _check_options(per_channel, activation_bits, unsupported)
+    if is_tf_keras_model(model):
+        return tfmot_qat.quantize_apply(
+            model, per_channel, activation_bits, unsupported
+        )
     if _is_subclassed(model):
         _activate_in_place(model, per_channel, activation_bits, unsupported)
         return model
@@ -421,6 +433,10 @@ def quantize_model(
     ```
     """
     _check_options(per_channel, activation_bits, unsupported)
+    if is_tf_keras_model(model):
+        return tfmot_qat.quantize_model(
+            model, per_channel, activation_bits, unsupported
+        )
     annotated = _annotate(model, unsupported)
     return _apply(annotated, per_channel, activation_bits, unsupported, True)
 
@@ -929,6 +945,8 @@ def is_quantized_model(model):
     >>> is_quantized_model(model)
     False
     """
+    if is_tf_keras_model(model):
+        return tfmot_qat.is_tfmot_quantized(model)
     if isinstance(model, _QUANTIZED_LAYERS):
         return True
     return any(
