@@ -5,6 +5,7 @@ import os
 import keras
 import numpy as np
 
+from keras_tflq.legacy.tf_keras_models import legacy_versions
 from keras_tflq.version import __version__
 
 
@@ -79,6 +80,7 @@ def build_report(
             "keras_tflq": __version__,
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
+            **legacy_versions(model),
         },
     }
 

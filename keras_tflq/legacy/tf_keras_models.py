@@ -121,3 +121,21 @@ def _reachable(root, framework):
             item, (str, bytes)
         ):
             stack.extend(item)
+
+
+def legacy_versions(model):
+    """`{"tf_keras": ..., "tensorflow_model_optimization": ...}` for a
+    `tf_keras` model (the packages that built it, when loaded), else `{}`.
+
+    Example:
+
+    >>> legacy_versions(keras.Sequential([keras.Input((2,))]))
+    {}
+    """
+    if framework_of(model) != _TF_KERAS:
+        return {}
+    return {
+        name: getattr(sys.modules[name], "__version__", "unknown")
+        for name in (_TF_KERAS, "tensorflow_model_optimization")
+        if sys.modules.get(name) is not None
+    }
