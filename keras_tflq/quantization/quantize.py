@@ -215,7 +215,9 @@ def quantize_annotate_layer(layer, quantize_config=None):
 
     Use it inline in model code, Functional or subclassed (in `__init__`);
     the returned layer computes exactly what `layer` computes until
-    `quantize_apply` is called on the model.
+    `quantize_apply` is called on the model. A `tf_keras` layer is
+    annotated by tfmot (the `legacy` extra; `quantize_config` is then a
+    tfmot `QuantizeConfig`).
 
     Args:
         layer: the Keras layer to annotate.
@@ -247,6 +249,8 @@ def quantize_annotate_layer(layer, quantize_config=None):
 
 def quantize_annotate_model(model, unsupported="error"):
     """Marks every layer of a model the default scheme supports.
+
+    A `tf_keras` model is annotated by tfmot (the `legacy` extra).
 
     Args:
         model: a Functional or Sequential model (nested models are
@@ -340,6 +344,10 @@ def quantize_apply(
     activation is recorded in the weights, so the saved model reloads
     quantized. Call the model on a batch before (it must be built).
 
+    A `tf_keras` model is quantized by tfmot (the `legacy` extra) with its
+    default 8-bit scheme; `activation_bits=16` and `unsupported="float"`
+    are refused there.
+
     Args:
         model: a Functional or Sequential model with annotated layers
             (`quantize_annotate_layer`, `quantize_annotate_model`), or a
@@ -399,6 +407,9 @@ def quantize_model(
     The result trains as usual (`compile`, `fit`) and converts with
     `tf.lite.TFLiteConverter` and `Optimize.DEFAULT` to a full-integer
     model using the learned ranges, with no representative dataset.
+    A `tf_keras` model is quantized by tfmot (the `legacy` extra) with its
+    default 8-bit scheme; `activation_bits=16` and `unsupported="float"`
+    are refused there.
 
     Args:
         model: a Functional or Sequential model (nested models included;
