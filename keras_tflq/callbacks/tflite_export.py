@@ -15,11 +15,10 @@ from keras_tflq.conversion.data_source import DataSource
 from keras_tflq.conversion.errors import ConversionError
 from keras_tflq.conversion.model_inputs import ModelInputs
 from keras_tflq.conversion.export import export_artifact
-from keras_tflq.legacy.artifact_evaluator import TfKerasArtifactEvaluator
+from keras_tflq.legacy.artifact_evaluator import evaluator_for
 from keras_tflq.legacy.callback_protocol import TfKerasCallbackProtocol
 from keras_tflq.legacy.tf_keras_models import is_tf_keras_model
 from keras_tflq.quantization import is_quantized_model
-from keras_tflq.runtime.artifact_evaluator import ArtifactEvaluator
 
 _TEMPLATE_KEYS = ("name", "mode", "epoch")
 _MONITOR_MODES = ("auto", "min", "max")
@@ -182,7 +181,7 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
         self._is_chief = _is_chief()
         if not self._is_chief:
             return  # Under tf.distribute only the chief converts and writes.
-        self._tf_keras = is_tf_keras_model(self.model)  # one Keras, checked
+        is_tf_keras_model(self.model)  # refuses a model mixing two Kerases
         self._model_inputs = ModelInputs(self.model)
         validation = find_fit_validation_data(self.model)
         self._validation = None
@@ -294,9 +293,7 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
                 "Expected validation data to evaluate the artifact: pass validation_data= "
                 "or validation_split= to fit(). Received: evaluate=True and no validation data"
             )
-        if self._tf_keras:
-            return TfKerasArtifactEvaluator(self.model)
-        return ArtifactEvaluator(self.model)
+        return evaluator_for(self.model)
 
     def _improved(self, logs):
         if not self.save_best_only:

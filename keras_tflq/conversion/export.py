@@ -133,7 +133,7 @@ def export_tflite(
     ```
     """
     from keras_tflq.quantization import is_quantized_model
-    from keras_tflq.runtime.artifact_evaluator import ArtifactEvaluator
+    from keras_tflq.legacy.artifact_evaluator import evaluator_for
 
     modes.check_mode(mode)
     input_type = modes.check_io_type(mode, input_type, "input_type")
@@ -162,7 +162,7 @@ def export_tflite(
         input_type=input_type,
         output_type=output_type,
         allow_float_ops=allow_float_ops,
-        evaluator=None if validation is None else ArtifactEvaluator(model),
+        evaluator=None if validation is None else evaluator_for(model),
         validation=validation,
         verbose=verbose,
     )

@@ -2,7 +2,20 @@
 
 import sys
 
+from keras_tflq.legacy.tf_keras_models import is_tf_keras_model
 from keras_tflq.runtime.artifact_evaluator import ArtifactEvaluator
+
+
+def evaluator_for(model):
+    """The artifact evaluator for `model`: `tf_keras` or Keras 3.
+
+    Example:
+
+    >>> evaluator = evaluator_for(model)
+    """
+    if is_tf_keras_model(model):
+        return TfKerasArtifactEvaluator(model)
+    return ArtifactEvaluator(model)
 
 
 class TfKerasArtifactEvaluator(ArtifactEvaluator):
