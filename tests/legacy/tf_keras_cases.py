@@ -33,7 +33,9 @@ def make_cnn(name="legacy_cnn"):
     return tf_keras.Sequential(
         [
             tf_keras.Input((8, 8, 1), name="image"),
-            tf_keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+            tf_keras.layers.Conv2D(
+                8, 3, padding="same", activation="relu", name="conv"
+            ),
             tf_keras.layers.MaxPooling2D(),
             tf_keras.layers.Flatten(),
             tf_keras.layers.Dense(10),
@@ -168,8 +170,17 @@ def test_annotate_then_apply_quantizes_only_the_annotated_layer():
     qat = tflq.quantize_apply(model)
     assert is_quantized_model(qat)
     assert type(qat.get_layer("plain")).__name__ == "Dense"
+
+
+@pytest.mark.parametrize("per_channel", [True, False], ids=["axis", "tensor"])
+def test_per_channel_reaches_tfmot_conv_weights(per_channel):
     annotated = tflq.quantize_annotate_model(make_cnn())
-    assert is_quantized_model(tflq.quantize_apply(annotated, per_channel=False))
+    qat = tflq.quantize_apply(annotated, per_channel=per_channel)
+    conv = qat.get_layer("quant_conv")
+    [(_, quantizer)] = conv.quantize_config.get_weights_and_quantizers(
+        conv.layer
+    )
+    assert quantizer.per_axis is per_channel
 
 
 @pytest.mark.parametrize(
