@@ -1,10 +1,10 @@
 """The validation-data lookup in fit()'s frame, and a Keras that renames it."""
 
 import pytest
-from export_helpers import BatchCounter
 
 from keras_tflq import TFLiteExport
 from keras_tflq.callbacks import fit_validation_data
+from tests.helpers.models import BatchCounter
 
 
 @pytest.mark.parametrize(
