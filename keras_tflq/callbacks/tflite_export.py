@@ -24,15 +24,17 @@ from keras_tflq.conversion.layer_report import layer_samples
 from keras_tflq.conversion.layer_report import write_layer_report_for
 from keras_tflq.conversion.model_inputs import ModelInputs
 from keras_tflq.conversion.sequence_export import check_sequence_lengths
+from keras_tflq.legacy.artifact_evaluator import evaluator_for
+from keras_tflq.legacy.callback_protocol import TfKerasCallbackProtocol
+from keras_tflq.legacy.tf_keras_models import is_tf_keras_model
 from keras_tflq.quantization import is_quantized_model
-from keras_tflq.runtime.artifact_evaluator import ArtifactEvaluator
 
 _TEMPLATE_KEYS = ("name", "mode", "epoch")
 _MONITOR_MODES = ("auto", "min", "max")
 _TRIAL_SAMPLES = 8
 
 
-class TFLiteExport(keras.callbacks.Callback):
+class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
     """Exports the model being trained to a TensorFlow Lite (LiteRT) artifact.
 
     By default the export happens once, when `fit()` ends, and an integer
@@ -40,7 +42,8 @@ class TFLiteExport(keras.callbacks.Callback):
     (`validation_data=` or `validation_split=`, arrays, `tf.data.Dataset`
     or `keras.utils.PyDataset`), at most `calibration_samples` samples,
     read lazily. A quantization-aware model (see `keras_tflq.quantize_model`)
-    needs no calibration: its learned ranges are used.
+    needs no calibration: its learned ranges are used. A `tf_keras` model
+    (and its tfmot QAT model) works the same, in a `tf_keras` `fit()`.
 
     Everything that can be checked before training is checked in
     `on_train_begin`, before the first batch: the backend, the destination
@@ -221,6 +224,7 @@ class TFLiteExport(keras.callbacks.Callback):
         self._is_chief = _is_chief()
         if not self._is_chief:
             return  # Under tf.distribute only the chief converts and writes.
+        is_tf_keras_model(self.model)  # refuses a model mixing two Kerases
         self._model_inputs = ModelInputs(self.model)
         check_sequence_lengths(self.model)
         validation = find_fit_validation_data(self.model)
@@ -377,7 +381,7 @@ class TFLiteExport(keras.callbacks.Callback):
                 "or validation_split= to fit(). Received: evaluate=True and no "
                 "validation data"
             )
-        return ArtifactEvaluator(self.model)
+        return evaluator_for(self.model)
 
     def _improved(self, logs):
         if not self.save_best_only:

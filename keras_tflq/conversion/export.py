@@ -12,8 +12,8 @@ from keras_tflq.conversion.data_source import DataSource
 from keras_tflq.conversion.model_inputs import ModelInputs
 from keras_tflq.conversion.report import build_report
 from keras_tflq.conversion.sequence_export import check_sequence_lengths
+from keras_tflq.legacy.artifact_evaluator import evaluator_for
 from keras_tflq.quantization import is_quantized_model
-from keras_tflq.runtime.artifact_evaluator import ArtifactEvaluator
 
 
 def export_artifact(
@@ -175,7 +175,7 @@ def export_tflite(
         input_type=input_type,
         output_type=output_type,
         allow_float_ops=allow_float_ops,
-        evaluator=None if validation is None else ArtifactEvaluator(model),
+        evaluator=None if validation is None else evaluator_for(model),
         validation=validation,
         verbose=verbose,
     )

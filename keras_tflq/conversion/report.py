@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_tflq.legacy.tf_keras_models import legacy_versions
 from keras_tflq.quantization import is_quantized_model
 from keras_tflq.version import __version__
 
@@ -90,6 +91,7 @@ def build_report(
             "keras_tflq": __version__,
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
+            **legacy_versions(model),
         },
     }
 

@@ -9,6 +9,8 @@ import keras
 
 from keras_tflq.argument_checks import check_bool
 from keras_tflq.argument_checks import check_one_of
+from keras_tflq.legacy import tfmot_qat
+from keras_tflq.legacy.tf_keras_models import is_tf_keras_model
 from keras_tflq.quantization import graph as keras_graph
 from keras_tflq.quantization import in_place
 from keras_tflq.quantization.default_scheme import registry
@@ -63,7 +65,9 @@ def quantize_annotate_layer(layer, quantize_config=None):
 
     Use it inline in model code, Functional or subclassed (in `__init__`);
     the returned layer computes exactly what `layer` computes until
-    `quantize_apply` is called on the model.
+    `quantize_apply` is called on the model. A `tf_keras` layer is
+    annotated by tfmot (the `legacy` extra; `quantize_config` is then a
+    tfmot `QuantizeConfig`).
 
     A Functional or Sequential model used as a layer has every layer inside
     it annotated (as `quantize_annotate_model` would, raising on a layer
@@ -94,6 +98,8 @@ def quantize_annotate_layer(layer, quantize_config=None):
     qat_model = tflq.quantize_apply(model)  # only the first Dense quantized
     ```
     """
+    if is_tf_keras_model(layer, "layer"):
+        return tfmot_qat.quantize_annotate_layer(layer, quantize_config)
     _check_layer(layer)
     _check_quantize_config(quantize_config)
     if isinstance(layer, keras.Model):
@@ -115,6 +121,8 @@ def quantize_annotate_layer(layer, quantize_config=None):
 
 def quantize_annotate_model(model, unsupported="error"):
     """Marks every layer of a model the default scheme supports.
+
+    A `tf_keras` model is annotated by tfmot (the `legacy` extra).
 
     Args:
         model: a Functional or Sequential model (nested models are
@@ -141,6 +149,8 @@ def quantize_annotate_model(model, unsupported="error"):
     ```
     """
     _check_options(True, 8, unsupported)
+    if is_tf_keras_model(model):
+        return tfmot_qat.quantize_annotate_model(model, unsupported)
     return _annotate(model, unsupported, "quantize_annotate_model")
 
 
@@ -216,6 +226,10 @@ def quantize_apply(
     activation is recorded in the weights, so the saved model reloads
     quantized. Call the model on a batch before (it must be built).
 
+    A `tf_keras` model is quantized by tfmot (the `legacy` extra) with its
+    default 8-bit scheme; `activation_bits=16` and `unsupported="float"`
+    are refused there.
+
     Args:
         model: a Functional or Sequential model with annotated layers
             (`quantize_annotate_layer`, `quantize_annotate_model`), or a
@@ -257,6 +271,10 @@ def quantize_apply(
     ```
     """
     _check_options(per_channel, activation_bits, unsupported)
+    if is_tf_keras_model(model):
+        return tfmot_qat.quantize_apply(
+            model, per_channel, activation_bits, unsupported
+        )
     if keras_graph.is_subclassed(model):
         _activate_in_place(model, per_channel, activation_bits, unsupported)
         return model
@@ -273,6 +291,9 @@ def quantize_model(
     The result trains as usual (`compile`, `fit`) and converts with
     `tf.lite.TFLiteConverter` and `Optimize.DEFAULT` to a full-integer
     model using the learned ranges, with no representative dataset.
+    A `tf_keras` model is quantized by tfmot (the `legacy` extra) with its
+    default 8-bit scheme; `activation_bits=16` and `unsupported="float"`
+    are refused there.
 
     Args:
         model: a Functional or Sequential model (nested models included;
@@ -307,6 +328,10 @@ def quantize_model(
     ```
     """
     _check_options(per_channel, activation_bits, unsupported)
+    if is_tf_keras_model(model):
+        return tfmot_qat.quantize_model(
+            model, per_channel, activation_bits, unsupported
+        )
     annotated = _annotate(model, unsupported, "quantize_model")
     return rewrite.apply(
         annotated,
@@ -333,6 +358,8 @@ def is_quantized_model(model):
     >>> is_quantized_model(model)
     False
     """
+    if is_tf_keras_model(model):
+        return tfmot_qat.is_tfmot_quantized(model)
     if isinstance(model, _QUANTIZED_LAYERS):
         return True
     return any(
