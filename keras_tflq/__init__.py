@@ -27,6 +27,9 @@ from keras_tflq.version import __version__
 
 # Public name -> the module that defines it (imported on first use).
 _LAZY = {
+    "EmbeddingQuantizeConfig": "keras_tflq.quantization",
+    "RecurrentQuantizeConfig": "keras_tflq.quantization",
+    "RecurrentWeightsQuantizeConfig": "keras_tflq.quantization",
     "LiteRTModel": "keras_tflq.runtime.litert_model",
     "MODES": "keras_tflq.conversion.modes",
     "QuantizationSchedule": "keras_tflq.callbacks.quantization_schedule",
@@ -45,10 +48,13 @@ _LAZY = {
 
 __all__ = [
     "ConversionError",
+    "EmbeddingQuantizeConfig",
     "LiteRTModel",
     "MODES",
     "QuantizationSchedule",
     "QuantizeConfig",
+    "RecurrentQuantizeConfig",
+    "RecurrentWeightsQuantizeConfig",
     "TFLiteExport",
     "__version__",
     "export_tflite",
