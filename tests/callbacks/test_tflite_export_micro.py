@@ -21,8 +21,8 @@ from keras_tflq.runtime.micro import MicroModel
         (
             {"mode": "dynamic"},
             r"Expected a mode TensorFlow Lite Micro can run with "
-            r'target="micro": "int8" .*"float32"\. Received: mode=\'dynamic\' \(.*no '
-            r"dynamic-range \(hybrid\) kernels",
+            r'target="micro": "int8" .*"float32"\. '
+            r"Received: mode='dynamic' \(.*no dynamic-range \(hybrid\) kernels",
         ),
         (
             {"mode": "float16"},
