@@ -20,8 +20,11 @@ interpreter's bookkeeping, needs at most as much.
 """
 
 import contextlib
+import json
 import os
 import re
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -194,10 +197,15 @@ def check_micro_ops(content, layer_names=None):
         MicroError: An op has no TFLM kernel, or TFLM cannot prepare it;
             the message names the op and its Keras layer.
     """
+    with _ArenaProbe(content) as probe:
+        return _check_ops(content, layer_names, probe)
+
+
+def _check_ops(content, layer_names, probe):
     ops = micro_ops(content)
     missing = [op for op in ops if not op["in_micro"]]
-    loaded, diagnostic = _try_load(content, _check_arena(content))
-    if loaded is not None:
+    loaded, diagnostic = probe(_check_arena(content))
+    if loaded:
         return [resolver_method(op) for op in sorted({o["op"] for o in ops})]
     tflm_missing = _TFLM_MISSING.findall(diagnostic)
     missing += [
@@ -238,7 +246,9 @@ def smallest_arena(content, upper=None):
 
     Found without guessing: the arena is doubled from 4 KiB until TFLM
     allocates the model in it, then the size is bisected down to the byte
-    (allocation succeeds for every size above the smallest).
+    (allocation succeeds for every size above the smallest). Each trial
+    runs in a helper process: TFLM can crash, not just fail, when an arena
+    is far too small.
 
     Args:
         content: The bytes of a TFLite flatbuffer that TFLM can run (see
@@ -252,22 +262,43 @@ def smallest_arena(content, upper=None):
     Raises:
         MicroError: Not even a 1 GiB arena allocates the model.
     """
+    with _ArenaProbe(content) as probe:
+        return _bisect_arena(probe, upper)
+
+
+def _bisect_arena(probe, upper=None):
     low = 0
     high = upper or _FIRST_ARENA
-    while not _allocates(content, high):
+    while not probe(high)[0]:
         if high >= _MAX_ARENA:
             raise MicroError(
-                "Expected the model to allocate in a tensor arena of at most "
-                f"{_MAX_ARENA} bytes. Received: TFLM could not allocate it"
+                "Expected the model to allocate in a tensor arena of at "
+                f"most {_MAX_ARENA} bytes. Received: TFLM could not "
+                "allocate it"
             )
         low, high = high, high * 2
     while high - low > 1:
         middle = (low + high) // 2
-        if _allocates(content, middle):
+        if probe(middle)[0]:
             high = middle
         else:
             low = middle
     return high
+
+
+def allocates(content, arena_size):
+    """Whether TFLM allocates the model in an arena of `arena_size` bytes.
+
+    Tried in a helper process, so an arena small enough to crash TFLM
+    answers `False` instead of ending this process.
+
+    Example:
+
+    >>> allocates(tflite_bytes, smallest_arena(tflite_bytes) - 1)
+    False
+    """
+    with _ArenaProbe(content) as probe:
+        return probe(arena_size)[0]
 
 
 class MicroModel:
@@ -279,8 +310,9 @@ class MicroModel:
 
     Args:
         content: The bytes of a TFLite flatbuffer.
-        arena_size: The tensor arena in bytes. Defaults to `None`
-            (`smallest_arena(content)`).
+        arena_size: The tensor arena in bytes, one that allocates (TFLM
+            may crash in an arena far too small: check with `allocates`).
+            Defaults to `None` (`smallest_arena(content)`).
 
     Example:
 
@@ -487,9 +519,9 @@ def analyze_micro(content, samples=None, layer_names=None):
         MicroError: TFLM cannot run the artifact, or its outputs differ
             from LiteRT's by more than one quantization step.
     """
-    tflite_micro_runtime()
-    ops = check_micro_ops(content, layer_names)
-    arena = smallest_arena(content)
+    with _ArenaProbe(content) as probe:
+        ops = _check_ops(content, layer_names, probe)
+        arena = _bisect_arena(probe)
     source = "data"
     if samples is None:
         samples, source = random_samples(content), "random"
@@ -550,9 +582,77 @@ def _try_load(content, arena_size):
             return None, f"{read().strip()}\n{error}".strip()
 
 
-def _allocates(content, arena_size):
-    interpreter, _ = _try_load(content, arena_size)
-    return interpreter is not None
+# Runs in the helper process: loads the model once, then answers one line
+# of JSON per arena size read from stdin.
+_PROBE_WORKER = """
+import json, os, sys, tempfile
+from tflite_micro.python.tflite_micro import runtime
+data = open(sys.argv[1], "rb").read()
+for line in sys.stdin:
+    with tempfile.TemporaryFile() as capture:
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        try:
+            runtime.Interpreter.from_bytes(data, arena_size=int(line))
+            ok, error = True, ""
+        except RuntimeError as e:
+            ok, error = False, str(e)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        text = capture.read().decode("utf-8", "replace")
+    print(json.dumps([ok, (text + chr(10) + error).strip()]), flush=True)
+"""
+
+
+class _ArenaProbe:
+    """Tries arena sizes in a helper process, restarted if TFLM crashes it.
+
+    Called with a size, returns `(allocates, TFLM's diagnostic)`; a crash
+    counts as not allocating.
+    """
+
+    def __init__(self, content):
+        tflite_micro_runtime()
+        fd, self._path = tempfile.mkstemp(suffix=".tflite")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(bytes(content))
+        self._process = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop()
+        os.remove(self._path)
+
+    def __call__(self, arena_size):
+        if self._process is None:
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", _PROBE_WORKER, self._path],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        try:
+            self._process.stdin.write(f"{int(arena_size)}\n")
+            self._process.stdin.flush()
+            line = self._process.stdout.readline()
+        except BrokenPipeError:
+            line = ""
+        if not line:
+            code = self._process.wait()
+            self._process = None
+            return False, f"TFLM crashed (exit status {code})"
+        ok, diagnostic = json.loads(line)
+        return ok, diagnostic
+
+    def _stop(self):
+        if self._process is not None:
+            self._process.stdin.close()
+            self._process.wait()
+            self._process = None
 
 
 @contextlib.contextmanager
