@@ -106,7 +106,7 @@ def micro_sources(content, name, micro):
         f"{micro['arena_bytes']} bytes\n"
         f"// (tflite-micro {micro.get('tflite_micro', 'unknown')}, 64-bit "
         "host), rounded up to 16 bytes.\n"
-        "// A 32-bit target, with smaller pointers, needs no more.\n"
+        "// A 32-bit target, with smaller pointers, should need no more.\n"
         f"constexpr size_t {names['arena']} = {arena};\n"
         "\n"
         f"// The model's ops: {op_list}.\n"

@@ -16,7 +16,7 @@ from the `tflite-micro` package (the `micro` extra), imported lazily:
 
 The arena is measured by TFLM's interpreter on this (64-bit) host with the
 recording allocator; a 32-bit microcontroller, with smaller pointers in the
-interpreter's bookkeeping, needs at most as much.
+interpreter's bookkeeping, should need at most as much.
 """
 
 import contextlib
