@@ -119,3 +119,26 @@ def test_litert_target_adds_no_micro_key(workdir, small_digits, cnn):
     assert "micro" not in export.report
     assert sorted(os.listdir(workdir)) == ["d.json", "d.tflite"]
     assert np.isfinite(export.report["bytes"])
+
+
+def test_tflm_disagreement_after_training_keeps_the_model(
+    workdir, small_digits, cnn, monkeypatch
+):
+    from keras_tflq.runtime import micro
+
+    def disagreeing(*args, **kwargs):
+        raise micro.MicroError("simulated: output differs by 7 steps")
+
+    monkeypatch.setattr(micro, "compare_with_litert", disagreeing)
+    x, y = small_digits
+    export = TFLiteExport("d.tflite", target="micro", verbose=0)
+    with pytest.raises(
+        keras_tflq.ConversionError,
+        match=r"cannot run on TensorFlow Lite Micro: simulated: output "
+        r"differs by 7 steps\. The trained model was saved to 'd\.keras'",
+    ):
+        cnn.fit(x, y, validation_split=0.25, epochs=1, callbacks=[export],
+                verbose=0)
+    assert keras.saving.load_model("d.keras").count_params() > 0
+    # The LiteRT artifact was written; no C sources for an unchecked model.
+    assert sorted(os.listdir(workdir)) == ["d.json", "d.keras", "d.tflite"]
