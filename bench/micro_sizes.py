@@ -4,8 +4,9 @@ Two models, each trained briefly and exported by
 `TFLiteExport(target="micro")` in every mode TFLite Micro runs (int8,
 int16x8, float32), in one `fit()` call per model:
 
-* the digits CNN of the tests (Conv2D 8 + MaxPool + Dense 10) on sklearn's
-  8x8 digits;
+* the digits CNN of the tests (Conv2D 8 + MaxPool + Dense 10) and the
+  quickstart's (examples/quickstart.py: Conv2D 16, Conv2D 32, MaxPool,
+  Dense 64, Dense 10) on sklearn's 8x8 digits;
 * a keyword-spotting-sized DS-CNN (the "small" depthwise-separable CNN of
   Hello Edge, Zhang et al. 2017: Conv2D 64 (10x4, stride 2), four
   DepthwiseConv 3x3 + Conv 1x1 blocks of 64 with BatchNorm and ReLU,
@@ -46,6 +47,15 @@ def digits_cnn():
     x = keras.layers.Flatten()(x)
     outputs = keras.layers.Dense(10, name="logits")(x)
     return keras.Model(inputs, outputs, name="digits_cnn")
+
+
+def quickstart_cnn():
+    examples = os.path.join(os.path.dirname(__file__), "..", "examples")
+    sys.path.insert(0, examples)
+    import quickstart
+
+    model = quickstart.build_model()
+    return keras.Model(model.inputs, model.outputs, name="quickstart_cnn")
 
 
 def ds_cnn_small(classes=12):
@@ -159,6 +169,7 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         results = [
             measure(digits_cnn(), digits_data(), 5, folder),
+            measure(quickstart_cnn(), digits_data(), 5, folder),
             measure(ds_cnn_small(), kws_like_data(), 2, folder),
         ]
     result = {
