@@ -23,15 +23,32 @@ def find_fit_validation_data(model):
 
     Example:
 
-    >>> class Peek(keras.callbacks.Callback):
-    ...     def on_train_begin(self, logs=None):
-    ...         self.validation = find_fit_validation_data(self.model)
+    ```python
+    import keras, numpy as np
+    from keras_tflq.callbacks.fit_validation_data import (
+        find_fit_validation_data,
+    )
+
+    class Peek(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.validation = find_fit_validation_data(self.model)
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile("adam", "mse")
+    peek = Peek()
+    model.fit(np.ones((8, 4)), np.ones((8, 1)), validation_split=0.25,
+              callbacks=[peek], verbose=0)
+    x_val = peek.validation["x"]  # the last 2 of the 8 samples
+    ```
     """
     frame = inspect.currentframe()
     try:
         while frame is not None:
             local_vars = frame.f_locals
-            if frame.f_code.co_name == "fit" and local_vars.get("self") is model:
+            if (
+                frame.f_code.co_name == "fit"
+                and local_vars.get("self") is model
+            ):
                 if "validation_data" not in local_vars:
                     break
                 if local_vars["validation_data"] is None:
@@ -48,7 +65,8 @@ def find_fit_validation_data(model):
     finally:
         del frame
     raise RuntimeError(
-        "Expected to run inside model.fit() of the TensorFlow backend's trainer. "
+        "Expected to run inside model.fit() of the TensorFlow backend's "
+        "trainer. "
         f"Received: no fit() frame of model {model.name!r} on the call stack; "
         "pass calibration_data= explicitly"
     )

@@ -8,6 +8,7 @@ import tempfile
 import warnings
 
 import keras
+import tensorflow as tf
 
 from keras_tflq.conversion.errors import ConversionError
 from keras_tflq.conversion.int16x8_bias import widen_int16x8_conv_bias
@@ -15,7 +16,8 @@ from keras_tflq.conversion.modes import configure_converter
 from keras_tflq.runtime.inspection import inspect_tflite
 
 _MAX_DIAGNOSTIC_LINES = 6
-# The converter's MLIR locations: fused["Erf:", "model_1/layer_1/Erf@__inference..."]
+# The converter's MLIR locations: fused["Erf:",
+# "model_1/layer_1/Erf@__inference..."]
 _LOCATION = re.compile(r'fused\["([^"]+):", "([^"@]+)')
 _OP_ERROR = re.compile(r"('tf\.\w+' op [^\n]*)")
 
@@ -26,7 +28,13 @@ def convert_model(model, mode, **options):
 
     Example:
 
-    >>> tflite_bytes = convert_model(model, "dynamic")
+    ```python
+    import keras
+    from keras_tflq.conversion.converter import convert_model
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
+    tflite_bytes = convert_model(model, "dynamic")
+    ```
     """
     content, _ = convert_and_inspect(model, mode, **options)
     return content
@@ -40,7 +48,8 @@ def convert_and_inspect(
     output_type="float32",
     allow_float_ops=False,
 ):
-    """Converts a Keras 3 model to a TFLite flatbuffer with TensorFlow's converter.
+    """Converts a Keras 3 model to a TFLite flatbuffer with TensorFlow's
+    converter.
 
     `tf.lite.TFLiteConverter.from_keras_model` does the conversion, as in a
     hand-written export; a model with dict inputs, which that route cannot
@@ -50,7 +59,7 @@ def convert_and_inspect(
 
     Args:
         model: A built Keras model.
-        mode: One of `keras_tflq.conversion.modes.MODES`.
+        mode: One of `keras_tflq.MODES`.
         representative_dataset: Generator function of calibration samples
             keyed by input name. Defaults to `None`.
         input_type: Input tensor type name. Defaults to `"float32"`.
@@ -70,7 +79,14 @@ def convert_and_inspect(
 
     Example:
 
-    >>> content, inspection = convert_and_inspect(model, "dynamic")
+    ```python
+    import keras
+    from keras_tflq.conversion.converter import convert_and_inspect
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
+    content, inspection = convert_and_inspect(model, "dynamic")
+    print(len(content), inspection["op_counts"])
+    ```
     """
     with contextlib.ExitStack() as stack:
         converter = _converter_for(model, stack)
@@ -84,14 +100,24 @@ def convert_and_inspect(
         )
         try:
             with warnings.catch_warnings(), _quiet_stdout():
-                # The converter calibrates with the deprecated tf.lite.Interpreter itself.
-                warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-                # Emitted for every int8-I/O conversion; the ranges come from calibration.
-                warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+                # The converter calibrates with the deprecated
+                # tf.lite.Interpreter itself.
+                warnings.filterwarnings(
+                    "ignore", message=".*tf.lite.Interpreter is deprecated"
+                )
+                # Emitted for every int8-I/O conversion; the ranges come from
+                # calibration.
+                warnings.filterwarnings(
+                    "ignore",
+                    message="Statistics for quantized inputs were expected",
+                )
                 content = converter.convert()
-        except Exception as error:  # The converter raises several unrelated types.
+        except (
+            Exception
+        ) as error:  # The converter raises several unrelated types.
             raise ConversionError(
-                f"The TFLite converter rejected model {model.name!r} in mode={mode!r}: "
+                f"The TFLite converter rejected model {model.name!r} in "
+                f"mode={mode!r}: "
                 f"{_diagnostic(error)}"
             ) from error
     if mode == "int16x8":
@@ -103,19 +129,22 @@ def convert_and_inspect(
 
 
 def _converter_for(model, stack):
-    """`from_keras_model`, or for dict inputs a SavedModel in a folder `stack` removes."""
-    import tensorflow as tf
-
+    """`from_keras_model`, or for dict inputs a SavedModel in a folder `stack`
+    removes."""
     if not _has_dict_inputs(model):
         return tf.lite.TFLiteConverter.from_keras_model(model)
-    saved_model_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="keras_tflq_"))
+    saved_model_dir = stack.enter_context(
+        tempfile.TemporaryDirectory(prefix="keras_tflq_")
+    )
     archive = keras.export.ExportArchive()
     archive.track(model)
     signature = {
         key: tf.TensorSpec(tensor.shape, tensor.dtype, name=tensor.name)
         for key, tensor in model.input.items()
     }
-    archive.add_endpoint("serve", functools.partial(model.__call__, training=False), [signature])
+    archive.add_endpoint(
+        "serve", functools.partial(model.__call__, training=False), [signature]
+    )
     with _quiet_stdout():
         archive.write_out(saved_model_dir, verbose=False)
     return tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
@@ -129,21 +158,30 @@ def _has_dict_inputs(model):
 
 
 def _check_integer_only(inspection, model, mode):
-    """The converter leaves ops with no integer kernel in float silently; refuse them."""
+    """The converter leaves ops with no integer kernel in float silently; refuse
+    them."""
     float_ops = [
-        op for op in inspection["float_ops"] if op["op"] not in ("DEQUANTIZE", "QUANTIZE")
+        op
+        for op in inspection["float_ops"]
+        if op["op"] not in ("DEQUANTIZE", "QUANTIZE")
     ]
     if float_ops:
-        described = "; ".join(f"{op['op']} at {', '.join(op['outputs'])}" for op in float_ops)
+        described = "; ".join(
+            f"{op['op']} at {', '.join(op['outputs'])}" for op in float_ops
+        )
         raise ConversionError(
-            f"Expected every op of model {model.name!r} to be integer in mode={mode!r}. "
-            f"Received: {len(float_ops)} op(s) left in float: {described}. Quantize-friendly "
-            "layers can replace them, or pass allow_float_ops=True to keep them in float."
+            f"Expected every op of model {model.name!r} to be integer in "
+            f"mode={mode!r}. "
+            f"Received: {len(float_ops)} op(s) left in float: {described}. "
+            "Quantize-friendly "
+            "layers can replace them, or pass allow_float_ops=True to keep "
+            "them in float."
         )
 
 
 def _diagnostic(error):
-    """The converter's message cut to its point: the op it rejected and where."""
+    """The converter's message cut to its point: the op it rejected and
+    where."""
     text = str(error)
     op_errors = list(dict.fromkeys(_OP_ERROR.findall(text)))
     places = list(
@@ -154,13 +192,16 @@ def _diagnostic(error):
         )
     )
     if op_errors or places:
-        return "; ".join(op_errors) + (f" at {', '.join(places)}" if places else "")
+        return "; ".join(op_errors) + (
+            f" at {', '.join(places)}" if places else ""
+        )
     lines = [line for line in text.splitlines() if line.strip()]
     return "\n".join(lines[:_MAX_DIAGNOSTIC_LINES]) or type(error).__name__
 
 
 @contextlib.contextmanager
 def _quiet_stdout():
-    """Silences the exporters' Python-level prints (they list every captured variable)."""
+    """Silences the exporters' Python-level prints (they list every captured
+    variable)."""
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
         yield

@@ -1,14 +1,18 @@
-"""Exporting a Keras model to a TFLite artifact and its report, in or out of `fit()`."""
+"""Exporting a Keras model to a TFLite artifact and its report, in or out of
+`fit()`."""
 
 import time
 
 from keras_tflq.conversion import modes
-from keras_tflq.conversion.artifact import check_writable_folder, write_artifact
+from keras_tflq.conversion.artifact import check_writable_folder
+from keras_tflq.conversion.artifact import write_artifact
 from keras_tflq.conversion.calibration import CalibrationSet
 from keras_tflq.conversion.converter import convert_and_inspect
 from keras_tflq.conversion.data_source import DataSource
 from keras_tflq.conversion.model_inputs import ModelInputs
 from keras_tflq.conversion.report import build_report
+from keras_tflq.quantization import is_quantized_model
+from keras_tflq.runtime.artifact_evaluator import ArtifactEvaluator
 
 
 def export_artifact(
@@ -55,7 +59,9 @@ def export_artifact(
     content, inspection = convert_and_inspect(
         model,
         mode,
-        representative_dataset=calibration.representative_dataset if calibration else None,
+        representative_dataset=calibration.representative_dataset
+        if calibration
+        else None,
         input_type=input_type,
         output_type=output_type,
         allow_float_ops=allow_float_ops,
@@ -63,7 +69,9 @@ def export_artifact(
     seconds = time.perf_counter() - started
     tflite_metrics = {}
     if evaluator is not None:
-        tflite_metrics = evaluator.evaluate(content, validation, model_inputs, verbose=verbose)
+        tflite_metrics = evaluator.evaluate(
+            content, validation, model_inputs, verbose=verbose
+        )
     report = build_report(
         model,
         path,
@@ -129,12 +137,9 @@ def export_tflite(
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
     report = keras_tflq.export_tflite(
         model, "demo_int8.tflite", calibration_data=np.random.rand(32, 8))
-    print(report["all_integer"])  # True
+    assert report["all_integer"]
     ```
     """
-    from keras_tflq.quantization import is_quantized_model
-    from keras_tflq.runtime.artifact_evaluator import ArtifactEvaluator
-
     modes.check_mode(mode)
     input_type = modes.check_io_type(mode, input_type, "input_type")
     output_type = modes.check_io_type(mode, output_type, "output_type")
@@ -150,9 +155,15 @@ def export_tflite(
     calibration = None
     if need != "none" and calibration_data is not None:
         calibration = CalibrationSet(
-            DataSource(calibration_data, name="calibration_data"), model_inputs, calibration_samples
+            DataSource(calibration_data, name="calibration_data"),
+            model_inputs,
+            calibration_samples,
         )
-    validation = None if validation_data is None else DataSource(validation_data, name="validation_data")
+    validation = (
+        None
+        if validation_data is None
+        else DataSource(validation_data, name="validation_data")
+    )
     return export_artifact(
         model,
         filepath,

@@ -69,7 +69,16 @@ def micro_sources(content, name, micro):
 
     Example:
 
-    >>> header, source = micro_sources(tflite_bytes, "digits_cnn_int8", micro)
+    ```python
+    import keras, tensorflow as tf
+    from keras_tflq.conversion.micro_sources import micro_sources
+    from keras_tflq.runtime.micro import analyze_micro
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    content = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    header, source = micro_sources(content, "demo", analyze_micro(content))
+    assert "resolver.AddFullyConnected()" in source
+    ```
     """
     names = c_names(name)
     header_file = f"{name}.h"
@@ -159,8 +168,17 @@ def write_micro_sources(content, micro, folder, name):
 
     Example:
 
-    >>> write_micro_sources(tflite_bytes, micro, "firmware/model", "kws_int8")
-    ['firmware/model/kws_int8.h', 'firmware/model/kws_int8.cc']
+    ```python
+    import keras, tensorflow as tf
+    from keras_tflq.conversion.micro_sources import write_micro_sources
+    from keras_tflq.runtime.micro import analyze_micro
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    content = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    paths = write_micro_sources(
+        content, analyze_micro(content), "firmware", "demo")
+    assert paths == ["firmware/demo.h", "firmware/demo.cc"]
+    ```
     """
     header, source = micro_sources(content, name, micro)
     os.makedirs(folder, exist_ok=True)

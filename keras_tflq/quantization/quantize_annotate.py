@@ -3,13 +3,26 @@
 import keras
 import numpy as np
 
+from keras_tflq.quantization import graph as keras_graph
+from keras_tflq.quantization import in_place
 from keras_tflq.quantization.serialization import pop_objects
 
+# What `quantize_apply` does with a layer the default scheme cannot
+# quantize. Saved by index (below): append new choices only.
+UNSUPPORTED_CHOICES = ("error", "float")
 # The weights-file entry recording that an annotation was quantized in place
 # (inside a subclassed model): [per_channel, activation_bits, unsupported
-# index in _UNSUPPORTED].
+# index in UNSUPPORTED_CHOICES].
 _APPLIED_KEY = "quantize_apply"
-_UNSUPPORTED = ("error", "float")
+
+
+def annotations_in(model):
+    """The `QuantizeAnnotate` layers `model` tracks, recursively."""
+    return [
+        layer
+        for layer in keras_graph.flatten_layers(model)
+        if isinstance(layer, QuantizeAnnotate)
+    ]
 
 
 @keras.saving.register_keras_serializable(package="keras_tflq")
@@ -39,6 +52,8 @@ class QuantizeAnnotate(keras.layers.Wrapper):
 
     ```python
     import keras
+    from keras_tflq.quantization.quantize_annotate import QuantizeAnnotate
+
     annotated = QuantizeAnnotate(keras.layers.Dense(4))
     y = annotated(keras.ops.ones((2, 3)))
     ```
@@ -60,16 +75,12 @@ class QuantizeAnnotate(keras.layers.Wrapper):
         per_channel, activation_bits, unsupported = self._applied.split(",")
         return per_channel == "1", int(activation_bits), unsupported
 
-    def _activate(self, quantized, per_channel, activation_bits, unsupported):
+    def activate(self, quantized, per_channel, activation_bits, unsupported):
         """Runs `quantized` (a built layer around `self.layer`, or `None`
-        to stay float) from now on."""
-        locked = self._tracker.locked
-        self._tracker.unlock()
-        try:
+        to stay float) from now on; called by the in-place
+        `quantize_apply` with its options."""
+        with keras_graph.untracked(self):
             self.quantized = quantized
-        finally:
-            if locked:
-                self._tracker.lock()
         # A string, not a tuple: the saver walks tuple attributes.
         self._applied = f"{int(per_channel)},{activation_bits},{unsupported}"
 
@@ -93,7 +104,7 @@ class QuantizeAnnotate(keras.layers.Wrapper):
                 [
                     int(per_channel),
                     activation_bits,
-                    _UNSUPPORTED.index(unsupported),
+                    UNSUPPORTED_CHOICES.index(unsupported),
                 ],
                 dtype="int32",
             )
@@ -103,13 +114,15 @@ class QuantizeAnnotate(keras.layers.Wrapper):
             super().load_own_variables(store)
             return
         values = [int(v) for v in np.asarray(store[_APPLIED_KEY])]
-        options = (bool(values[0]), values[1], _UNSUPPORTED[values[2]])
+        options = (
+            bool(values[0]),
+            values[1],
+            UNSUPPORTED_CHOICES[values[2]],
+        )
         if self.applied_options is None:
             # Saved after an in-place `quantize_apply`: quantize again, so
             # the quantizer variables loaded next exist.
-            from keras_tflq.quantization.quantize import activate_annotations
-
-            activate_annotations([self], *options)
+            in_place.activate_annotations([self], *options)
         elif self.applied_options != options:
             raise ValueError(
                 f"Expected the weights of annotation {self.name!r} to come "

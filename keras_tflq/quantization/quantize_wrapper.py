@@ -3,6 +3,7 @@
 import keras
 
 from keras_tflq.quantization import schedule_state
+from keras_tflq.quantization.quantize_config import QuantizeConfig
 from keras_tflq.quantization.serialization import pop_objects
 
 _PACKAGE = "keras_tflq"
@@ -85,8 +86,6 @@ class QuantizeWrapper(keras.layers.Wrapper):
     """
 
     def __init__(self, layer, quantize_config, **kwargs):
-        from keras_tflq.quantization.quantize_config import QuantizeConfig
-
         if not isinstance(layer, keras.layers.Layer):
             raise ValueError(
                 "Expected `layer` to be a keras.layers.Layer instance. "
@@ -155,7 +154,8 @@ class QuantizeWrapper(keras.layers.Wrapper):
             target = getattr(self.layer, attribute, None)
             if _is_variable(target):
                 mapping[id(target)] = (target, value)
-        for (variable, _, _), value in zip(self._weight_entries, quantized):
+        entries = zip(self._weight_entries, quantized, strict=True)
+        for (variable, _, _), value in entries:
             mapping.setdefault(id(variable), (variable, value))
         return list(mapping.values())
 

@@ -51,13 +51,13 @@ def inspect_tflite(model_content_or_path):
 
     ```python
     import keras, tensorflow as tf
-    from keras_tflq.runtime.inspection import inspect_tflite
+    from keras_tflq import inspect_tflite
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     report = inspect_tflite(
         tf.lite.TFLiteConverter.from_keras_model(model).convert()
     )
-    # report["op_counts"] == {"FULLY_CONNECTED": 1}
+    assert report["op_counts"] == {"FULLY_CONNECTED": 1}
     ```
     """
     if isinstance(model_content_or_path, (bytes, bytearray, memoryview)):
@@ -73,7 +73,8 @@ def inspect_tflite(model_content_or_path):
     else:
         raise ValueError(
             "Expected the bytes or the path of a TFLite model. Received: "
-            f"model_content_or_path of type {type(model_content_or_path).__name__}"
+            "model_content_or_path of type "
+            f"{type(model_content_or_path).__name__}"
         )
     interpreter = Interpreter(
         model_content=content,

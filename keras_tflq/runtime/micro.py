@@ -168,8 +168,14 @@ def resolver_ops(content):
 
     Example:
 
-    >>> resolver_ops(tflite_bytes)
-    ['AddConv2D', 'AddFullyConnected', 'AddMaxPool2D', 'AddReshape']
+    ```python
+    import keras, tensorflow as tf
+    from keras_tflq.runtime.micro import resolver_ops
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    content = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    assert resolver_ops(content) == ["AddFullyConnected"]
+    ```
     """
     return [
         resolver_method(op)
@@ -294,8 +300,15 @@ def allocates(content, arena_size):
 
     Example:
 
-    >>> allocates(tflite_bytes, smallest_arena(tflite_bytes) - 1)
-    False
+    ```python
+    import keras, tensorflow as tf
+    from keras_tflq.runtime.micro import allocates, smallest_arena
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    content = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    arena = smallest_arena(content)
+    assert allocates(content, arena) and not allocates(content, arena - 1)
+    ```
     """
     with _ArenaProbe(content) as probe:
         return probe(arena_size)[0]
@@ -316,8 +329,15 @@ class MicroModel:
 
     Example:
 
-    >>> micro = MicroModel(tflite_bytes)
-    >>> outputs = micro.run([x_int8])
+    ```python
+    import keras, numpy as np, tensorflow as tf
+    from keras_tflq.runtime.micro import MicroModel
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    content = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    (y,) = MicroModel(content).run([np.ones((1, 4), np.float32)])
+    assert y.shape == (1, 3)
+    ```
     """
 
     def __init__(self, content, arena_size=None):

@@ -7,11 +7,11 @@ import sys
 import keras
 import numpy as np
 import pytest
-from export_helpers import BatchCounter
 
 import keras_tflq
 from keras_tflq import TFLiteExport
 from keras_tflq.runtime.micro import allocates
+from tests.helpers.models import BatchCounter
 
 
 @pytest.mark.parametrize(

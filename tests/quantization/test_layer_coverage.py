@@ -27,6 +27,7 @@ PATTERNS = {
     "conv_tanh": lambda x: L.Activation("tanh")(_conv()(x)),
     "conv_hard_swish": lambda x: L.Activation("hard_swish")(_conv()(x)),
     "conv_hard_sigmoid": lambda x: L.Activation("hard_sigmoid")(_conv()(x)),
+    "conv_builtin_hard_sigmoid": lambda x: _conv(activation="hard_sigmoid")(x),
     "bn_after_add": lambda x: L.BatchNormalization()(
         L.Add()([_conv()(x), _conv()(x)])
     ),

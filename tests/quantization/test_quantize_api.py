@@ -63,7 +63,7 @@ def test_quantize_model_folds_bn_and_carries_float_weights():
     before = model.get_weights()
     qat.compile("adam", "mse")
     qat.fit(x, np.zeros((8, 10)), verbose=0)
-    for a, b in zip(before, model.get_weights()):
+    for a, b in zip(before, model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -146,15 +146,18 @@ def test_unsupported_annotated_without_config_rejected_by_apply():
     [
         (
             dict(per_channel="yes"),
-            "Expected `per_channel` to be a bool. Received: per_channel='yes'",
+            "Expected `per_channel` to be True or False. "
+            "Received: per_channel='yes'",
         ),
         (
             dict(activation_bits=4),
-            "Expected `activation_bits` to be 8 or 16. Received: activation_bits=4",
+            r"Expected `activation_bits` to be one of \(8, 16\). "
+            "Received: activation_bits=4",
         ),
         (
             dict(unsupported="skip"),
-            r"Expected `unsupported` to be one of .* Received: unsupported='skip'",
+            r"Expected `unsupported` to be one of .* "
+            "Received: unsupported='skip'",
         ),
     ],
     ids=["per_channel", "activation_bits", "unsupported"],
@@ -190,7 +193,8 @@ def test_annotating_twice_rejected():
 def test_bad_quantize_config_rejected():
     with pytest.raises(
         ValueError,
-        match="Expected `quantize_config` to be a keras_tflq.QuantizeConfig instance or None. Received: quantize_config='int8'",
+        match="Expected `quantize_config` to be a keras_tflq.QuantizeConfig "
+        "instance or None. Received: quantize_config='int8'",
     ):
         tflq.quantize_annotate_layer(L.Dense(3), "int8")
 
@@ -286,6 +290,8 @@ def test_multiple_inputs_outputs_and_a_shared_layer(tmp_path):
     qat.save(tmp_path / "multi.keras")
     reloaded = keras.saving.load_model(tmp_path / "multi.keras")
     for got, want in zip(
-        reloaded.predict(data, verbose=0), qat.predict(data, verbose=0)
+        reloaded.predict(data, verbose=0),
+        qat.predict(data, verbose=0),
+        strict=True,
     ):
         np.testing.assert_array_equal(got, want)
