@@ -12,6 +12,7 @@ keras-tflq export model.keras --mode int8 --calibration val.npz
 keras-tflq inspect model_int8.tflite
 keras-tflq evaluate model_int8.tflite --data val.npz
 keras-tflq compare model.keras model_int8.tflite --data val.npz
+keras-tflq micro model_int8.tflite --emit-c firmware/
 ```
 """
 
@@ -55,7 +56,7 @@ def main(argv=None):
         _import_tensorflow_quietly()
     try:
         args.run(args)
-    except (ValueError, ConversionError) as e:
+    except (ValueError, ConversionError, ImportError) as e:
         print(f"keras-tflq {args.command}: error: {e}", file=sys.stderr)
         return 1
     return 0
@@ -152,6 +153,16 @@ def _build_parser():
         help="samples for the layer-by-layer comparison (default 32)",
     )
     compare.set_defaults(run=_compare)
+
+    micro = commands.add_parser(
+        "micro",
+        help="TFLite Micro: op check, arena size, TFLM vs LiteRT, C sources",
+    )
+    micro.add_argument("tflite", help="the .tflite file")
+    micro.add_argument("--data", help="an .npz with `x` (or `x_<input>`)")
+    micro.add_argument("--emit-c", metavar="DIR", help="write <name>.h/.cc")
+    micro.add_argument("--json", action="store_true", help="print JSON")
+    micro.set_defaults(run=_micro)
     return parser
 
 
@@ -310,6 +321,42 @@ def _compare(args):
                 f"({entry['relative_diff']:.3%}) {entry['dtype']} "
                 f"{entry['tensor']}"
             )
+
+
+def _micro(args):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from keras_tflq.conversion.micro_sources import write_micro_sources
+    from keras_tflq.runtime.litert_model import named_io
+    from keras_tflq.runtime.micro import analyze_micro
+
+    with open(_existing(args.tflite, "tflite"), "rb") as handle:
+        content = handle.read()
+    samples = None
+    if args.data:
+        inputs, _ = named_io(Interpreter(model_content=content))
+        x, _ = _load_data(args.data, [n for n, _ in inputs], need_y=False)
+        count = min(32, len(x[0]))
+        samples = [[a[i : i + 1] for a in x] for i in range(count)]
+    report = analyze_micro(content, samples=samples)
+    if args.emit_c:
+        name = os.path.splitext(os.path.basename(args.tflite))[0]
+        report["sources"] = write_micro_sources(
+            content, report, args.emit_c, name
+        )
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    agreement = report["litert_agreement"]
+    print(f"{args.tflite}: runs on TensorFlow Lite Micro "
+          f"(tflite-micro {report['tflite_micro']})")
+    print(f"  arena: {report['arena_bytes']} bytes (smallest that allocates)")
+    print(f"  flash: {report['flash_bytes']} bytes (model array)")
+    print(f"  ops: {', '.join(report['ops'])}")
+    print(f"  TFLM vs LiteRT: {agreement['agreement']} on "
+          f"{agreement['samples']} {agreement['source']} samples")
+    for path in report.get("sources", []):
+        print(f"  wrote {path}")
 
 
 def _write_layer_report(model, tflite_path, input_names, x, samples):

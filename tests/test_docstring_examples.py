@@ -10,12 +10,14 @@ from keras_tflq.conversion import converter
 from keras_tflq.conversion import data_source
 from keras_tflq.conversion import export
 from keras_tflq.conversion import int16x8_bias
+from keras_tflq.conversion import micro_sources
 from keras_tflq.conversion import model_inputs
 from keras_tflq.conversion import modes
 from keras_tflq.conversion import report
 from keras_tflq.runtime import artifact_evaluator
 from keras_tflq.runtime import inspection
 from keras_tflq.runtime import litert_model
+from keras_tflq.runtime import micro
 from tests.helpers.docstrings import documented
 from tests.helpers.docstrings import run_example
 
@@ -29,6 +31,7 @@ MODULES = [
     converter,
     data_source,
     export,
+    micro_sources,
     int16x8_bias,
     model_inputs,
     modes,
@@ -36,6 +39,7 @@ MODULES = [
     artifact_evaluator,
     inspection,
     litert_model,
+    micro,
 ]
 
 

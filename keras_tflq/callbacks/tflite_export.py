@@ -12,6 +12,7 @@ from keras_tflq.argument_checks import check_bool
 from keras_tflq.argument_checks import check_one_of
 from keras_tflq.argument_checks import check_positive_int
 from keras_tflq.callbacks.fit_validation_data import find_fit_validation_data
+from keras_tflq.conversion import micro_target
 from keras_tflq.conversion import modes
 from keras_tflq.conversion import precision_search
 from keras_tflq.conversion.artifact import check_writable_folder
@@ -113,6 +114,13 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
         layer_report: Write the per-layer error of each artifact against
             the Keras model beside it (`model_int8_layers.json`, and a
             `.png` chart when matplotlib is installed). Defaults to `False`.
+        target: `"litert"`, or `"micro"` for TensorFlow Lite Micro (needs
+            the `micro` extra; modes `"int8"`, `"int16x8"`, `"float32"`):
+            the trial conversion must run in TFLM, and after each export
+            the artifact is run in TFLM and compared with LiteRT, its
+            arena measured, the report gains `micro` (resolver ops, arena
+            and flash bytes, LiteRT agreement) and C++ sources are
+            written beside it. Defaults to `"litert"`.
 
     Attributes:
         exported_path: The last artifact written, or `None`.
@@ -152,9 +160,14 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
         verbose=1,
         max_drop=None,
         layer_report=False,
+        target="litert",
     ):
         super().__init__()
         self.mode = modes.check_mode(mode)
+        self.target = micro_target.check_target(target)
+        if self.target == "micro":
+            micro_target.check_micro_mode(self.mode)
+            micro_target.require_tflite_micro()
         self.filepath = _check_filepath(
             "{name}_{mode}.tflite" if filepath is None else filepath
         )
@@ -248,12 +261,22 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
                 self._calibration, self._validation, self._model_inputs, 0
             )
         check_writable_folder(self._path_for(epoch=0, logs={}, strict=False))
+        self._micro_samples = None
+        if self.target == "micro":
+            source = self._validation
+            if source is None and self._calibration is not None:
+                source = self._calibration.source
+            self._micro_samples = micro_target.micro_samples(
+                source, self._model_inputs
+            )
         if self.check_conversion:
-            self._convert(
+            content = self._convert(
                 self._calibration.first(_TRIAL_SAMPLES)
                 if self._calibration
                 else None
             )
+            if self.target == "micro":
+                micro_target.check_micro_artifact(content, self.model)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -306,6 +329,10 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
                 keras_metrics=dict(logs),
                 verbose=self.verbose,
             )
+            if self.target == "micro":
+                micro_target.add_micro_target(
+                    path, report, self.model, self._micro_samples
+                )
         except ConversionError as error:
             saved = self._save_trained_model(path)
             raise ConversionError(
