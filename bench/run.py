@@ -656,7 +656,9 @@ def fix_threads(threads):
     tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
-def run(config):
+def run(config, partial_path=None):
+    """Every configured section; after each, the results so far go to
+    `partial_path` (if given), so a cut-off run keeps what it measured."""
     started = time.perf_counter()
     load_before = [round(v, 1) for v in os.getloadavg()]
     fix_threads(config["threads"])
@@ -684,6 +686,9 @@ def run(config):
                     f"{type(error).__name__}: {error}"[-1500:]
                 )
             log(f"{name}: {time.perf_counter() - section_started:.0f}s")
+            if partial_path:
+                with open(partial_path, "w") as f:
+                    json.dump(result, f)
     result["targets"] = targets(result)
     result["threads"] = config["threads"]
     result["wall_s"] = round(time.perf_counter() - started, 1)
@@ -713,7 +718,11 @@ def main(argv=None):
                 text = f.read()
         overrides = json.loads(text)
     config = merged(QUICK if args.quick else FULL, overrides)
-    result = run(config)
+    result = run(
+        config, partial_path=args.output and f"{args.output}.partial.json"
+    )
+    if args.output and os.path.exists(f"{args.output}.partial.json"):
+        os.remove(f"{args.output}.partial.json")
     result["configuration"] = (
         ("quick" if args.quick else "full")
         + (" + overrides" if overrides else "")
