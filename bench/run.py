@@ -581,8 +581,9 @@ def markdown(result):
             ("int8 TFLite test accuracy", "tflite_int8_acc"),
             ("float fine-tune accuracy (control)", "float_finetune_acc"),
         ):
+            summary = qat.get("summary") or {}
             values = [
-                (qat.get(framework) or {}).get(key, {}).get("mean")
+                (summary.get(framework) or {}).get(key, {}).get("mean")
                 for framework in ("keras_tflq", "tfmot")
             ]
             lines.append(
