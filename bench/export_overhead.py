@@ -103,9 +103,26 @@ def mobilenet():
     )
 
 
+def tiny_cnn():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax"),
+        ],
+        name="tiny_cnn",
+    )
+
+
 MODELS = {
     "digits_cnn": (digits_cnn, digits_data, 64),
     "mobilenetv2_32": (mobilenet, mobilenet_data, 32),
+    # For tests of the benchmark pipeline (bench/run.py).
+    "tiny_cnn": (tiny_cnn, digits_data, 64),
 }
 
 
@@ -192,7 +209,7 @@ def quiet():
         yield
 
 
-def bench_model(model_name, reps, workdir):
+def bench_model(model_name, reps, workdir, modes=MODES):
     import keras
     import tensorflow as tf  # noqa: F401
 
@@ -207,7 +224,7 @@ def bench_model(model_name, reps, workdir):
         "adam", "sparse_categorical_crossentropy", metrics=["accuracy"]
     )
     rows = []
-    for mode in MODES:
+    for mode in modes:
         callback = keras_tflq.TFLiteExport(
             os.path.join(workdir, f"{model_name}_cb_{mode}.tflite"),
             mode=mode,

@@ -11,6 +11,7 @@ import keras
 import tensorflow as tf
 
 from keras_tflq.conversion.errors import ConversionError
+from keras_tflq.conversion.float32_twin import float32_twin
 from keras_tflq.conversion.int16x8_bias import widen_int16x8_conv_bias
 from keras_tflq.conversion.modes import configure_converter
 from keras_tflq.conversion.sequence_export import confirm_paths
@@ -91,6 +92,7 @@ def convert_and_inspect(
     print(len(content), inspection["op_counts"])
     ```
     """
+    model = float32_twin(model)  # Mixed precision: the float32 graph.
     sequence_paths = None
     with contextlib.ExitStack() as stack:
         if needs_static_export(model):

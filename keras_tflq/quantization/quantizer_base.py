@@ -22,6 +22,26 @@ from keras_tflq.quantization.fake_quant import fake_quant
 NUM_BITS = tuple(range(2, 17))
 
 
+# Graph ops whose outputs are never negative, and ops that pass values on.
+_NON_NEGATIVE_OPS = frozenset({"Relu", "Relu6"})
+_PASS_THROUGH_OPS = frozenset({"Identity", "StopGradient"})
+
+
+def _non_negative(x):
+    """Whether the traced tensor `x` comes from a ReLU (so its minimum is
+    at least 0). `False` when not known, such as in eager execution."""
+    op = getattr(x, "op", None) if hasattr(x, "graph") else None
+    for _ in range(4):
+        if op is None:
+            return False
+        if op.type in _NON_NEGATIVE_OPS:
+            return True
+        if op.type not in _PASS_THROUGH_OPS or not op.inputs:
+            return False
+        op = op.inputs[0].op
+    return False
+
+
 class Quantizer(abc.ABC):
     """Base class of the quantizers used by a `QuantizeConfig`.
 
@@ -199,8 +219,11 @@ class RangeQuantizer(Quantizer):
         if self.symmetric:
             bound = ops.maximum(ops.max(ops.abs(x), axis=reduce_axes), 1e-6)
             return -bound, bound
-        range_min = ops.minimum(ops.min(x, axis=reduce_axes), 0.0)
         range_max = ops.maximum(ops.max(x, axis=reduce_axes), 1e-6)
+        if _non_negative(x):
+            # min(min(x), 0) is 0: one pass over the tensor less.
+            return ops.zeros_like(range_max), range_max
+        range_min = ops.minimum(ops.min(x, axis=reduce_axes), 0.0)
         return range_min, range_max
 
     @abc.abstractmethod

@@ -17,6 +17,8 @@ is traced again (`model.make_train_function(force=True)`).
 import keras
 from keras import ops
 
+from keras_tflq.quantization import xla
+
 QUANTIZE_ENABLED = "quantize_enabled"
 RANGES_FROZEN = "ranges_frozen"
 BN_FROZEN = "bn_frozen"
@@ -84,10 +86,9 @@ def quantize(layer, quantizer, inputs, training, weights):
     if not training:
         return quantizer(inputs, False, weights)
     frozen = flag(layer, RANGES_FROZEN)
-    if frozen is False:
-        quantized = quantizer(inputs, True, weights)
-    else:
-        quantized = quantizer(inputs, True, weights, ranges_frozen=frozen)
+    kwargs = {} if frozen is False else {"ranges_frozen": frozen}
+    xla.check_quantizer(layer, quantizer, inputs, weights)
+    quantized = quantizer(inputs, True, weights, **kwargs)
     return gate(layer, quantized, inputs)
 
 

@@ -137,3 +137,33 @@ def test_fake_quant_rounds_to_the_grid():
     y = quantizer(np.array([0.0, 0.4, 1.1, 3.0], "float32"), True, weights)
     # 2 bits over [0, 3]: the grid is 0, 1, 2, 3.
     np.testing.assert_allclose(keras.ops.convert_to_numpy(y), [0, 0, 1, 3])
+
+
+def test_range_of_a_traced_relu_output_skips_the_min_reduction():
+    import tensorflow as tf
+
+    layer = keras.layers.Layer()
+    q = quantizers.MovingAverageQuantizer(
+        num_bits=8, per_axis=False, symmetric=False, narrow_range=False
+    )
+    traced_vars = q.build((4, 6), "traced", layer)
+    eager_vars = q.build((4, 6), "eager", layer)
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(size=(4, 6)).astype("float32") for _ in range(3)]
+
+    @tf.function
+    def traced(x):
+        return q(tf.nn.relu(x), True, traced_vars)
+
+    graph = traced.get_concrete_function(batches[0]).graph
+    op_types = [op.type for op in graph.get_operations()]
+    assert "Max" in op_types and "Min" not in op_types
+    for x in batches:
+        traced_out = traced(x)
+        eager_out = q(tf.nn.relu(x), True, eager_vars)
+        np.testing.assert_array_equal(traced_out, eager_out)
+    for key in ("min_var", "max_var"):
+        np.testing.assert_array_equal(
+            traced_vars[key].numpy(), eager_vars[key].numpy()
+        )
+    assert float(traced_vars["min_var"].numpy()) == 0.0

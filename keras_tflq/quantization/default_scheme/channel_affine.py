@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from keras_tflq.quantization import precision
 from keras_tflq.quantization import schedule_state
 from keras_tflq.quantization.default_scheme import default_quantize_config
 from keras_tflq.quantization.default_scheme import registry
@@ -69,7 +70,11 @@ class QuantizeChannelAffine(SchemeLayer):
                 f"or Rescaling layer. Received: layer={layer!r}"
             )
         kwargs.setdefault("name", f"quant_{layer.name}")
-        super().__init__(quantize_output, activation_bits, **kwargs)
+        super().__init__(
+            quantize_output,
+            activation_bits,
+            **precision.float32_kwargs(kwargs, layer),
+        )
         self.layer = layer
 
     def build(self, input_shape):

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_tflq.quantization import precision
 from keras_tflq.quantization import schedule_state
 from keras_tflq.quantization.default_scheme import default_quantize_config
 from keras_tflq.quantization.default_scheme import registry
@@ -89,7 +90,11 @@ class ConvBatchNormFold(SchemeLayer):
                 f"Received: batch_norm={batch_norm!r}"
             )
         kwargs.setdefault("name", f"quant_{conv.name}")
-        super().__init__(quantize_output, activation_bits, **kwargs)
+        super().__init__(
+            quantize_output,
+            activation_bits,
+            **precision.float32_kwargs(kwargs, conv, batch_norm),
+        )
         self.conv = conv
         self.batch_norm = batch_norm
         self.per_channel = bool(per_channel)

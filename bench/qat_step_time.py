@@ -1,0 +1,365 @@
+"""Benchmark (issue 13): QAT step time over float step time, keras_tflq and
+tfmot side by side, in graph mode and under XLA.
+
+Protocol, per framework (tfmot in a `TF_USE_LEGACY_KERAS=1` subprocess),
+model and mode (`graph`: `compile(jit_compile=False)`; `xla`:
+`jit_compile=True`):
+
+* the process fixes its thread pools first
+  (`tf.config.threading.set_intra_op_parallelism_threads(threads)`,
+  inter-op 1), so both frameworks use the same cores whatever the load;
+* a float model and `quantize_model` of the same architecture, Adam,
+  random data (the step time does not depend on the values) as a cached,
+  repeated `tf.data` pipeline, so no step waits for input;
+* one warm-up epoch each (tracing and XLA compilation are not timed);
+* `rounds` interleaved rounds (float, QAT, QAT, float, ...), each a one-epoch
+  `fit()` of `steps` steps; a callback times every batch
+  (`on_train_batch_begin` -> `on_train_batch_end`); per round, the QAT median
+  over the float median; the overhead is the median of the round ratios,
+  reported with their interquartile range and the medians of the first and
+  second half of the rounds (two half-runs: the protocol's repeatability);
+* the same per round with the process CPU time of a step
+  (`time.process_time`, all threads; the mean over the round) in place of
+  wall time: CPU time does not count the time other processes hold the
+  cores, so on a busy machine it carries the overhead that wall time
+  drowns in waiting.
+
+The fastest mode of a framework is the one with the lowest QAT step time
+(CPU time per step).
+
+`graph_profile()` counts the ops of one traced float and QAT train step
+(where QAT's extra ops are) and times each step alone.
+
+Usage:
+    python bench/qat_step_time.py --quick
+"""
+
+import argparse
+import collections
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+# Per model: input shape, classes, batch size.
+MODELS = {
+    "digits_cnn": ((8, 8, 1), 10, 32),
+    "mobilenetv2_32": ((32, 32, 3), 10, 32),
+    "tiny_cnn": ((8, 8, 1), 10, 16),
+}
+
+DEFAULTS = {
+    "models": ["digits_cnn", "mobilenetv2_32"],
+    "modes": ["graph", "xla"],
+    "frameworks": ["keras_tflq", "tfmot"],
+    # Steps per round per model (a digits step is ~50x shorter).
+    "steps": {"digits_cnn": 120, "mobilenetv2_32": 24, "tiny_cnn": 8},
+    "rounds": 8,
+    "threads": 2,
+    "profile_steps": 20,
+}
+
+
+def fix_threads(threads):
+    """Fixed thread pools; must run before TensorFlow runs any op."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def build(K, name):
+    """The float model `name`, built with `keras` or `tf_keras` (`K`)."""
+    shape, classes, _ = MODELS[name]
+    K.utils.set_random_seed(0)
+    if name == "mobilenetv2_32":
+        return K.applications.MobileNetV2(
+            input_shape=shape, weights=None, classes=classes
+        )
+    if name == "tiny_cnn":
+        L = K.layers
+        inputs = K.Input(shape)
+        x = L.Conv2D(4, 3, padding="same", use_bias=False)(inputs)
+        x = L.BatchNormalization()(x)
+        x = L.ReLU()(x)
+        x = L.GlobalAveragePooling2D()(x)
+        return K.Model(inputs, L.Dense(classes, activation="softmax")(x))
+    # The digits CNN of bench/qat_vs_tfmot.py.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import qat_vs_tfmot
+
+    return qat_vs_tfmot.build_model(K)
+
+
+def _dataset(tf, name, steps):
+    shape, classes, batch = MODELS[name]
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.0, 1.0, (batch * steps, *shape)).astype("float32")
+    y = rng.integers(0, classes, len(x)).astype("int32")
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
+    return data.cache().repeat()
+
+
+def _timer(K):
+    class StepTimer(K.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.times = []
+
+            self.cpu_times = []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self._cpu_started = time.process_time()
+            self._started = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.times.append(time.perf_counter() - self._started)
+            self.cpu_times.append(time.process_time() - self._cpu_started)
+
+    return StepTimer()
+
+
+def _quartiles(values):
+    if len(values) < 2:
+        return values[0], values[0]
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[0], q[2]
+
+
+def _spread(ratios, prefix):
+    """Median ratio with its spread and the two half-run medians."""
+    low, high = _quartiles(ratios)
+    half = max(1, len(ratios) // 2)
+    halves = [ratios[:half], ratios[half:] or ratios[:half]]
+    return {
+        prefix: round(statistics.median(ratios), 3),
+        f"{prefix}_iqr": [round(low, 3), round(high, 3)],
+        f"{prefix}_halves": [round(statistics.median(h), 3) for h in halves],
+        f"{prefix}_rounds": [round(r, 3) for r in ratios],
+    }
+
+
+def summarize(ratios, float_ms, qat_ms, cpu_ratios=None, cpu_ms=None):
+    """The wall-time overhead (and the CPU-time one) with their spread."""
+    result = {
+        "float_step_ms": round(statistics.median(float_ms), 3),
+        "qat_step_ms": round(statistics.median(qat_ms), 3),
+        **_spread(ratios, "overhead"),
+    }
+    if cpu_ratios:
+        result.update(_spread(cpu_ratios, "cpu_overhead"))
+    if cpu_ms:
+        for key, values in cpu_ms.items():
+            result[key] = round(statistics.median(values), 3)
+    return result
+
+
+def measure(framework, name, mode, steps, rounds):
+    """Interleaved float/QAT step times of model `name` in `mode`."""
+    import tensorflow as tf
+
+    if framework == "tfmot":
+        import tensorflow_model_optimization as tfmot
+        import tf_keras as K
+
+        quantize_model = tfmot.quantization.keras.quantize_model
+    else:
+        import keras as K
+
+        import keras_tflq
+
+        quantize_model = keras_tflq.quantize_model
+    data = _dataset(tf, name, steps)
+    models = [build(K, name), quantize_model(build(K, name))]
+    for model in models:
+        model.compile(
+            K.optimizers.Adam(1e-3),
+            "sparse_categorical_crossentropy",
+            jit_compile=mode == "xla",
+        )
+        model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+    float_ms, qat_ms, ratios, cpu_ratios = [], [], [], []
+    cpu_ms = {"float_step_cpu_ms": [], "qat_step_cpu_ms": []}
+    for index in range(rounds):
+        medians, cpu = [None, None], [None, None]
+        for which in (0, 1) if index % 2 == 0 else (1, 0):
+            timer = _timer(K)
+            models[which].fit(
+                data,
+                steps_per_epoch=steps,
+                epochs=1,
+                callbacks=[timer],
+                verbose=0,
+            )
+            medians[which] = statistics.median(timer.times) * 1e3
+            cpu[which] = statistics.mean(timer.cpu_times)
+        float_ms.append(medians[0])
+        qat_ms.append(medians[1])
+        ratios.append(medians[1] / medians[0])
+        cpu_ratios.append(cpu[1] / cpu[0])
+        cpu_ms["float_step_cpu_ms"].append(cpu[0] * 1e3)
+        cpu_ms["qat_step_cpu_ms"].append(cpu[1] * 1e3)
+    K.backend.clear_session()
+    return summarize(ratios, float_ms, qat_ms, cpu_ratios, cpu_ms)
+
+
+def graph_profile(name, steps):
+    """Op counts of one traced float and QAT train step (keras_tflq, graph
+    mode), and each step's median time when run alone."""
+    import keras
+    import tensorflow as tf
+
+    import keras_tflq
+
+    shape, classes, batch = MODELS[name]
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.uniform(0, 1, (batch, *shape)).astype("float32"))
+    y = tf.constant(rng.integers(0, classes, batch).astype("int32"))
+    result = {}
+    for label, model in (
+        ("float", build(keras, name)),
+        ("qat", keras_tflq.quantize_model(build(keras, name))),
+    ):
+        optimizer = keras.optimizers.Adam(1e-3)
+        optimizer.build(model.trainable_variables)
+        loss_fn = keras.losses.SparseCategoricalCrossentropy()
+
+        @tf.function
+        def step(x, y, model=model, optimizer=optimizer, loss_fn=loss_fn):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(y, model(x, training=True))
+            variables = model.trainable_variables
+            grads = tape.gradient(loss, variables)
+            optimizer.apply(grads, variables)
+            return loss
+
+        graph = step.get_concrete_function(x, y).graph
+        counts = collections.Counter(op.type for op in graph.get_operations())
+        step(x, y)
+        times = []
+        for _ in range(steps):
+            started = time.perf_counter()
+            step(x, y).numpy()
+            times.append((time.perf_counter() - started) * 1e3)
+        result[label] = {
+            "ops": sum(counts.values()),
+            "op_counts": dict(counts),
+            "step_ms": round(statistics.median(times), 3),
+        }
+    float_counts = result["float"]["op_counts"]
+    extra = {
+        op: count - float_counts.get(op, 0)
+        for op, count in result["qat"]["op_counts"].items()
+        if count > float_counts.get(op, 0)
+    }
+    for label in result:
+        del result[label]["op_counts"]
+    result["extra_qat_ops"] = dict(
+        sorted(extra.items(), key=lambda item: -item[1])[:12]
+    )
+    keras.backend.clear_session()
+    return result
+
+
+def run_framework(framework, config):
+    """Every model and mode of `config` in this process."""
+    fix_threads(config["threads"])
+    results = {}
+    for name in config["models"]:
+        for mode in config["modes"]:
+            started = time.perf_counter()
+            try:
+                row = measure(
+                    framework,
+                    name,
+                    mode,
+                    config["steps"][name],
+                    config["rounds"],
+                )
+            except Exception as error:  # noqa: BLE001 - reported in the table
+                row = {"error": f"{type(error).__name__}: {error}"[:300]}
+            row["wall_s"] = round(time.perf_counter() - started, 1)
+            results[f"{name}/{mode}"] = row
+            print(f"[qat_step_time] {framework} {name} {mode}: {row}",
+                  file=sys.stderr)
+    return results
+
+
+def run_tfmot(config):
+    """`run_framework("tfmot", config)` in a tf_keras subprocess."""
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--tfmot-worker",
+            json.dumps(config),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith("TFMOT_RESULT "):
+            return json.loads(line[len("TFMOT_RESULT ") :])
+    raise RuntimeError(
+        f"tfmot worker failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+    )
+
+
+def fastest(results, name, modes):
+    """The mode with the lowest QAT step time for model `name` (in CPU
+    time when measured: wall time on a busy machine ranks the load)."""
+    rows = {
+        mode: results[f"{name}/{mode}"]
+        for mode in modes
+        if "qat_step_ms" in results.get(f"{name}/{mode}", {})
+    }
+    if not rows:
+        return None
+    return min(
+        rows,
+        key=lambda mode: rows[mode].get(
+            "qat_step_cpu_ms", rows[mode]["qat_step_ms"]
+        ),
+    )
+
+
+def run(config):
+    """Both frameworks (keras_tflq here, tfmot in a subprocess)."""
+    result = {"config": config}
+    for framework in config["frameworks"]:
+        if framework == "tfmot":
+            result[framework] = run_tfmot(config)
+        else:
+            result[framework] = run_framework(framework, config)
+        result[f"{framework}_fastest"] = {
+            name: fastest(result[framework], name, config["modes"])
+            for name in config["models"]
+        }
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="4 rounds")
+    parser.add_argument("--config", default=None, help="JSON overrides")
+    parser.add_argument("--tfmot-worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.tfmot_worker:
+        config = json.loads(args.tfmot_worker)
+        print("TFMOT_RESULT " + json.dumps(run_framework("tfmot", config)))
+        return
+    config = dict(DEFAULTS, rounds=4 if args.quick else DEFAULTS["rounds"])
+    config.update(json.loads(args.config or "{}"))
+    print(json.dumps(run(config)))
+
+
+if __name__ == "__main__":
+    main()

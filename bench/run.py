@@ -1,0 +1,745 @@
+"""Every keras_tflq benchmark in one process tree: one JSON line and the
+README's markdown table.
+
+Sections (each can be left out or resized by the configuration):
+
+* `export`: `TFLiteExport`'s export time vs a hand-written
+  `TFLiteConverter` call (`bench/export_overhead.py`, in this process).
+* `qat_accuracy`: keras_tflq QAT vs tfmot QAT on the digits, int8 accuracy
+  (`bench/qat_vs_tfmot.py` in a subprocess; tfmot in its own).
+* `step_time`: QAT / float step time, keras_tflq and tfmot, graph mode and
+  XLA (`bench/qat_step_time.py` in a subprocess; tfmot in its own), and a
+  profile of one traced QAT step vs one float step (op counts, step ms).
+* `artifacts`: size and LiteRT latency (XNNPACK, batch 1, each thread
+  count) of float32, float16, dynamic, PTQ int8 and QAT int8 artifacts.
+* `batched`: `keras_tflq.LiteRTModel.predict` vs a one-sample invoke loop.
+
+The configuration is `QUICK` or `FULL` updated by `--config` (a JSON object
+or a path to one, merged section by section), so a test runs the whole
+pipeline on a tiny configuration. This process fixes TensorFlow's thread
+pools before anything runs (`threads`).
+
+Usage:
+    python bench/run.py --quick           # < 5 min on 2 cores
+    python bench/run.py                   # < 20 min on 2 cores
+    python bench/run.py --output bench/results/run.md
+"""
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, BENCH)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+ARTIFACT_MODES = ("float32", "float16", "dynamic", "ptq_int8", "qat_int8")
+
+FULL = {
+    "threads": 2,
+    "export": {"models": ["digits_cnn"], "reps": 5, "modes": None},
+    "qat_accuracy": {
+        "seeds": 3,
+        "float_epochs": 20,
+        "qat_epochs": 6,
+        "timing_rounds": 2,
+        "latency_rounds": 10,
+    },
+    "step_time": {
+        "models": ["digits_cnn", "mobilenetv2_32"],
+        "modes": ["graph", "xla"],
+        "frameworks": ["keras_tflq", "tfmot"],
+        "rounds": 8,
+        "steps": {"digits_cnn": 120, "mobilenetv2_32": 24},
+        "profile": ["digits_cnn", "mobilenetv2_32"],
+        "profile_steps": 20,
+    },
+    "artifacts": {
+        "models": ["mobilenetv2_224", "digits_cnn"],
+        "modes": list(ARTIFACT_MODES),
+        "threads": [1, 2],
+        "rounds": 10,
+        "invokes": 5,
+        "calibration_samples": 32,
+        "qat_steps": 4,
+    },
+    "batched": {"model": "digits_cnn", "samples": 1000, "batch_size": 256},
+}
+
+QUICK = {
+    "threads": 2,
+    "export": {"models": ["digits_cnn"], "reps": 2, "modes": ["int8"]},
+    "qat_accuracy": {
+        "seeds": 1,
+        "float_epochs": 6,
+        "qat_epochs": 2,
+        "timing_rounds": 1,
+        "latency_rounds": 3,
+    },
+    "step_time": {
+        "models": ["digits_cnn", "mobilenetv2_32"],
+        "modes": ["graph"],
+        "frameworks": ["keras_tflq", "tfmot"],
+        "rounds": 4,
+        "steps": {"digits_cnn": 60, "mobilenetv2_32": 12},
+        "profile": ["digits_cnn"],
+        "profile_steps": 10,
+    },
+    "artifacts": {
+        "models": ["mobilenetv2_224", "digits_cnn"],
+        "modes": list(ARTIFACT_MODES),
+        "threads": [1, 2],
+        "rounds": 3,
+        "invokes": 3,
+        "calibration_samples": 8,
+        "qat_steps": 1,
+    },
+    "batched": {"model": "digits_cnn", "samples": 300, "batch_size": 100},
+}
+
+# Targets, as ratios (value, limit, direction).
+TARGETS = {
+    "int8_size_vs_float32": 0.27,
+    "qat_int8_vs_ptq_int8_latency": 1.0,
+    "int8_vs_float32_latency": 1.0,
+    "batched_speedup": 5.0,
+    "qat_step_overhead": 1.10,
+}
+
+
+def log(message):
+    print(f"[run] {message}", file=sys.stderr, flush=True)
+
+
+def merged(base, overrides):
+    """`base` with each section replaced or updated by `overrides`
+    (a section set to `null` is left out)."""
+    config = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key].update(value)
+        else:
+            config[key] = value
+    return config
+
+
+# ------------------------------------------------------------------ models
+
+
+def build_float_model(name):
+    """The float Keras 3 model `name` and its input shape."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    if name == "mobilenetv2_224":
+        shape = (224, 224, 3)
+        model = keras.applications.MobileNetV2(
+            input_shape=shape, alpha=1.0, weights=None
+        )
+    elif name == "tiny_cnn":
+        import qat_step_time
+
+        shape = qat_step_time.MODELS[name][0]
+        model = qat_step_time.build(keras, name)
+    else:
+        import export_overhead
+
+        shape = (8, 8, 1)
+        model = export_overhead.digits_cnn()
+    return model, shape
+
+
+def _inputs(shape, count, seed=0):
+    if shape == (8, 8, 1):
+        from sklearn.datasets import load_digits
+
+        x = (load_digits().images / 16.0).astype("float32")[..., None]
+        return x[np.random.default_rng(seed).permutation(len(x))[:count]]
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0.0, 1.0, (count, *shape)).astype("float32")
+
+
+# ---------------------------------------------------------------- sections
+
+
+def section_export(config, workdir):
+    import export_overhead
+
+    rows = []
+    for name in config["models"]:
+        rows.extend(
+            export_overhead.bench_model(
+                name,
+                config["reps"],
+                workdir,
+                tuple(config["modes"] or export_overhead.MODES),
+            )
+        )
+    return [
+        {
+            key: row[key]
+            for key in (
+                "model",
+                "mode",
+                "reps",
+                "callback_s_median",
+                "hand_written_s_median",
+                "ratio_paired_median",
+                "ratio_paired_min",
+                "ratio_paired_max",
+            )
+        }
+        for row in rows
+    ]
+
+
+def _json_line(command, env=None):
+    """Runs `command` and returns the first JSON object line it prints."""
+    proc = subprocess.run(
+        command, capture_output=True, text=True, env=env or dict(os.environ)
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(
+        f"{os.path.basename(command[1])} failed (exit {proc.returncode}):\n"
+        f"{proc.stderr[-3000:]}"
+    )
+
+
+def section_qat_accuracy(config):
+    result = _json_line(
+        [
+            sys.executable,
+            os.path.join(BENCH, "qat_vs_tfmot.py"),
+            "--seeds",
+            str(config["seeds"]),
+            "--float-epochs",
+            str(config["float_epochs"]),
+            "--qat-epochs",
+            str(config["qat_epochs"]),
+            "--timing-rounds",
+            str(config["timing_rounds"]),
+            "--latency-rounds",
+            str(config["latency_rounds"]),
+        ]
+    )
+    result.pop("machine", None)
+    return result
+
+
+def section_step_time(config, threads):
+    step_config = {
+        key: config[key]
+        for key in ("models", "modes", "frameworks", "rounds", "steps")
+    }
+    step_config["threads"] = threads
+    result = _json_line(
+        [
+            sys.executable,
+            os.path.join(BENCH, "qat_step_time.py"),
+            "--config",
+            json.dumps(step_config),
+        ]
+    )
+    result.pop("config", None)
+    return result
+
+
+def section_profile(config):
+    import qat_step_time
+
+    return {
+        name: qat_step_time.graph_profile(name, config["profile_steps"])
+        for name in config.get("profile") or ()
+    }
+
+
+def _export(model, path, mode, calibration):
+    import keras_tflq
+
+    started = time.perf_counter()
+    keras_tflq.export_tflite(
+        model,
+        path,
+        mode=mode,
+        calibration_data=calibration if mode == "int8" else None,
+        calibration_samples=len(calibration),
+    )
+    return time.perf_counter() - started
+
+
+def _latency_ms(paths, threads, rounds, invokes):
+    """Median invoke ms per artifact (batch 1, default resolver: XNNPACK),
+    rounds interleaved across the artifacts."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    runners = {}
+    for key, path in paths.items():
+        runner = Interpreter(model_path=path, num_threads=threads)
+        runner.allocate_tensors()
+        detail = runner.get_input_details()[0]
+        sample = np.zeros(detail["shape"], detail["dtype"])
+        runner.set_tensor(detail["index"], sample)
+        runner.invoke()  # warm-up
+        runners[key] = runner
+    times = {key: [] for key in paths}
+    for index in range(rounds):
+        keys = list(paths) if index % 2 == 0 else list(paths)[::-1]
+        for key in keys:
+            for _ in range(invokes):
+                started = time.perf_counter()
+                runners[key].invoke()
+                times[key].append((time.perf_counter() - started) * 1e3)
+    return {key: round(statistics.median(t), 3) for key, t in times.items()}
+
+
+def section_artifacts(config, workdir):
+    import keras
+
+    import keras_tflq
+
+    result = {}
+    for name in config["models"]:
+        model, shape = build_float_model(name)
+        calibration = _inputs(shape, config["calibration_samples"])
+        paths, export_s = {}, {}
+        for mode in config["modes"]:
+            path = os.path.join(workdir, f"{name}_{mode}.tflite")
+            if mode == "qat_int8":
+                qat = keras_tflq.quantize_model(model)
+                qat.compile("adam", "sparse_categorical_crossentropy")
+                classes = model.output_shape[-1]
+                steps = config["qat_steps"]
+                x = _inputs(shape, 2 * steps, seed=1)
+                y = np.arange(len(x)) % classes
+                qat.fit(x, y, batch_size=2, epochs=1, verbose=0)
+                export_s[mode] = _export(qat, path, "int8", calibration)
+            else:
+                export_mode = "int8" if mode == "ptq_int8" else mode
+                export_s[mode] = _export(model, path, export_mode, calibration)
+            paths[mode] = path
+            log(f"artifacts {name} {mode}: {export_s[mode]:.1f}s")
+        latency = {
+            str(threads): _latency_ms(
+                paths, threads, config["rounds"], config["invokes"]
+            )
+            for threads in config["threads"]
+        }
+        result[name] = {
+            mode: {
+                "bytes": os.path.getsize(paths[mode]),
+                "export_s": round(export_s[mode], 2),
+                "latency_ms": {t: latency[t][mode] for t in latency},
+            }
+            for mode in config["modes"]
+        }
+        keras.backend.clear_session()
+    return result
+
+
+def section_batched(config, workdir):
+    """`LiteRTModel.predict` vs a one-sample invoke loop on an int8
+    artifact (same samples, same outputs)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    import keras_tflq
+
+    model, shape = build_float_model(config["model"])
+    x = _inputs(shape, config["samples"])
+    path = os.path.join(workdir, "batched.tflite")
+    _export(model, path, "int8", x[:32])
+    lite = keras_tflq.LiteRTModel(model_path=path)
+    lite.predict(x[:8])  # warm-up
+    started = time.perf_counter()
+    batched = lite.predict(x, batch_size=config["batch_size"])
+    batched_s = time.perf_counter() - started
+
+    runner = Interpreter(model_path=path)
+    runner.allocate_tensors()
+    inp = runner.get_input_details()[0]
+    out = runner.get_output_details()[0]
+    in_scale, in_zero = inp["quantization"]
+    out_scale, out_zero = out["quantization"]
+    outputs = []
+    started = time.perf_counter()
+    for sample in x:
+        q = np.round(sample[None] / in_scale + in_zero)
+        runner.set_tensor(inp["index"], np.clip(q, -128, 127).astype("int8"))
+        runner.invoke()
+        raw = runner.get_tensor(out["index"]).astype("float32")
+        outputs.append((raw - out_zero) * out_scale)
+    loop_s = time.perf_counter() - started
+    loop = np.concatenate(outputs)
+    return {
+        "model": config["model"],
+        "samples": len(x),
+        "batch_size": config["batch_size"],
+        "batched_s": round(batched_s, 4),
+        "loop_s": round(loop_s, 4),
+        "speedup": round(loop_s / batched_s, 2),
+        "max_abs_difference": float(np.max(np.abs(batched - loop))),
+    }
+
+
+# ----------------------------------------------------------------- targets
+
+
+def targets(result):
+    """Each target as {value, limit, met, note}."""
+    rows = {}
+    artifacts = result.get("artifacts") or {}
+    for name, modes in artifacts.items():
+        base = modes.get("float32")
+        for int8 in ("ptq_int8", "qat_int8"):
+            if base and int8 in modes:
+                rows[f"{name} {int8} size / float32"] = (
+                    modes[int8]["bytes"] / base["bytes"],
+                    TARGETS["int8_size_vs_float32"]
+                    if name == "mobilenetv2_224"
+                    else None,
+                )
+        for threads in (base or {}).get("latency_ms", {}):
+            if "qat_int8" in modes and "ptq_int8" in modes:
+                rows[f"{name} QAT int8 / PTQ int8 latency, {threads}T"] = (
+                    modes["qat_int8"]["latency_ms"][threads]
+                    / modes["ptq_int8"]["latency_ms"][threads],
+                    TARGETS["qat_int8_vs_ptq_int8_latency"],
+                )
+            for int8 in ("ptq_int8", "qat_int8"):
+                if int8 in modes:
+                    rows[f"{name} {int8} / float32 latency, {threads}T"] = (
+                        modes[int8]["latency_ms"][threads]
+                        / base["latency_ms"][threads],
+                        TARGETS["int8_vs_float32_latency"]
+                        if name == "mobilenetv2_224"
+                        else None,
+                    )
+    batched = result.get("batched")
+    if batched:
+        rows["batched evaluation / one-sample loop (speed-up)"] = (
+            batched["speedup"],
+            -TARGETS["batched_speedup"],
+        )
+    step = result.get("step_time") or {}
+    for framework in ("keras_tflq", "tfmot"):
+        for name, mode in (step.get(f"{framework}_fastest") or {}).items():
+            if mode:
+                row = step[framework][f"{name}/{mode}"]
+                limit = (
+                    TARGETS["qat_step_overhead"]
+                    if framework == "keras_tflq"
+                    else None
+                )
+                rows[f"{framework} QAT step / float step, {name} ({mode})"] = (
+                    row["overhead"],
+                    limit,
+                )
+                if "cpu_overhead" in row:
+                    rows[
+                        f"{framework} QAT step / float step in CPU time, "
+                        f"{name} ({mode})"
+                    ] = (row["cpu_overhead"], limit)
+    checked = {}
+    for label, (value, limit) in rows.items():
+        met = None
+        if limit is not None:
+            # A negative limit is a lower bound.
+            met = value >= -limit if limit < 0 else value <= limit
+        checked[label] = {
+            "value": round(value, 3),
+            "limit": None if limit is None else abs(limit),
+            "bound": None if limit is None else ("min" if limit < 0 else "max"),
+            "met": met,
+        }
+    return checked
+
+
+# ---------------------------------------------------------------- markdown
+
+
+def _cell(value, digits=2):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(result):
+    machine = result["machine"]
+    versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
+    lines = [
+        f"Machine: {machine['nproc']} CPUs ({machine['cpu']}), "
+        f"load average {machine['load_before']} before / "
+        f"{machine['load_after']} after; {versions}. "
+        f"Configuration: `{result['configuration']}`, "
+        f"{result['threads']} TensorFlow threads, wall {result['wall_s']} s.",
+        "",
+    ]
+    if result.get("targets"):
+        lines += [
+            "| target (ratio) | value | limit | met |",
+            "|---|---:|---:|---|",
+        ]
+        for label, row in result["targets"].items():
+            limit = (
+                "-"
+                if row["limit"] is None
+                else ("<= " if row["bound"] == "max" else ">= ")
+                + f"{row['limit']:g}"
+            )
+            met = {True: "yes", False: "**no**", None: "(info)"}[row["met"]]
+            lines.append(f"| {label} | {row['value']:.3f} | {limit} | {met} |")
+        lines.append("")
+    if result.get("export"):
+        lines += [
+            "Export time, `TFLiteExport` vs a hand-written converter call "
+            "(median s; ratio: median of paired ratios, min-max):",
+            "",
+            "| model | mode | callback s | hand-written s | ratio |",
+            "|---|---|---:|---:|---:|",
+        ]
+        for row in result["export"]:
+            lines.append(
+                f"| {row['model']} | {row['mode']} | "
+                f"{row['callback_s_median']:.2f} | "
+                f"{row['hand_written_s_median']:.2f} | "
+                f"{row['ratio_paired_median']:.2f} "
+                f"({row['ratio_paired_min']:.2f}-{row['ratio_paired_max']:.2f})"
+                " |"
+            )
+        lines.append("")
+    step = result.get("step_time")
+    if step:
+        lines += [
+            "QAT step time over float step time (median of interleaved "
+            "rounds, [interquartile range], first-half / second-half "
+            "medians; float / QAT median step ms; the same ratio in "
+            "process CPU time per step, which other processes' load does "
+            "not inflate):",
+            "",
+            "| framework | model | mode | QAT / float | IQR | halves | "
+            "float ms | QAT ms | CPU-time QAT / float [IQR] |",
+            "|---|---|---|---:|---|---|---:|---:|---|",
+        ]
+        for framework in ("keras_tflq", "tfmot"):
+            for key, row in (step.get(framework) or {}).items():
+                name, mode = key.split("/")
+                if "error" in row:
+                    lines.append(
+                        f"| {framework} | {name} | {mode} | "
+                        f"failed: {row['error'][:80]} | | | | | |"
+                    )
+                    continue
+                fastest = step[f"{framework}_fastest"].get(name) == mode
+                lines.append(
+                    f"| {framework} | {name} | {mode}"
+                    f"{' (fastest)' if fastest else ''} | "
+                    f"{row['overhead']:.2f} | {row['overhead_iqr']} | "
+                    f"{row['overhead_halves']} | {row['float_step_ms']:.1f} | "
+                    f"{row['qat_step_ms']:.1f} | "
+                    f"{_cell(row.get('cpu_overhead'))} "
+                    f"{row.get('cpu_overhead_iqr', '')} |"
+                )
+        lines.append("")
+    if result.get("profile"):
+        lines += [
+            "One traced train step (keras_tflq, graph mode, run alone): "
+            "ops in the graph, median ms, and QAT's most added op types:",
+            "",
+            "| model | float ops | QAT ops | float ms | QAT ms | "
+            "added ops |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        for name, row in result["profile"].items():
+            extra = ", ".join(
+                f"{op} +{n}" for op, n in list(row["extra_qat_ops"].items())[:6]
+            )
+            lines.append(
+                f"| {name} | {row['float']['ops']} | {row['qat']['ops']} | "
+                f"{row['float']['step_ms']:.1f} | "
+                f"{row['qat']['step_ms']:.1f} | {extra} |"
+            )
+        lines.append("")
+    qat = result.get("qat_accuracy")
+    if qat:
+        lines += [
+            "QAT vs tfmot on the digits "
+            f"({qat.get('protocol', {}).get('seeds', '?')} seed(s)): see "
+            "`bench/qat_vs_tfmot.py` for the protocol.",
+            "",
+            "| metric | keras_tflq | tfmot |",
+            "|---|---:|---:|",
+        ]
+        for label, key in (
+            ("int8 TFLite test accuracy", "tflite_int8_acc"),
+            ("float fine-tune accuracy (control)", "float_finetune_acc"),
+        ):
+            summary = qat.get("summary") or {}
+            values = [
+                (summary.get(framework) or {}).get(key, {}).get("mean")
+                for framework in ("keras_tflq", "tfmot")
+            ]
+            lines.append(
+                f"| {label} | {_cell(values[0], 4)} | {_cell(values[1], 4)} |"
+            )
+        lines.append("")
+    artifacts = result.get("artifacts")
+    if artifacts:
+        threads = sorted(
+            {t for m in artifacts.values() for r in m.values()
+             for t in r["latency_ms"]}
+        )
+        lines += [
+            "Artifacts: size and LiteRT latency (batch 1, XNNPACK, median "
+            "ms per invoke):",
+            "",
+            "| model | artifact | bytes | size / float32 | "
+            + " | ".join(f"{t} thread(s) ms" for t in threads)
+            + " |",
+            "|---|---|---:|---:|" + "---:|" * len(threads),
+        ]
+        for name, modes in artifacts.items():
+            base = modes.get("float32", {}).get("bytes")
+            for mode, row in modes.items():
+                ratio = row["bytes"] / base if base else None
+                lines.append(
+                    f"| {name} | {mode} | {row['bytes']:,} | "
+                    f"{_cell(ratio, 3)} | "
+                    + " | ".join(
+                        _cell(row["latency_ms"].get(t), 2) for t in threads
+                    )
+                    + " |"
+                )
+        lines.append("")
+    batched = result.get("batched")
+    if batched:
+        lines += [
+            f"Batched evaluation: `LiteRTModel.predict` "
+            f"(batch {batched['batch_size']}) {batched['batched_s']:.3f} s vs "
+            f"a one-sample invoke loop {batched['loop_s']:.3f} s on "
+            f"{batched['samples']} {batched['model']} samples: "
+            f"{batched['speedup']:.1f}x (outputs differ by at most "
+            f"{batched['max_abs_difference']:.2g}).",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------- main
+
+
+def machine():
+    import _report
+
+    info = _report.machine_info()
+    try:
+        from importlib.metadata import version
+
+        info["versions"]["tfmot"] = version("tensorflow-model-optimization")
+        info["versions"]["tf_keras"] = version("tf-keras")
+    except Exception:  # noqa: BLE001 - optional
+        pass
+    info["platform"] = platform.platform()
+    return info
+
+
+def fix_threads(threads):
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def run(config, partial_path=None):
+    """Every configured section; after each, the results so far go to
+    `partial_path` (if given), so a cut-off run keeps what it measured."""
+    started = time.perf_counter()
+    load_before = [round(v, 1) for v in os.getloadavg()]
+    fix_threads(config["threads"])
+    result = {"benchmark": "run"}
+    with tempfile.TemporaryDirectory(prefix="bench_run_") as workdir:
+        sections = (
+            ("export", lambda c: section_export(c, workdir)),
+            ("step_time", lambda c: section_step_time(c, config["threads"])),
+            ("profile", section_profile),
+            ("qat_accuracy", section_qat_accuracy),
+            ("artifacts", lambda c: section_artifacts(c, workdir)),
+            ("batched", lambda c: section_batched(c, workdir)),
+        )
+        for name, function in sections:
+            section = config.get("step_time" if name == "profile" else name)
+            if not section:
+                continue
+            section_started = time.perf_counter()
+            log(f"{name} ...")
+            try:
+                result[name] = function(section)
+            except Exception as error:  # noqa: BLE001 - the table says so
+                result[name] = None
+                result.setdefault("errors", {})[name] = (
+                    f"{type(error).__name__}: {error}"[-1500:]
+                )
+            log(f"{name}: {time.perf_counter() - section_started:.0f}s")
+            if partial_path:
+                with open(partial_path, "w") as f:
+                    json.dump(result, f)
+    result["targets"] = targets(result)
+    result["threads"] = config["threads"]
+    result["wall_s"] = round(time.perf_counter() - started, 1)
+    result["machine"] = machine()
+    result["machine"]["load_before"] = load_before
+    result["machine"]["load_after"] = [round(v, 1) for v in os.getloadavg()]
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="< 5 min")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="JSON object (or a path to one) merged into the configuration",
+    )
+    parser.add_argument(
+        "--output", default=None, help="also write a markdown results file"
+    )
+    args = parser.parse_args(argv)
+    overrides = {}
+    if args.config:
+        text = args.config
+        if os.path.isfile(text):
+            with open(text) as f:
+                text = f.read()
+        overrides = json.loads(text)
+    config = merged(QUICK if args.quick else FULL, overrides)
+    result = run(
+        config, partial_path=args.output and f"{args.output}.partial.json"
+    )
+    if args.output and os.path.exists(f"{args.output}.partial.json"):
+        os.remove(f"{args.output}.partial.json")
+    result["configuration"] = (
+        ("quick" if args.quick else "full")
+        + (" + overrides" if overrides else "")
+    )
+    result["config"] = config
+    table = markdown(result)
+    print(json.dumps(result))
+    print()
+    print(table)
+    if args.output:
+        import _report
+
+        _report.write_results(
+            args.output, "keras_tflq benchmarks (bench/run.py)", result, table
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""`bench/run.py --quick` on a tiny configuration: every section runs and
+the JSON line and the markdown table carry the results."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+# Every section, each as small as it goes; the tfmot subprocesses (seconds
+# of imports each) are left to the real runs.
+TINY = {
+    "threads": 1,
+    "export": {"models": ["tiny_cnn"], "reps": 1, "modes": ["float32"]},
+    "qat_accuracy": None,
+    "step_time": {
+        "models": ["tiny_cnn"],
+        "modes": ["graph"],
+        "frameworks": ["keras_tflq"],
+        "rounds": 2,
+        "steps": {"tiny_cnn": 3},
+        "profile": ["tiny_cnn"],
+        "profile_steps": 2,
+    },
+    "artifacts": {
+        "models": ["tiny_cnn"],
+        "threads": [1],
+        "rounds": 1,
+        "invokes": 2,
+        "calibration_samples": 4,
+        "qat_steps": 1,
+    },
+    "batched": {"model": "tiny_cnn", "samples": 64, "batch_size": 32},
+}
+
+
+def test_quick_run_on_a_tiny_configuration(tmp_path):
+    output = tmp_path / "run.md"
+    env = dict(
+        os.environ,
+        TF_CPP_MIN_LOG_LEVEL="3",
+        PYTHONPATH=os.pathsep.join(
+            [str(ROOT), os.environ.get("PYTHONPATH", "")]
+        ),
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "run.py"),
+            "--quick",
+            "--config",
+            json.dumps(TINY),
+            "--output",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first, _, table = proc.stdout.partition("\n")
+    result = json.loads(first)
+    assert "errors" not in result, result["errors"]
+    assert result["config"]["export"]["models"] == ["tiny_cnn"]
+    assert result["machine"]["nproc"] == os.cpu_count()
+    assert [row["mode"] for row in result["export"]] == ["float32"]
+    step = result["step_time"]["keras_tflq"]["tiny_cnn/graph"]
+    assert len(step["overhead_rounds"]) == 2
+    assert step["qat_step_ms"] > 0 and step["float_step_ms"] > 0
+    profile = result["profile"]["tiny_cnn"]
+    assert profile["qat"]["ops"] > profile["float"]["ops"]
+    artifacts = result["artifacts"]["tiny_cnn"]
+    assert list(artifacts) == [
+        "float32",
+        "float16",
+        "dynamic",
+        "ptq_int8",
+        "qat_int8",
+    ]
+    assert all(row["bytes"] > 0 for row in artifacts.values())
+    assert all(row["latency_ms"]["1"] > 0 for row in artifacts.values())
+    assert result["batched"]["samples"] == 64
+    assert result["batched"]["max_abs_difference"] < 1e-6
+    target = result["targets"]["batched evaluation / one-sample loop "
+                                "(speed-up)"]
+    assert target["limit"] == 5.0 and target["bound"] == "min"
+    # The table names the machine and every section; the file holds both.
+    assert table.strip().startswith("Machine: ")
+    for heading in (
+        "| target (ratio) |",
+        "| model | mode | callback s |",
+        "| framework | model | mode |",
+        "| model | float ops |",
+        "| model | artifact | bytes |",
+        "Batched evaluation:",
+    ):
+        assert heading in table
+    written = output.read_text()
+    assert "| model | artifact | bytes |" in written
+    assert json.dumps(result) in written
