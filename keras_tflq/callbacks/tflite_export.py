@@ -6,6 +6,7 @@ import string
 import keras
 import numpy as np
 
+from keras_tflq.callbacks import distributed
 from keras_tflq.callbacks.fit_validation_data import find_fit_validation_data
 from keras_tflq.conversion import modes
 from keras_tflq.conversion.artifact import check_writable_folder
@@ -175,25 +176,53 @@ class TFLiteExport(keras.callbacks.Callback):
         self._best = None
         self._exported_final_epoch = False
         self._last_epoch = None
-        self._is_chief = _is_chief()
-        if not self._is_chief:
-            return  # Under tf.distribute only the chief converts and writes.
+        strategy = distributed.strategy_of(self.model)
+        self._strategy = strategy
+        self._is_chief = distributed.is_chief(strategy)
+        # Under tf.distribute only the chief converts and writes.
+        error = None
+        if self._is_chief:
+            try:
+                self._prepare()
+            except Exception as caught:  # noqa: BLE001 - re-raised below
+                error = caught
+        if distributed.agree(strategy, error is not None) and error is None:
+            raise distributed.chief_failed_error("checks before training")
+        if error is not None:
+            raise error
+
+    def _prepare(self):
+        """The chief's checks before the first batch."""
         self._model_inputs = ModelInputs(self.model)
-        validation = find_fit_validation_data(self.model)
         self._validation = None
-        if validation is not None:
-            self._validation = DataSource(
-                validation["x"],
-                validation["y"],
-                validation["sample_weight"],
-                batch_size=validation["batch_size"],
-                name="validation_data",
-            )
+        if self._needs_validation_data():
+            validation = find_fit_validation_data(self.model)
+            if validation is not None:
+                self._validation = DataSource(
+                    validation["x"],
+                    validation["y"],
+                    validation["sample_weight"],
+                    batch_size=validation["batch_size"],
+                    name="validation_data",
+                )
         self._calibration = self._build_calibration()
         self._evaluator = self._build_evaluator()
         check_writable_folder(self._path_for(epoch=0, logs={}, strict=False))
         if self.check_conversion:
-            self._convert(self._calibration.first(_TRIAL_SAMPLES) if self._calibration else None)
+            self._convert(
+                self._calibration.first(_TRIAL_SAMPLES)
+                if self._calibration
+                else None
+            )
+
+    def _needs_validation_data(self):
+        """Whether `fit()`'s validation data serves anything: evaluation,
+        or calibration when no `calibration_data` is given."""
+        if self.evaluate is not False:
+            return True
+        return self.calibration_data is None and modes.calibration_need(
+            self.mode, is_quantized_model(self.model)
+        ) != "none"
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -218,8 +247,19 @@ class TFLiteExport(keras.callbacks.Callback):
 
     def _export(self, epoch, logs):
         """Converts, evaluates and writes one artifact; adds `val_tflite_*` to `logs`."""
-        if not self._is_chief:
-            return
+        error = None
+        if self._is_chief:
+            try:
+                self._export_on_chief(epoch, logs)
+            except Exception as caught:  # noqa: BLE001 - re-raised below
+                error = caught
+        failed = distributed.agree(self._strategy, error is not None)
+        if failed and error is None:
+            raise distributed.chief_failed_error(f"export at epoch {epoch + 1}")
+        if error is not None:
+            raise error
+
+    def _export_on_chief(self, epoch, logs):
         path = self._path_for(epoch, logs, strict=True)
         try:
             report = export_artifact(
@@ -365,8 +405,3 @@ def _check_bool(value, name):
         raise ValueError(f"Expected {name} to be True or False. Received: {name}={value!r}")
     return value
 
-
-def _is_chief():
-    import tensorflow as tf
-
-    return tf.distribute.get_strategy().extended.should_checkpoint

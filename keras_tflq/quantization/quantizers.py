@@ -13,6 +13,8 @@ import math
 import keras
 from keras import ops
 
+from keras_tflq.quantization import replicas
+
 _PACKAGE = "keras_tflq"
 
 
@@ -200,7 +202,7 @@ class _RangeQuantizer(Quantizer):
             return min_var, max_var
         values = ops.stop_gradient(ops.convert_to_tensor(inputs))
         new_min, new_max = self._updated_range(
-            *self._batch_range(values), weights
+            *replicas.global_range(*self._batch_range(values)), weights
         )
         if ranges_frozen is not None and ranges_frozen is not False:
             new_min = ops.where(ranges_frozen, min_var, new_min)

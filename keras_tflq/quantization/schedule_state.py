@@ -17,6 +17,8 @@ is traced again (`model.make_train_function(force=True)`).
 import keras
 from keras import ops
 
+from keras_tflq.quantization import replicas
+
 QUANTIZE_ENABLED = "quantize_enabled"
 RANGES_FROZEN = "ranges_frozen"
 BN_FROZEN = "bn_frozen"
@@ -116,7 +118,9 @@ def batch_norm_statistics(batch_norm, inputs, frozen):
     move the moving statistics; once `frozen` (the layer's `bn_frozen`
     flag), the moving statistics, left as they are.
     """
-    mean, variance = ops.moments(inputs, list(range(len(inputs.shape) - 1)))
+    mean, variance = replicas.moments(
+        inputs, list(range(len(inputs.shape) - 1))
+    )
     for moving, batch in (
         (batch_norm.moving_mean, mean),
         (batch_norm.moving_variance, variance),

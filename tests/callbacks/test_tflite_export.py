@@ -464,7 +464,7 @@ def test_mirrored_strategy_chief_exports(workdir, small_digits):
 
 def test_non_chief_worker_writes_nothing_and_finishes(workdir, cnn, small_digits, monkeypatch):
     x, y = small_digits
-    monkeypatch.setattr(keras_tflq.callbacks.tflite_export, "_is_chief", lambda: False)
+    monkeypatch.setattr(keras_tflq.callbacks.distributed, "is_chief", lambda strategy: False)
     export = TFLiteExport("out/m.tflite", mode="int8", export_freq="epoch", verbose=0)
     cnn.fit(x, y, validation_split=0.25, epochs=2, callbacks=[export], verbose=0)
     assert len(cnn.history.history["loss"]) == 2

@@ -1,0 +1,54 @@
+"""TFLiteExport and QAT under tf.distribute.MirroredStrategy (2 logical CPUs).
+
+Each run is a subprocess: logical devices must be configured before
+TensorFlow initializes its devices.
+"""
+
+import numpy as np
+import pytest
+from distributed_runs import run_modes
+
+# Activation ranges and BatchNormalization statistics of a 2-replica run
+# agree with those of a 1-device run over the same global batches to float
+# rounding: the weights they follow differ by optimizer noise only.
+RTOL, ATOL = 1e-3, 1e-4
+
+
+def _statistics(variables):
+    return {
+        path: np.asarray(value)
+        for path, value in variables.items()
+        if path.endswith(("output0_min", "output0_max"))
+        or "moving_" in path
+    }
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    # One process: a 1-device run, then a 2-replica run.
+    results, out = run_modes(
+        tmp_path_factory.mktemp("distribute"), ("single", "mirrored")
+    )
+    return {**results, "out": out}
+
+
+def test_mirrored_run_trains_and_exports_full_int8(runs):
+    mirrored = runs["mirrored"]
+    assert "error" not in mirrored
+    assert mirrored["replicas"] == 2 and mirrored["chief"]
+    assert mirrored["report"]["all_integer"]
+    assert mirrored["report"]["tflite_metrics"]["accuracy"] > 0.5
+
+
+def test_two_replicas_learn_the_ranges_and_statistics_of_one_device(runs):
+    single = _statistics(runs["single"]["variables"])
+    mirrored = _statistics(runs["mirrored"]["variables"])
+    assert len(single) == 8 and single.keys() == mirrored.keys()
+    for path, value in single.items():
+        np.testing.assert_allclose(
+            mirrored[path], value, rtol=RTOL, atol=ATOL, err_msg=path
+        )
+
+
+def test_mirrored_artifact_equals_single_process_export_of_its_weights(runs):
+    assert runs["mirrored"]["max_output_difference"] == 0.0
