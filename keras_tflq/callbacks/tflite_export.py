@@ -8,6 +8,7 @@ import numpy as np
 
 from keras_tflq.callbacks import distributed
 from keras_tflq.callbacks.fit_validation_data import find_fit_validation_data
+from keras_tflq.callbacks.monitor import metric_direction
 from keras_tflq.conversion import modes
 from keras_tflq.conversion.artifact import check_writable_folder
 from keras_tflq.conversion.calibration import CalibrationSet
@@ -76,8 +77,10 @@ class TFLiteExport(keras.callbacks.Callback):
         save_best_only: Export only when `monitor` improves on the best
             value seen; needs `export_freq="epoch"` or an integer.
             Defaults to `False`.
-        monitor_mode: `"min"`, `"max"`, or `"auto"` (max for accuracy,
-            AUC, precision, recall and F-scores; min otherwise).
+        monitor_mode: `"min"`, `"max"`, or `"auto"` (losses are
+            minimized, other metrics go the way the metric's own direction
+            says, as in Keras' `EarlyStopping`; a metric whose direction
+            cannot be told fails in `on_train_begin`).
             Defaults to `"auto"`.
         evaluate: Evaluate each artifact on the validation data: `True`,
             `False`, or `None` to evaluate whenever `fit()` was given
@@ -176,6 +179,12 @@ class TFLiteExport(keras.callbacks.Callback):
         self._best = None
         self._exported_final_epoch = False
         self._last_epoch = None
+        self._maximize_monitor = None
+        if self.save_best_only:
+            direction = self.monitor_mode
+            if direction == "auto":
+                direction = metric_direction(self.model, self.monitor)
+            self._maximize_monitor = direction == "max"
         strategy = distributed.strategy_of(self.model)
         self._strategy = strategy
         self._is_chief = distributed.is_chief(strategy)
@@ -347,10 +356,7 @@ class TFLiteExport(keras.callbacks.Callback):
         return False
 
     def _maximize(self):
-        if self.monitor_mode != "auto":
-            return self.monitor_mode == "max"
-        name = self.monitor.lower()
-        return any(key in name for key in ("acc", "auc", "precision", "recall", "f1", "fbeta"))
+        return self._maximize_monitor
 
     def _path_for(self, epoch, logs, strict):
         try:

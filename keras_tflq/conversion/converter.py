@@ -10,6 +10,7 @@ import warnings
 import keras
 
 from keras_tflq.conversion.errors import ConversionError
+from keras_tflq.conversion.float32_twin import float32_twin
 from keras_tflq.conversion.int16x8_bias import widen_int16x8_conv_bias
 from keras_tflq.conversion.modes import configure_converter
 from keras_tflq.runtime.inspection import inspect_tflite
@@ -72,6 +73,7 @@ def convert_and_inspect(
 
     >>> content, inspection = convert_and_inspect(model, "dynamic")
     """
+    model = float32_twin(model)  # Mixed precision: the float32 graph.
     with contextlib.ExitStack() as stack:
         converter = _converter_for(model, stack)
         configure_converter(

@@ -5,11 +5,14 @@ import numpy as np
 
 from keras_tflq.quantization.serialization import pop_objects
 
-# The weights-file entry recording that an annotation was quantized in place
-# (inside a subclassed model): [per_channel, activation_bits, unsupported
-# index in _UNSUPPORTED].
+# The weights-file entries recording that an annotation was quantized in
+# place (inside a subclassed model): [per_channel, activation_bits], and the
+# `unsupported` choice by name (UTF-8 bytes). Saves before 0.2 held
+# [per_channel, activation_bits, index in _LEGACY_UNSUPPORTED] in the first
+# entry alone; that order is frozen so they keep loading.
 _APPLIED_KEY = "quantize_apply"
-_UNSUPPORTED = ("error", "float")
+_UNSUPPORTED_KEY = "quantize_apply_unsupported"
+_LEGACY_UNSUPPORTED = ("error", "float")
 
 
 @keras.saving.register_keras_serializable(package="keras_tflq")
@@ -90,12 +93,10 @@ class QuantizeAnnotate(keras.layers.Wrapper):
         if options is not None:
             per_channel, activation_bits, unsupported = options
             store[_APPLIED_KEY] = np.array(
-                [
-                    int(per_channel),
-                    activation_bits,
-                    _UNSUPPORTED.index(unsupported),
-                ],
-                dtype="int32",
+                [int(per_channel), activation_bits], dtype="int32"
+            )
+            store[_UNSUPPORTED_KEY] = np.frombuffer(
+                unsupported.encode("utf-8"), dtype="uint8"
             )
 
     def load_own_variables(self, store):
@@ -103,7 +104,13 @@ class QuantizeAnnotate(keras.layers.Wrapper):
             super().load_own_variables(store)
             return
         values = [int(v) for v in np.asarray(store[_APPLIED_KEY])]
-        options = (bool(values[0]), values[1], _UNSUPPORTED[values[2]])
+        if _UNSUPPORTED_KEY in list(store.keys()):
+            unsupported = bytes(
+                np.asarray(store[_UNSUPPORTED_KEY], dtype="uint8")
+            ).decode("utf-8")
+        else:
+            unsupported = _LEGACY_UNSUPPORTED[values[2]]
+        options = (bool(values[0]), values[1], unsupported)
         if self.applied_options is None:
             # Saved after an in-place `quantize_apply`: quantize again, so
             # the quantizer variables loaded next exist.

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_tflq.quantization import precision
 from keras_tflq.quantization import schedule_state
 from keras_tflq.quantization.serialization import pop_objects
 
@@ -98,7 +99,7 @@ class QuantizeWrapper(keras.layers.Wrapper):
                 f"instance. Received: quantize_config={quantize_config!r}"
             )
         kwargs.setdefault("name", f"quant_{layer.name}")
-        super().__init__(layer, **kwargs)
+        super().__init__(layer, **precision.float32_kwargs(kwargs, layer))
         self.quantize_config = quantize_config
         self._call_training = False
 

@@ -79,7 +79,10 @@ class Quantizer(abc.ABC):
     def __ne__(self, other):
         return not self.__eq__(other)
 
-    __hash__ = object.__hash__
+    def __hash__(self):
+        # Equal quantizers (same class and config) hash alike.
+        config = sorted(self.get_config().items())
+        return hash((type(self), repr(config)))
 
 
 class _RangeQuantizer(Quantizer):

@@ -107,7 +107,7 @@ def train(mode, out_dir):
 
         tflite_export.export_artifact = failing_export
     export = tflq.TFLiteExport(
-        os.path.join(out_dir, "{name}_{mode}.tflite"), verbose=0
+        os.path.join(out_dir, "digits_{mode}.tflite"), verbose=0
     )
     schedule = tflq.QuantizationSchedule(start=0, freeze_batch_norm=1)
     result = {"mode": mode}

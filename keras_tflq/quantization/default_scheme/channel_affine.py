@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from keras_tflq.quantization import precision
 from keras_tflq.quantization import schedule_state
 from keras_tflq.quantization.default_scheme import default_quantize_config
 from keras_tflq.quantization.serialization import pop_objects
@@ -65,7 +66,7 @@ class QuantizeChannelAffine(keras.layers.Layer):
             )
         default_quantize_config.check_activation_bits(activation_bits)
         kwargs.setdefault("name", f"quant_{layer.name}")
-        super().__init__(**kwargs)
+        super().__init__(**precision.float32_kwargs(kwargs, layer))
         self.layer = layer
         self.activation_bits = activation_bits
         self.quantize_output = bool(quantize_output)

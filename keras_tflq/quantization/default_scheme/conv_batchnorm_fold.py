@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_tflq.quantization import precision
 from keras_tflq.quantization import quantizers, schedule_state
 from keras_tflq.quantization.default_scheme import default_quantize_config
 from keras_tflq.quantization.serialization import pop_objects
@@ -96,7 +97,9 @@ class ConvBatchNormFold(keras.layers.Layer):
             )
         default_quantize_config.check_activation_bits(activation_bits)
         kwargs.setdefault("name", f"quant_{conv.name}")
-        super().__init__(**kwargs)
+        super().__init__(
+            **precision.float32_kwargs(kwargs, conv, batch_norm)
+        )
         self.conv = conv
         self.batch_norm = batch_norm
         self.per_channel = bool(per_channel)
