@@ -289,8 +289,9 @@ class TFLiteExport(keras.callbacks.Callback):
         except ConversionError as error:
             saved = self._save_trained_model(path)
             raise ConversionError(
-                f"{str(error).rstrip('.')}. The trained model was saved to {saved!r}.",
+                f"{error.message.rstrip('.')}. The trained model was saved to {saved!r}.",
                 saved_model_path=saved,
+                converter_log=error.converter_log,
             ) from error
         tflite_metrics = report["tflite_metrics"]
         logs.update({f"val_tflite_{name}": value for name, value in tflite_metrics.items()})

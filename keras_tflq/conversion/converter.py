@@ -13,6 +13,7 @@ from keras_tflq.conversion.errors import ConversionError
 from keras_tflq.conversion.float32_twin import float32_twin
 from keras_tflq.conversion.int16x8_bias import widen_int16x8_conv_bias
 from keras_tflq.conversion.modes import configure_converter
+from keras_tflq.conversion.native_output import capture_native_output
 from keras_tflq.runtime.inspection import inspect_tflite
 
 _MAX_DIAGNOSTIC_LINES = 6
@@ -84,21 +85,25 @@ def convert_and_inspect(
             output_type=output_type,
             allow_float_ops=allow_float_ops,
         )
+        captured = None
         try:
             with warnings.catch_warnings(), _quiet_stdout():
                 # The converter calibrates with the deprecated tf.lite.Interpreter itself.
                 warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
                 # Emitted for every int8-I/O conversion; the ranges come from calibration.
                 warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
-                content = converter.convert()
+                # Its C++ prints go to the report, or the error: not the console.
+                with capture_native_output() as captured:
+                    content = converter.convert()
         except Exception as error:  # The converter raises several unrelated types.
             raise ConversionError(
                 f"The TFLite converter rejected model {model.name!r} in mode={mode!r}: "
-                f"{_diagnostic(error)}"
+                f"{_diagnostic(error)}",
+                converter_log=captured.text if captured else None,
             ) from error
     if mode == "int16x8":
         content = widen_int16x8_conv_bias(content)
-    inspection = inspect_tflite(content)
+    inspection = {**inspect_tflite(content), "converter_log": captured.text}
     if mode in ("int8", "int16x8") and not allow_float_ops:
         _check_integer_only(inspection, model, mode)
     return content, inspection
