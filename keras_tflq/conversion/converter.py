@@ -12,6 +12,8 @@ import keras
 from keras_tflq.conversion.errors import ConversionError
 from keras_tflq.conversion.float32_twin import float32_twin
 from keras_tflq.conversion.int16x8_bias import widen_int16x8_conv_bias
+from keras_tflq.conversion.isolated import convert_isolated
+from keras_tflq.conversion.isolated import needs_isolation
 from keras_tflq.conversion.modes import configure_converter
 from keras_tflq.conversion.native_output import capture_native_output
 from keras_tflq.runtime.inspection import inspect_tflite
@@ -41,6 +43,7 @@ def convert_and_inspect(
     input_type="float32",
     output_type="float32",
     allow_float_ops=False,
+    isolate=None,
 ):
     """Converts a Keras 3 model to a TFLite flatbuffer with TensorFlow's converter.
 
@@ -59,6 +62,11 @@ def convert_and_inspect(
         output_type: Output tensor type name. Defaults to `"float32"`.
         allow_float_ops: Allow float fallback in integer modes.
             Defaults to `False`.
+        isolate: Convert in a child process, so that a crash of the
+            converter's native code raises a `ConversionError` instead of
+            ending this process: `True`, `False`, or `None` for models with
+            recurrent layers only (the known crash; a child costs a process
+            start). Defaults to `None`.
 
     Returns:
         `(content, inspection)`: the TFLite model as `bytes` and what
@@ -75,6 +83,16 @@ def convert_and_inspect(
     >>> content, inspection = convert_and_inspect(model, "dynamic")
     """
     model = float32_twin(model)  # Mixed precision: the float32 graph.
+    if needs_isolation(model, isolate):
+        content, log = convert_isolated(
+            model,
+            mode,
+            representative_dataset=representative_dataset,
+            input_type=input_type,
+            output_type=output_type,
+            allow_float_ops=allow_float_ops,
+        )
+        return _finish(content, log, model, mode, allow_float_ops)
     with contextlib.ExitStack() as stack:
         converter = _converter_for(model, stack)
         configure_converter(
@@ -98,12 +116,17 @@ def convert_and_inspect(
         except Exception as error:  # The converter raises several unrelated types.
             raise ConversionError(
                 f"The TFLite converter rejected model {model.name!r} in mode={mode!r}: "
-                f"{_diagnostic(error)}",
+                f"{diagnostic(error)}",
                 converter_log=captured.text if captured else None,
             ) from error
+    return _finish(content, captured.text, model, mode, allow_float_ops)
+
+
+def _finish(content, log, model, mode, allow_float_ops):
+    """The converted bytes fixed up, inspected and checked."""
     if mode == "int16x8":
         content = widen_int16x8_conv_bias(content)
-    inspection = {**inspect_tflite(content), "converter_log": captured.text}
+    inspection = {**inspect_tflite(content), "converter_log": log}
     if mode in ("int8", "int16x8") and not allow_float_ops:
         _check_integer_only(inspection, model, mode)
     return content, inspection
@@ -149,7 +172,7 @@ def _check_integer_only(inspection, model, mode):
         )
 
 
-def _diagnostic(error):
+def diagnostic(error):
     """The converter's message cut to its point: the op it rejected and where."""
     text = str(error)
     op_errors = list(dict.fromkeys(_OP_ERROR.findall(text)))
