@@ -15,8 +15,9 @@ from keras_tflq.conversion.calibration import CalibrationSet
 from keras_tflq.conversion.converter import convert_model
 from keras_tflq.conversion.data_source import DataSource
 from keras_tflq.conversion.errors import ConversionError
-from keras_tflq.conversion.model_inputs import ModelInputs
 from keras_tflq.conversion.export import export_artifact
+from keras_tflq.conversion.isolated import check_isolate
+from keras_tflq.conversion.model_inputs import ModelInputs
 from keras_tflq.quantization import is_quantized_model
 from keras_tflq.runtime.artifact_evaluator import ArtifactEvaluator
 
@@ -91,6 +92,13 @@ class TFLiteExport(keras.callbacks.Callback):
         check_conversion: Convert the model once in `on_train_begin` so a
             model the converter rejects fails before training.
             Defaults to `True`.
+        isolate_conversion: Convert in a child process, so that a crash in
+            the converter's native code (a segmentation fault, not an
+            exception) raises a `ConversionError` and training survives:
+            `True`, `False`, or `None` to isolate models with recurrent
+            layers only (whose int8 conversion is known to crash TF 2.21's
+            converter; a child process adds seconds to each export).
+            Defaults to `None`.
         verbose: `0` silent, `1` one line per export and a progress bar for
             evaluation. Defaults to `1`.
 
@@ -128,6 +136,7 @@ class TFLiteExport(keras.callbacks.Callback):
         allow_float_ops=False,
         check_conversion=True,
         verbose=1,
+        isolate_conversion=None,
     ):
         super().__init__()
         self.mode = modes.check_mode(mode)
@@ -161,6 +170,7 @@ class TFLiteExport(keras.callbacks.Callback):
         self.evaluate = evaluate
         self.allow_float_ops = _check_bool(allow_float_ops, "allow_float_ops")
         self.check_conversion = _check_bool(check_conversion, "check_conversion")
+        self.isolate_conversion = check_isolate(isolate_conversion)
         if verbose not in (0, 1, 2):
             raise ValueError(f"Expected verbose to be 0, 1 or 2. Received: verbose={verbose!r}")
         self.verbose = verbose
@@ -285,6 +295,7 @@ class TFLiteExport(keras.callbacks.Callback):
                 epoch=epoch + 1,
                 keras_metrics=dict(logs),
                 verbose=self.verbose,
+                isolate=self.isolate_conversion,
             )
         except ConversionError as error:
             saved = self._save_trained_model(path)
@@ -311,6 +322,7 @@ class TFLiteExport(keras.callbacks.Callback):
             input_type=self.input_type,
             output_type=self.output_type,
             allow_float_ops=self.allow_float_ops,
+            isolate=self.isolate_conversion,
         )
 
     def _build_calibration(self):

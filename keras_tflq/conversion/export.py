@@ -3,10 +3,12 @@
 import time
 
 from keras_tflq.conversion import modes
-from keras_tflq.conversion.artifact import check_writable_folder, write_artifact
+from keras_tflq.conversion.artifact import check_writable_folder
+from keras_tflq.conversion.artifact import write_artifact
 from keras_tflq.conversion.calibration import CalibrationSet
 from keras_tflq.conversion.converter import convert_and_inspect
 from keras_tflq.conversion.data_source import DataSource
+from keras_tflq.conversion.isolated import check_isolate
 from keras_tflq.conversion.model_inputs import ModelInputs
 from keras_tflq.conversion.report import build_report
 
@@ -25,6 +27,7 @@ def export_artifact(
     epoch=None,
     keras_metrics=None,
     verbose=0,
+    isolate=None,
 ):
     """Converts `model`, scores the artifact, and writes it with its report.
 
@@ -47,6 +50,8 @@ def export_artifact(
         keras_metrics: The Keras logs at export, for the report.
             Defaults to `None`.
         verbose: Progress bar during evaluation. Defaults to `0`.
+        isolate: Convert in a child process (see `convert_and_inspect`).
+            Defaults to `None`.
 
     Returns:
         The report (a dict); the artifact is at `path`, the report beside it.
@@ -59,6 +64,7 @@ def export_artifact(
         input_type=input_type,
         output_type=output_type,
         allow_float_ops=allow_float_ops,
+        isolate=isolate,
     )
     seconds = time.perf_counter() - started
     tflite_metrics = {}
@@ -94,6 +100,7 @@ def export_tflite(
     allow_float_ops=False,
     validation_data=None,
     verbose=0,
+    isolate_conversion=None,
 ):
     """Exports a trained Keras model to a TFLite artifact, outside `fit()`.
 
@@ -117,6 +124,10 @@ def export_tflite(
         validation_data: `(x, y)` (or a dataset) to score the artifact on
             with the model's compiled loss and metrics. Defaults to `None`.
         verbose: Progress bar during evaluation. Defaults to `0`.
+        isolate_conversion: Convert in a child process, so that a crash in
+            the converter's native code raises a `ConversionError` instead
+            of ending this process: `True`, `False`, or `None` for models
+            with recurrent layers (the known crash). Defaults to `None`.
 
     Returns:
         The report, a dict (also written beside the artifact).
@@ -165,4 +176,6 @@ def export_tflite(
         evaluator=None if validation is None else ArtifactEvaluator(model),
         validation=validation,
         verbose=verbose,
+        isolate=check_isolate(isolate_conversion),
     )
+

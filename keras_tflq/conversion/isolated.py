@@ -38,6 +38,17 @@ def has_recurrent_layers(model):
     )
 
 
+def check_isolate(isolate_conversion):
+    """`isolate_conversion` if it is True, False or None, else a
+    ValueError."""
+    if isolate_conversion not in (None, True, False):
+        raise ValueError(
+            "Expected `isolate_conversion` to be True, False or None. "
+            f"Received: isolate_conversion={isolate_conversion!r}"
+        )
+    return isolate_conversion
+
+
 def needs_isolation(model, isolate):
     """`isolate` if it is a bool; for `None` ("auto"), whether `model`
     holds layers whose conversion is known to crash the converter."""
