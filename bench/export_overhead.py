@@ -32,6 +32,7 @@ callback / hand-written; target <= 1.10).
 Usage:
     python bench/export_overhead.py            # digits CNN + MobileNetV2, 7 reps
     python bench/export_overhead.py --quick    # digits CNN only, 3 reps
+    python bench/export_overhead.py --quick --isolate   # cost of isolate_conversion=True
 """
 
 import argparse
@@ -182,7 +183,7 @@ def quiet():
         yield
 
 
-def bench_model(model_name, reps, workdir):
+def bench_model(model_name, reps, workdir, isolate=None):
     import keras
     import tensorflow as tf  # noqa: F401
 
@@ -202,6 +203,7 @@ def bench_model(model_name, reps, workdir):
             check_conversion=False,
             evaluate=False,
             verbose=0,
+            isolate_conversion=isolate,
         )
         timer = HookTimer(callback)
         baseline_path = os.path.join(workdir, f"{model_name}_hand_{mode}.tflite")
@@ -319,6 +321,11 @@ def main(argv=None):
         help=f"comma-separated subset of {sorted(MODELS)} (default all; quick: digits_cnn)",
     )
     parser.add_argument("--output", default=None, help="also write the results as markdown to this file")
+    parser.add_argument(
+        "--isolate",
+        action="store_true",
+        help="convert in a child process (isolate_conversion=True), to measure what isolation costs",
+    )
     args = parser.parse_args(argv)
     reps = args.reps or (3 if args.quick else 7)
     models = args.models.split(",") if args.models else (["digits_cnn"] if args.quick else list(MODELS))
@@ -326,11 +333,12 @@ def main(argv=None):
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_export_") as workdir:
         for name in models:
-            rows.extend(bench_model(name, reps, workdir))
+            rows.extend(bench_model(name, reps, workdir, isolate=True if args.isolate else None))
     result = {
         "benchmark": "export_overhead",
         "target_ratio_max": TARGET_RATIO,
         "quick": args.quick,
+        "isolate_conversion": True if args.isolate else None,
         "rows": rows,
         "all_meet_target": all(r["meets_target"] for r in rows),
         "wall_s": round(time.perf_counter() - started, 1),
