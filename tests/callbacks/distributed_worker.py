@@ -85,6 +85,14 @@ def make_model():
 
 
 def train(mode, out_dir):
+    # First: a multi-worker strategy must configure TensorFlow's collective
+    # ops before anything (here, tf.data) initializes its context.
+    if mode == "single":
+        strategy = tf.distribute.get_strategy()
+    elif mode == "mirrored":
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    else:
+        strategy = multi_worker_strategy()
     digits = load_digits()
     x = (digits.images[:256] / 16.0).astype("float32")[..., None]
     y = digits.target[:256].astype("int32")
@@ -92,12 +100,6 @@ def train(mode, out_dir):
     batches = batches.batch(32)
     validation = tf.data.Dataset.from_tensor_slices((x[192:], y[192:]))
     validation = validation.batch(32)
-    if mode == "single":
-        strategy = tf.distribute.get_strategy()
-    elif mode == "mirrored":
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    else:
-        strategy = multi_worker_strategy()
     with strategy.scope():
         model = make_model()
     if os.environ.get("KERAS_TFLQ_TEST_FAIL_EXPORT") == "1":
