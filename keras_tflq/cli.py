@@ -109,7 +109,7 @@ def _add_data_arguments(parser):
     parser.add_argument(
         "--data",
         required=True,
-        help="an .npz file with `x` (or `x_<input name>` per input) and `y`",
+        help="an .npz file with `x` (or `x_<input name>` per input) and `y` (compare also takes an .npy of a single input)",
     )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--json", action="store_true", help="print JSON")
