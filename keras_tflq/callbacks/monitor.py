@@ -23,25 +23,22 @@ def _built_metrics(model):
 
 
 def _compiled_metrics(model):
-    """The metric objects `compile(metrics=...)` was given, rebuilt from
-    the compile config (before the first training step builds them)."""
-    try:
-        config = model.get_compile_config() or {}
-    except (AttributeError, NotImplementedError):
-        return
-    for entry in _flatten(
-        [config.get("metrics"), config.get("weighted_metrics")]
-    ):
-        try:
-            if isinstance(entry, str):
-                metric = keras.metrics.get(entry)
-                name = entry
-            else:
-                metric = keras.saving.deserialize_keras_object(entry)
-                name = getattr(metric, "name", None)
-        except (TypeError, ValueError):
-            continue  # An unregistered custom metric: its direction is unknown.
-        yield name, metric
+    """`(name, metric)` for what `compile(metrics=..., weighted_metrics=...)`
+    was given, before the first training step builds the metric objects.
+
+    Keras keeps these only in its compile container's `_user_metrics` and
+    `_user_weighted_metrics` (read here and nowhere else in this package).
+    """
+    for container in getattr(model, "metrics", ()):
+        for attribute in ("_user_metrics", "_user_weighted_metrics"):
+            for entry in _flatten(getattr(container, attribute, None)):
+                if isinstance(entry, str):
+                    try:
+                        yield entry, keras.metrics.get(entry)
+                    except ValueError:
+                        continue
+                else:
+                    yield getattr(entry, "name", None), entry
 
 
 def _matches(logged, name):

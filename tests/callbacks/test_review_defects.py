@@ -125,6 +125,7 @@ def test_no_fit_frame_needed_with_calibration_data_and_no_evaluation(
         mode="int8", calibration_data=x[:16], evaluate=False, verbose=0
     )
     export.set_model(model)
+    export.set_params({"epochs": 1})
     export.on_train_begin()  # outside fit(): nothing to look up
     export.on_epoch_end(0, {})
     assert export.report["all_integer"]
