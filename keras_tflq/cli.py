@@ -333,7 +333,7 @@ def _load_data(path, input_names, need_y=True):
     """Returns `([x per input], y)` from an .npz or .npy file."""
     from keras_tflq.cli_data import load_data_file
 
-    return load_data_file(path, input_names, need_y=need_y)
+    return load_data_file(_existing(path, "data"), input_names, need_y=need_y)
 
 
 def _existing(path, argument):

@@ -73,7 +73,7 @@ def test_evaluate_says_it_needs_an_npz_with_labels(folder, capsys):
 @pytest.mark.parametrize(
     "name, match",
     [
-        ("missing.npy", "Expected an existing .npz or .npy data file"),
+        ("missing.npy", r"Expected an existing file for `data`"),
         ("text.npy", r"Expected a NumPy .npz or .npy data file .*text.npy"),
         ("truncated.npz", r"Expected a NumPy .npz or .npy .*truncated.npz"),
         ("objects.npy", r"Expected a NumPy .npz or .npy .*objects.npy"),
