@@ -66,7 +66,9 @@ def make_model():
     model = keras.Sequential(
         [
             keras.Input((8, 8, 1)),
-            keras.layers.Conv2D(8, 3, padding="same"),
+            # No bias before BatchNormalization: its gradient is zero but
+            # for rounding, which Adam would turn into steps of noise.
+            keras.layers.Conv2D(8, 3, padding="same", use_bias=False),
             keras.layers.BatchNormalization(),
             keras.layers.ReLU(),
             keras.layers.MaxPooling2D(),
@@ -87,6 +89,7 @@ def make_model():
 def train(mode, out_dir):
     # First: a multi-worker strategy must configure TensorFlow's collective
     # ops before anything (here, tf.data) initializes its context.
+    keras.backend.clear_session()  # The same layer names in every mode.
     if mode == "single":
         strategy = tf.distribute.get_strategy()
     elif mode == "mirrored":
