@@ -89,7 +89,8 @@ def make_model():
 def train(mode, out_dir):
     # First: a multi-worker strategy must configure TensorFlow's collective
     # ops before anything (here, tf.data) initializes its context.
-    keras.backend.clear_session()  # The same layer names in every mode.
+    if mode != "multi_worker":  # (one mode per process; see above)
+        keras.backend.clear_session()  # The same layer names in each mode.
     if mode == "single":
         strategy = tf.distribute.get_strategy()
     elif mode == "mirrored":
