@@ -9,7 +9,8 @@ import time
 
 
 def make_step_timer(K, skip_first_epoch):
-    """A callback recording each train step's wall time (first epoch dropped)."""
+    """A callback recording each train step's wall time (first epoch
+    dropped)."""
 
     class StepTimer(K.callbacks.Callback):
         def __init__(self):
@@ -30,7 +31,9 @@ def make_step_timer(K, skip_first_epoch):
                 self.times.append(seconds)
 
         def median(self):
-            times = self.times if skip_first_epoch else self.times[5:] or self.times
+            times = (
+                self.times if skip_first_epoch else self.times[5:] or self.times
+            )
             return statistics.median(times)
 
     return StepTimer()
@@ -50,7 +53,14 @@ def interleaved_step_times(K, float_model, qat_model, x, y, rounds, batch_size):
         for which in order:
             timer = make_step_timer(K, skip_first_epoch=False)
             model = (float_model, qat_model)[which]
-            model.fit(x, y, batch_size=batch_size, epochs=1, callbacks=[timer], verbose=0)
+            model.fit(
+                x,
+                y,
+                batch_size=batch_size,
+                epochs=1,
+                callbacks=[timer],
+                verbose=0,
+            )
             medians[which] = timer.median()
         float_ms.append(medians[0] * 1e3)
         qat_ms.append(medians[1] * 1e3)

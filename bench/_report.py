@@ -1,4 +1,5 @@
-"""Writes a benchmark's results file: command, machine, markdown tables, JSON line."""
+"""Writes a benchmark's results file: command, machine, markdown tables, JSON
+line."""
 
 import json
 import os
@@ -12,9 +13,11 @@ def write_results(path, title, result, tables):
     lines = [
         f"# {title}",
         "",
-        f"Command: `python {' '.join([os.path.relpath(sys.argv[0])] + sys.argv[1:])}`",
+        "Command: `python "
+        f"{' '.join([os.path.relpath(sys.argv[0])] + sys.argv[1:])}`",
         "",
-        f"Machine: {machine.get('nproc')} CPUs (`nproc`), {machine.get('cpu')}; "
+        f"Machine: {machine.get('nproc')} CPUs (`nproc`), "
+        f"{machine.get('cpu')}; "
         + ", ".join(f"{k} {v}" for k, v in versions.items()),
         "",
         f"Wall time: {result.get('wall_s')} s",

@@ -1,4 +1,5 @@
-"""Benchmark (issue 2): TFLiteExport's export time vs a hand-written converter call.
+"""Benchmark (issue 2): TFLiteExport's export time vs a hand-written converter
+call.
 
 For each mode (float32, dynamic, int8) and model, the two ways of getting a
 `.tflite` file out of a trained Keras model are timed side by side, in one
@@ -30,9 +31,10 @@ Prints one JSON line, then a markdown table (median seconds and the ratio
 callback / hand-written; target <= 1.10).
 
 Usage:
-    python bench/export_overhead.py            # digits CNN + MobileNetV2, 7 reps
+    python bench/export_overhead.py   # digits CNN + MobileNetV2, 7 reps
     python bench/export_overhead.py --quick    # digits CNN only, 3 reps
-    python bench/export_overhead.py --quick --isolate   # cost of isolate_conversion=True
+    # the cost of isolate_conversion=True:
+    python bench/export_overhead.py --quick --isolate
 """
 
 import argparse
@@ -46,9 +48,8 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-
 import _report  # noqa: E402  (bench/ is on sys.path when a script runs)
+import numpy as np  # noqa: E402
 
 MODES = ("float32", "dynamic", "int8")
 CALIBRATION_SAMPLES = 200
@@ -140,21 +141,28 @@ def hand_written(model, mode, x_val, path):
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    content = hand_written_settings(converter, mode, lambda i: [x_val[i : i + 1]], len(x_val)).convert()
+    content = hand_written_settings(
+        converter, mode, lambda i: [x_val[i : i + 1]], len(x_val)
+    ).convert()
     with open(path, "wb") as f:
         f.write(content)
     return len(content)
 
 
 def hand_written_settings(converter, mode, sample, count):
-    """The converter flags a user writes by hand for `mode`; `sample(i)` is one calibration sample."""
+    """The converter flags a user writes by hand for `mode`; `sample(i)` is one
+    calibration sample."""
     import tensorflow as tf
 
     if mode != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "int8":
-        converter.representative_dataset = lambda: (sample(i) for i in range(count))
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.representative_dataset = lambda: (
+            sample(i) for i in range(count)
+        )
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+        ]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
     return converter
@@ -170,7 +178,9 @@ def hand_written_saved_model(model, mode, x_val, path):
         converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
         name = model.inputs[0].name
         sample = lambda i: {name: x_val[i : i + 1]}  # noqa: E731
-        content = hand_written_settings(converter, mode, sample, len(x_val)).convert()
+        content = hand_written_settings(
+            converter, mode, sample, len(x_val)
+        ).convert()
     with open(path, "wb") as f:
         f.write(content)
     return len(content)
@@ -178,7 +188,8 @@ def hand_written_saved_model(model, mode, x_val, path):
 
 @contextlib.contextmanager
 def quiet():
-    """Both sides print (Keras' exporter, the converter); keep stdout for results."""
+    """Both sides print (Keras' exporter, the converter); keep stdout for
+    results."""
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
         yield
 
@@ -194,7 +205,9 @@ def bench_model(model_name, reps, workdir, isolate=None):
     x_val = np.ascontiguousarray(x_val[:CALIBRATION_SAMPLES])
     y_val = y_val[:CALIBRATION_SAMPLES]
     model = build()
-    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        "adam", "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     rows = []
     for mode in MODES:
         callback = keras_tflq.TFLiteExport(
@@ -206,9 +219,11 @@ def bench_model(model_name, reps, workdir, isolate=None):
             isolate_conversion=isolate,
         )
         timer = HookTimer(callback)
-        baseline_path = os.path.join(workdir, f"{model_name}_hand_{mode}.tflite")
+        baseline_path = os.path.join(
+            workdir, f"{model_name}_hand_{mode}.tflite"
+        )
 
-        def run_callback():
+        def run_callback(timer=timer, callback=callback):
             timer.reset()
             with quiet():
                 model.fit(
@@ -222,16 +237,18 @@ def bench_model(model_name, reps, workdir, isolate=None):
                 )
             return timer.seconds, os.path.getsize(callback.exported_path)
 
-        def run_hand():
+        def run_hand(mode=mode, baseline_path=baseline_path):
             started = time.perf_counter()
             with quiet():
                 size = hand_written(model, mode, x_val, baseline_path)
             return time.perf_counter() - started, size
 
-        def run_saved_model():
+        def run_saved_model(mode=mode, baseline_path=baseline_path):
             started = time.perf_counter()
             with quiet():
-                size = hand_written_saved_model(model, mode, x_val, baseline_path)
+                size = hand_written_saved_model(
+                    model, mode, x_val, baseline_path
+                )
             return time.perf_counter() - started, size
 
         cb_times, hand_times, sm_times, conv_times = [], [], [], []
@@ -257,7 +274,7 @@ def bench_model(model_name, reps, workdir, isolate=None):
         hand_med = statistics.median(hand_times)
         sm_med = statistics.median(sm_times)
         conv_med = statistics.median(conv_times)
-        ratios = [c / h for c, h in zip(cb_times, hand_times)]
+        ratios = [c / h for c, h in zip(cb_times, hand_times, strict=False)]
         rows.append(
             {
                 "model": model_name,
@@ -271,7 +288,11 @@ def bench_model(model_name, reps, workdir, isolate=None):
                 "ratio_paired_max": round(max(ratios), 3),
                 "callback_conversion_s_median": round(conv_med, 4),
                 "callback_non_conversion_s_median": round(
-                    statistics.median(c - v for c, v in zip(cb_times, conv_times)), 4
+                    statistics.median(
+                        c - v
+                        for c, v in zip(cb_times, conv_times, strict=False)
+                    ),
+                    4,
                 ),
                 "hand_saved_model_s_median": round(sm_med, 4),
                 "ratio_saved_model_route_vs_hand": round(sm_med / hand_med, 3),
@@ -293,47 +314,78 @@ def bench_model(model_name, reps, workdir, isolate=None):
 
 def markdown(rows):
     lines = [
-        "| model | mode | callback s (median) | hand-written s (median) | ratio (medians) "
+        "| model | mode | callback s (median) | hand-written s (median) | "
+        "ratio (medians) "
         "| paired ratio median [min, max] | bytes callback / hand | <= 1.10 "
-        "| of which conversion s / rest s | hand via SavedModel s (ratio to hand) |",
+        "| of which conversion s / rest s | hand via SavedModel s (ratio to "
+        "hand) |",
         "|---|---|---:|---:|---:|---|---|:---:|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['mode']} | {r['callback_s_median']:.3f} "
             f"| {r['hand_written_s_median']:.3f} | {r['ratio_of_medians']:.3f} "
-            f"| {r['ratio_paired_median']:.3f} [{r['ratio_paired_min']:.3f}, {r['ratio_paired_max']:.3f}] "
+            f"| {r['ratio_paired_median']:.3f} [{r['ratio_paired_min']:.3f}, "
+            f"{r['ratio_paired_max']:.3f}] "
             f"| {r['callback_bytes']} / {r['hand_written_bytes']} "
             f"| {'yes' if r['meets_target'] else 'NO'} "
-            f"| {r['callback_conversion_s_median']:.3f} / {r['callback_non_conversion_s_median']:.3f} "
-            f"| {r['hand_saved_model_s_median']:.3f} ({r['ratio_saved_model_route_vs_hand']:.3f}) |"
+            f"| {r['callback_conversion_s_median']:.3f} / "
+            f"{r['callback_non_conversion_s_median']:.3f} "
+            f"| {r['hand_saved_model_s_median']:.3f} "
+            f"({r['ratio_saved_model_route_vs_hand']:.3f}) |"
         )
     return "\n".join(lines)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="digits CNN only, 3 repetitions")
-    parser.add_argument("--reps", type=int, default=None, help="repetitions per side (default 7, quick 3)")
+    parser.add_argument(
+        "--quick", action="store_true", help="digits CNN only, 3 repetitions"
+    )
+    parser.add_argument(
+        "--reps",
+        type=int,
+        default=None,
+        help="repetitions per side (default 7, quick 3)",
+    )
     parser.add_argument(
         "--models",
         default=None,
-        help=f"comma-separated subset of {sorted(MODELS)} (default all; quick: digits_cnn)",
+        help=f"comma-separated subset of {sorted(MODELS)} "
+        "(default all; quick: digits_cnn)",
     )
-    parser.add_argument("--output", default=None, help="also write the results as markdown to this file")
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="also write the results as markdown to this file",
+    )
     parser.add_argument(
         "--isolate",
         action="store_true",
-        help="convert in a child process (isolate_conversion=True), to measure what isolation costs",
+        help=(
+            "convert in a child process (isolate_conversion=True), to "
+            "measure what isolation costs"
+        ),
     )
     args = parser.parse_args(argv)
     reps = args.reps or (3 if args.quick else 7)
-    models = args.models.split(",") if args.models else (["digits_cnn"] if args.quick else list(MODELS))
+    models = (
+        args.models.split(",")
+        if args.models
+        else (["digits_cnn"] if args.quick else list(MODELS))
+    )
     started = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_export_") as workdir:
         for name in models:
-            rows.extend(bench_model(name, reps, workdir, isolate=True if args.isolate else None))
+            rows.extend(
+                bench_model(
+                    name,
+                    reps,
+                    workdir,
+                    isolate=True if args.isolate else None,
+                )
+            )
     result = {
         "benchmark": "export_overhead",
         "target_ratio_max": TARGET_RATIO,
@@ -348,8 +400,13 @@ def main(argv=None):
     print()
     print(markdown(rows))
     if args.output:
-
-        _report.write_results(args.output, "TFLiteExport export time vs hand-written TFLiteConverter (issue 2)", result, markdown(rows))
+        _report.write_results(
+            args.output,
+            "TFLiteExport export time vs hand-written TFLiteConverter (issue "
+            "2)",
+            result,
+            markdown(rows),
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Benchmark (issue 3): QAT step-time overhead on MobileNetV2, keras_tflq vs tfmot.
+"""Benchmark (issue 3): QAT step-time overhead on MobileNetV2, keras_tflq vs
+tfmot.
 
 `keras.applications.MobileNetV2(weights=None)` at 32x32x3, 10 classes, on
 random data (the step time does not depend on the values), batch 32, Adam.
@@ -34,11 +35,11 @@ INPUT_SHAPE = (32, 32, 3)
 
 
 def measure(framework, rounds):
-    """`interleaved_step_times` of float and QAT MobileNetV2 in one framework."""
+    """`interleaved_step_times` of float and QAT MobileNetV2 in one
+    framework."""
     if framework == "tfmot":
-        import tf_keras as K
-
         import tensorflow_model_optimization as tfmot
+        import tf_keras as K
 
         quantize_model = tfmot.quantization.keras.quantize_model
     else:
@@ -54,34 +55,48 @@ def measure(framework, rounds):
     y = rng.integers(0, 10, len(x))
 
     def mobilenet():
-        return K.applications.MobileNetV2(input_shape=INPUT_SHAPE, weights=None, classes=10)
+        return K.applications.MobileNetV2(
+            input_shape=INPUT_SHAPE, weights=None, classes=10
+        )
 
     K.utils.set_random_seed(0)
     float_model, qat_model = mobilenet(), quantize_model(mobilenet())
     for model in (float_model, qat_model):
-        model.compile(K.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
-        model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0)  # traces the step
-    result = _qat_timing.interleaved_step_times(K, float_model, qat_model, x, y, rounds, BATCH_SIZE)
+        model.compile(
+            K.optimizers.Adam(1e-3), "sparse_categorical_crossentropy"
+        )
+        model.fit(
+            x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0
+        )  # traces the step
+    result = _qat_timing.interleaved_step_times(
+        K, float_model, qat_model, x, y, rounds, BATCH_SIZE
+    )
     if framework == "tfmot":
-        result["versions"] = {"tf_keras": K.__version__, "tfmot": getattr(tfmot, "__version__", "?")}
+        result["versions"] = {
+            "tf_keras": K.__version__,
+            "tfmot": getattr(tfmot, "__version__", "?"),
+        }
     return result
 
 
 def markdown(result):
     rows = [
-        "| framework | float step ms | QAT step ms | QAT / float (median of rounds) |",
+        "| framework | float step ms | QAT step ms | QAT / float (median of "
+        "rounds) |",
         "|---|---:|---:|---:|",
     ]
     for name in ("keras_tflq", "tfmot"):
         r = result[name]
         rows.append(
-            f"| {name} | {r['timed_float_step_ms']:.1f} | {r['timed_qat_step_ms']:.1f} | {r['timed_overhead']:.2f} |"
+            f"| {name} | {r['timed_float_step_ms']:.1f} | "
+            f"{r['timed_qat_step_ms']:.1f} | {r['timed_overhead']:.2f} |"
         )
     rows += [
         "",
         "| target | result |",
         "|---|---|",
-        f"| keras_tflq QAT step overhead <= tfmot's | {result['meets_target']} |",
+        f"| keras_tflq QAT step overhead <= tfmot's | {result['meets_target']} "
+        "|",
     ]
     return "\n".join(rows)
 
@@ -89,12 +104,21 @@ def markdown(result):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 timing rounds")
-    parser.add_argument("--rounds", type=int, default=None, help="timing rounds (default 6)")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="timing rounds (default 6)"
+    )
     parser.add_argument("--tfmot-worker", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--output", default=None, help="also write the results as markdown to this file")
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="also write the results as markdown to this file",
+    )
     args = parser.parse_args(argv)
     if args.tfmot_worker:
-        print("TFMOT_RESULT " + json.dumps(measure("tfmot", int(args.tfmot_worker))))
+        print(
+            "TFMOT_RESULT "
+            + json.dumps(measure("tfmot", int(args.tfmot_worker)))
+        )
         return
     rounds = args.rounds or (2 if args.quick else 6)
     started = time.perf_counter()
@@ -108,7 +132,8 @@ def main(argv=None):
         "tfmot": _qat_timing.run_tfmot_worker(__file__, str(rounds)),
     }
     result["meets_target"] = (
-        result["keras_tflq"]["timed_overhead"] <= result["tfmot"]["timed_overhead"]
+        result["keras_tflq"]["timed_overhead"]
+        <= result["tfmot"]["timed_overhead"]
     )
     result["wall_s"] = round(time.perf_counter() - started, 1)
     result["machine"] = _report.machine_info(result["tfmot"].pop("versions"))
@@ -117,8 +142,11 @@ def main(argv=None):
     print(markdown(result))
     if args.output:
         _report.write_results(
-            args.output, "QAT step-time overhead on MobileNetV2, keras_tflq vs tfmot (issue 3)",
-            result, markdown(result),
+            args.output,
+            "QAT step-time overhead on MobileNetV2, keras_tflq vs tfmot (issue "
+            "3)",
+            result,
+            markdown(result),
         )
 
 

@@ -1,13 +1,15 @@
-"""Benchmark (issue 3): keras_tflq QAT (Keras 3) vs tfmot QAT (tf_keras), side by side.
+"""Benchmark (issue 3): keras_tflq QAT (Keras 3) vs tfmot QAT (tf_keras), side
+by side.
 
 Same model, data, epochs, optimizer and seeds in both frameworks:
 
 * data: `sklearn.datasets.load_digits` (8x8x1, scaled to [0, 1]); a fixed
   stratified split (seed 0): 540 test, 200 validation (PTQ calibration and
   `validation_data`), 1057 train.
-* model (BatchNormalization momentum 0.9): Conv2D+BN+ReLU -> [DepthwiseConv2D+BN+ReLU6 -> Conv2D 1x1+BN] +
-  residual Add -> ReLU -> Conv2D(stride 2)+BN+ReLU -> GlobalAveragePooling ->
-  Dense softmax. Built by the same code with `keras` and with `tf_keras`.
+* model (BatchNormalization momentum 0.9): Conv2D+BN+ReLU ->
+  [DepthwiseConv2D+BN+ReLU6 -> Conv2D 1x1+BN] + residual Add -> ReLU ->
+  Conv2D(stride 2)+BN+ReLU -> GlobalAveragePooling -> Dense softmax. Built
+  by the same code with `keras` and with `tf_keras`.
 * optimizer: Adam, 1e-3 for float training; 2e-4 with cosine decay to 0
   over the QAT epochs (so the int8 accuracy is that of settled weights, not
   of one noisy last step).
@@ -88,7 +90,11 @@ def digits_split():
         x, y, test_size=TEST_SIZE, random_state=SPLIT_SEED, stratify=y
     )
     x_train, x_val, y_train, y_val = train_test_split(
-        x_rest, y_rest, test_size=VAL_SIZE, random_state=SPLIT_SEED, stratify=y_rest
+        x_rest,
+        y_rest,
+        test_size=VAL_SIZE,
+        random_state=SPLIT_SEED,
+        stratify=y_rest,
     )
     return {
         "train": (x_train, y_train),
@@ -136,7 +142,9 @@ def build_model(K):
     y = L.BatchNormalization(momentum=0.9, name="bn_pw")(y)
     x = L.Add(name="add")([x, y])
     x = L.ReLU(name="relu_add")(x)
-    x = L.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="conv2")(x)
+    x = L.Conv2D(
+        32, 3, strides=2, padding="same", use_bias=False, name="conv2"
+    )(x)
     x = L.BatchNormalization(momentum=0.9, name="bn2")(x)
     x = L.ReLU(name="relu2")(x)
     x = L.GlobalAveragePooling2D(name="gap")(x)
@@ -144,20 +152,27 @@ def build_model(K):
     return K.Model(inputs, outputs, name="digits_resnet")
 
 
-def float_finetune_accuracy(K, model, weights_path, x, y, seed, epochs, x_test, y_test):
+def float_finetune_accuracy(
+    K, model, weights_path, x, y, seed, epochs, x_test, y_test
+):
     """The control: `model` reset to the float weights QAT started from,
     then trained like QAT (same optimizer, batches and epochs) without
     quantization. QAT accuracy minus this is the cost of quantization
     itself, apart from what the framework's training does."""
     shared = np.load(weights_path)
     model.set_weights([shared[f"w{i}"] for i in range(len(shared.files))])
-    model.compile(qat_optimizer(K, epochs), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        qat_optimizer(K, epochs),
+        "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     model.fit(train_batches(x, y, seed + QAT_ORDER), epochs=epochs, verbose=0)
     return float(model.evaluate(x_test, y_test, verbose=0)[1])
 
 
 def tflite_accuracy(path, x, y):
-    """Test accuracy of an artifact with ai_edge_litert, one sample per invoke."""
+    """Test accuracy of an artifact with ai_edge_litert, one sample per
+    invoke."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=path, num_threads=1)
@@ -170,10 +185,14 @@ def tflite_accuracy(path, x, y):
         sample = x[i : i + 1]
         if inp["dtype"] != np.float32:
             info = np.iinfo(inp["dtype"])
-            sample = np.clip(np.round(sample / scale + zero_point), info.min, info.max)
+            sample = np.clip(
+                np.round(sample / scale + zero_point), info.min, info.max
+            )
         interpreter.set_tensor(inp["index"], sample.astype(inp["dtype"]))
         interpreter.invoke()
-        correct += int(np.argmax(interpreter.get_tensor(out["index"])[0]) == y[i])
+        correct += int(
+            np.argmax(interpreter.get_tensor(out["index"])[0]) == y[i]
+        )
     return correct / len(x)
 
 
@@ -243,13 +262,13 @@ def latencies(paths, x, rounds, invokes_per_round):
 
 
 def tfmot_worker(spec):
-    """Runs in a subprocess with TF_USE_LEGACY_KERAS=1; prints JSON on stdout."""
+    """Runs in a subprocess with TF_USE_LEGACY_KERAS=1; prints JSON on
+    stdout."""
     import contextlib
 
     import tensorflow as tf
-    import tf_keras as K
-
     import tensorflow_model_optimization as tfmot
+    import tf_keras as K
 
     data = digits_split()
     x_train, y_train = data["train"]
@@ -259,12 +278,19 @@ def tfmot_worker(spec):
     model = build_model(K)
     init = np.load(spec["init_weights"])
     model.set_weights([init[f"w{i}"] for i in range(len(init.files))])
-    model.compile(K.optimizers.Adam(FLOAT_LR), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        K.optimizers.Adam(FLOAT_LR),
+        "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     skip = spec["float_epochs"] > 1
     float_timer = _qat_timing.make_step_timer(K, skip)
     model.fit(
-        train_batches(x_train, y_train, spec["seed"] + FLOAT_ORDER), validation_data=(x_val, y_val),
-        epochs=spec["float_epochs"], callbacks=[float_timer], verbose=0,
+        train_batches(x_train, y_train, spec["seed"] + FLOAT_ORDER),
+        validation_data=(x_val, y_val),
+        epochs=spec["float_epochs"],
+        callbacks=[float_timer],
+        verbose=0,
     )
     float_acc = float(model.evaluate(x_test, y_test, verbose=0)[1])
     if spec["qat_start"] == "shared":
@@ -273,11 +299,18 @@ def tfmot_worker(spec):
     start_acc = float(model.evaluate(x_test, y_test, verbose=0)[1])
 
     qat = tfmot.quantization.keras.quantize_model(model)
-    qat.compile(qat_optimizer(K, spec["qat_epochs"]), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    qat.compile(
+        qat_optimizer(K, spec["qat_epochs"]),
+        "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     qat_timer = _qat_timing.make_step_timer(K, spec["qat_epochs"] > 1)
     qat.fit(
-        train_batches(x_train, y_train, spec["seed"] + QAT_ORDER), validation_data=(x_val, y_val),
-        epochs=spec["qat_epochs"], callbacks=[qat_timer], verbose=0,
+        train_batches(x_train, y_train, spec["seed"] + QAT_ORDER),
+        validation_data=(x_val, y_val),
+        epochs=spec["qat_epochs"],
+        callbacks=[qat_timer],
+        verbose=0,
     )
     qat_acc = float(qat.evaluate(x_test, y_test, verbose=0)[1])
 
@@ -285,7 +318,9 @@ def tfmot_worker(spec):
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
         converter = tf.lite.TFLiteConverter.from_keras_model(qat)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+        ]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
 
@@ -310,7 +345,15 @@ def tfmot_worker(spec):
         "convert_s": convert_s,
         "tflite_int8_acc": tflite_accuracy(spec["output"], x_test, y_test),
         "float_finetune_acc": float_finetune_accuracy(
-            K, model, spec["float_weights"], x_train, y_train, spec["seed"], spec["qat_epochs"], x_test, y_test
+            K,
+            model,
+            spec["float_weights"],
+            x_train,
+            y_train,
+            spec["seed"],
+            spec["qat_epochs"],
+            x_test,
+            y_test,
         ),
         **_qat_timing.interleaved_step_times(
             K, model, qat, x_train, y_train, spec["timing_rounds"], BATCH_SIZE
@@ -340,28 +383,47 @@ def run_seed(seed, float_epochs, qat_epochs, workdir, qat_start, timing_rounds):
     paths = {
         "float32": os.path.join(workdir, f"s{seed}_float32.tflite"),
         "ptq_int8": os.path.join(workdir, f"s{seed}_ptq_int8.tflite"),
-        "keras_tflq_qat_int8": os.path.join(workdir, f"s{seed}_tflq_qat_int8.tflite"),
-        "tfmot_qat_int8": os.path.join(workdir, f"s{seed}_tfmot_qat_int8.tflite"),
+        "keras_tflq_qat_int8": os.path.join(
+            workdir, f"s{seed}_tflq_qat_int8.tflite"
+        ),
+        "tfmot_qat_int8": os.path.join(
+            workdir, f"s{seed}_tfmot_qat_int8.tflite"
+        ),
     }
     init_path = os.path.join(workdir, f"s{seed}_init.npz")
     float_path = os.path.join(workdir, f"s{seed}_float.npz")
 
     keras.utils.set_random_seed(seed)
     model = build_model(keras)
-    np.savez(init_path, **{f"w{i}": w for i, w in enumerate(model.get_weights())})
-    model.compile(keras.optimizers.Adam(FLOAT_LR), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    np.savez(
+        init_path, **{f"w{i}": w for i, w in enumerate(model.get_weights())}
+    )
+    model.compile(
+        keras.optimizers.Adam(FLOAT_LR),
+        "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     float_timer = _qat_timing.make_step_timer(keras, float_epochs > 1)
     exports = [
-        keras_tflq.TFLiteExport(paths["float32"], mode="float32", evaluate=False, verbose=0),
-        keras_tflq.TFLiteExport(paths["ptq_int8"], mode="int8", evaluate=False, verbose=0),
+        keras_tflq.TFLiteExport(
+            paths["float32"], mode="float32", evaluate=False, verbose=0
+        ),
+        keras_tflq.TFLiteExport(
+            paths["ptq_int8"], mode="int8", evaluate=False, verbose=0
+        ),
     ]
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
         model.fit(
-            train_batches(x_train, y_train, seed + FLOAT_ORDER), validation_data=(x_val, y_val),
-            epochs=float_epochs, callbacks=[float_timer, *exports], verbose=0,
+            train_batches(x_train, y_train, seed + FLOAT_ORDER),
+            validation_data=(x_val, y_val),
+            epochs=float_epochs,
+            callbacks=[float_timer, *exports],
+            verbose=0,
         )
     float_acc = float(model.evaluate(x_test, y_test, verbose=0)[1])
-    np.savez(float_path, **{f"w{i}": w for i, w in enumerate(model.get_weights())})
+    np.savez(
+        float_path, **{f"w{i}": w for i, w in enumerate(model.get_weights())}
+    )
 
     # The tfmot side runs in a subprocess; which QAT runs first alternates
     # with the seed (odd seeds: tfmot first) so machine drift hits both.
@@ -380,28 +442,50 @@ def run_seed(seed, float_epochs, qat_epochs, workdir, qat_start, timing_rounds):
     try:
         keras.utils.set_random_seed(seed)
         qat = keras_tflq.quantize_model(model)
-        qat.compile(qat_optimizer(keras, qat_epochs), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        qat.compile(
+            qat_optimizer(keras, qat_epochs),
+            "sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
         qat_timer = _qat_timing.make_step_timer(keras, qat_epochs > 1)
         export = keras_tflq.TFLiteExport(
             paths["keras_tflq_qat_int8"], mode="int8", evaluate=False, verbose=0
         )
-        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        with (
+            open(os.devnull, "w") as devnull,
+            contextlib.redirect_stdout(devnull),
+        ):
             qat.fit(
-                train_batches(x_train, y_train, seed + QAT_ORDER), validation_data=(x_val, y_val),
-                epochs=qat_epochs, callbacks=[qat_timer, export], verbose=0,
+                train_batches(x_train, y_train, seed + QAT_ORDER),
+                validation_data=(x_val, y_val),
+                epochs=qat_epochs,
+                callbacks=[qat_timer, export],
+                verbose=0,
             )
         tflq.update(
             qat_keras_acc=float(qat.evaluate(x_test, y_test, verbose=0)[1]),
             qat_step_ms=qat_timer.median() * 1e3,
             convert_s=export.report["conversion_seconds"],
             quantization=export.report["quantization"],
-            tflite_int8_acc=tflite_accuracy(paths["keras_tflq_qat_int8"], x_test, y_test),
+            tflite_int8_acc=tflite_accuracy(
+                paths["keras_tflq_qat_int8"], x_test, y_test
+            ),
         )
         tflq["float_finetune_acc"] = float_finetune_accuracy(
-            keras, model, float_path, x_train, y_train, seed, qat_epochs, x_test, y_test
+            keras,
+            model,
+            float_path,
+            x_train,
+            y_train,
+            seed,
+            qat_epochs,
+            x_test,
+            y_test,
         )
         tflq.update(
-            _qat_timing.interleaved_step_times(keras, model, qat, x_train, y_train, timing_rounds, BATCH_SIZE)
+            _qat_timing.interleaved_step_times(
+                keras, model, qat, x_train, y_train, timing_rounds, BATCH_SIZE
+            )
         )
     except Exception as exc:  # reported, not hidden
         import traceback
@@ -462,27 +546,46 @@ def summarize(runs, latency_ms, args, wall_s):
     for fw in ("keras_tflq", "tfmot"):
         overhead = [
             q / f if q is not None and f else None
-            for q, f in zip(collect(fw, "qat_step_ms"), collect(fw, "float_step_ms"))
+            for q, f in zip(
+                collect(fw, "qat_step_ms"),
+                collect(fw, "float_step_ms"),
+                strict=False,
+            )
         ]
         summary[fw] = {
             "float_acc": mean_spread(collect(fw, "float_acc")),
             "qat_keras_acc": mean_spread(collect(fw, "qat_keras_acc")),
             "tflite_int8_acc": mean_spread(collect(fw, "tflite_int8_acc")),
-            "float_finetune_acc": mean_spread(collect(fw, "float_finetune_acc")),
-            "int8_minus_finetune": mean_spread([
-                a - b if a is not None and b is not None else None
-                for a, b in zip(collect(fw, "tflite_int8_acc"), collect(fw, "float_finetune_acc"))
-            ]),
+            "float_finetune_acc": mean_spread(
+                collect(fw, "float_finetune_acc")
+            ),
+            "int8_minus_finetune": mean_spread(
+                [
+                    a - b if a is not None and b is not None else None
+                    for a, b in zip(
+                        collect(fw, "tflite_int8_acc"),
+                        collect(fw, "float_finetune_acc"),
+                        strict=False,
+                    )
+                ]
+            ),
             "float_step_ms": mean_spread(collect(fw, "float_step_ms")),
             "qat_step_ms": mean_spread(collect(fw, "qat_step_ms")),
             "qat_step_overhead_in_training": mean_spread(overhead),
-            "timed_float_step_ms": mean_spread(collect(fw, "timed_float_step_ms")),
+            "timed_float_step_ms": mean_spread(
+                collect(fw, "timed_float_step_ms")
+            ),
             "timed_qat_step_ms": mean_spread(collect(fw, "timed_qat_step_ms")),
             "qat_step_overhead": mean_spread(collect(fw, "timed_overhead")),
             "convert_s": mean_spread(collect(fw, "convert_s")),
         }
     artifacts = {}
-    for name in ("float32", "ptq_int8", "keras_tflq_qat_int8", "tfmot_qat_int8"):
+    for name in (
+        "float32",
+        "ptq_int8",
+        "keras_tflq_qat_int8",
+        "tfmot_qat_int8",
+    ):
         infos = [r["artifacts"][name] for r in runs if name in r["artifacts"]]
         if not infos:
             continue
@@ -508,16 +611,29 @@ def summarize(runs, latency_ms, args, wall_s):
     targets = {
         "int8_acc_paired_diff": mean_spread(paired),
         "int8_acc_paired_wins_ties_losses": [
-            sum(d > 1e-9 for d in paired), sum(abs(d) <= 1e-9 for d in paired), sum(d < -1e-9 for d in paired)
+            sum(d > 1e-9 for d in paired),
+            sum(abs(d) <= 1e-9 for d in paired),
+            sum(d < -1e-9 for d in paired),
         ],
         "one_test_sample": 1.0 / TEST_SIZE,
-        "int8_acc_keras_tflq_ge_tfmot": None if a is None or b is None else a["mean"] >= b["mean"],
-        "int8_acc_diff_mean": None if a is None or b is None else a["mean"] - b["mean"],
+        "int8_acc_keras_tflq_ge_tfmot": None
+        if a is None or b is None
+        else a["mean"] >= b["mean"],
+        "int8_acc_diff_mean": None
+        if a is None or b is None
+        else a["mean"] - b["mean"],
         "quantization_cost_keras_tflq_le_tfmot": None
-        if ca is None or cb is None else -ca["mean"] <= -cb["mean"],
-        "quantization_cost_diff_mean": None if ca is None or cb is None else ca["mean"] - cb["mean"],
-        "qat_overhead_keras_tflq_le_tfmot": None if oa is None or ob is None else oa["mean"] <= ob["mean"],
-        "qat_overhead_ratio_keras_tflq_over_tfmot": None if oa is None or ob is None else oa["mean"] / ob["mean"],
+        if ca is None or cb is None
+        else -ca["mean"] <= -cb["mean"],
+        "quantization_cost_diff_mean": None
+        if ca is None or cb is None
+        else ca["mean"] - cb["mean"],
+        "qat_overhead_keras_tflq_le_tfmot": None
+        if oa is None or ob is None
+        else oa["mean"] <= ob["mean"],
+        "qat_overhead_ratio_keras_tflq_over_tfmot": None
+        if oa is None or ob is None
+        else oa["mean"] / ob["mean"],
     }
     return {
         "benchmark": "qat_vs_tfmot",
@@ -530,18 +646,36 @@ def summarize(runs, latency_ms, args, wall_s):
             "float_lr": FLOAT_LR,
             "qat_lr": QAT_LR,
             "qat_lr_schedule": "cosine decay to 0 over the QAT epochs",
-            "split": {"train": 1797 - TEST_SIZE - VAL_SIZE, "val": VAL_SIZE, "test": TEST_SIZE, "seed": SPLIT_SEED},
+            "split": {
+                "train": 1797 - TEST_SIZE - VAL_SIZE,
+                "val": VAL_SIZE,
+                "test": TEST_SIZE,
+                "seed": SPLIT_SEED,
+            },
             "qat_start": args.qat_start,
             "timing_rounds": args.timing_rounds,
-            "latency": {"rounds": args.latency_rounds, "invokes_per_round": 10, "num_threads": 1, "batch": 1},
+            "latency": {
+                "rounds": args.latency_rounds,
+                "invokes_per_round": 10,
+                "num_threads": 1,
+                "batch": 1,
+            },
         },
         "summary": summary,
         "artifacts": artifacts,
         "targets": targets,
-        "errors": [r["keras_tflq_error"] for r in runs if r["keras_tflq_error"]],
+        "errors": [
+            r["keras_tflq_error"] for r in runs if r["keras_tflq_error"]
+        ],
         "per_seed": [
-            {"seed": r["seed"], "keras_tflq": r["keras_tflq"], "tfmot": r["tfmot"],
-             "artifact_test_acc": {k: v["test_acc"] for k, v in r["artifacts"].items()}}
+            {
+                "seed": r["seed"],
+                "keras_tflq": r["keras_tflq"],
+                "tfmot": r["tfmot"],
+                "artifact_test_acc": {
+                    k: v["test_acc"] for k, v in r["artifacts"].items()
+                },
+            }
             for r in runs
         ],
         "wall_s": round(wall_s, 1),
@@ -551,22 +685,46 @@ def summarize(runs, latency_ms, args, wall_s):
 def markdown(result):
     s = result["summary"]
     lines = [
-        "| metric (mean ± std [min, max] over seeds) | keras_tflq (Keras 3) | tfmot (tf_keras) |",
+        "| metric (mean ± std [min, max] over seeds) | keras_tflq (Keras 3) | "
+        "tfmot (tf_keras) |",
         "|---|---|---|",
-        f"| float Keras test acc | {fmt(s['keras_tflq']['float_acc'])} | {fmt(s['tfmot']['float_acc'])} |",
-        f"| QAT Keras test acc | {fmt(s['keras_tflq']['qat_keras_acc'])} | {fmt(s['tfmot']['qat_keras_acc'])} |",
-        f"| **int8 TFLite test acc** | {fmt(s['keras_tflq']['tflite_int8_acc'])} | {fmt(s['tfmot']['tflite_int8_acc'])} |",
-        f"| float fine-tune test acc (control: QAT's epochs without quantization) | {fmt(s['keras_tflq']['float_finetune_acc'])} | {fmt(s['tfmot']['float_finetune_acc'])} |",
-        f"| **int8 acc − float fine-tune acc (cost of quantization)** | {fmt(s['keras_tflq']['int8_minus_finetune'])} | {fmt(s['tfmot']['int8_minus_finetune'])} |",
-        f"| float step ms (median, in training) | {fmt(s['keras_tflq']['float_step_ms'], digits=2)} | {fmt(s['tfmot']['float_step_ms'], digits=2)} |",
-        f"| QAT step ms (median, in training) | {fmt(s['keras_tflq']['qat_step_ms'], digits=2)} | {fmt(s['tfmot']['qat_step_ms'], digits=2)} |",
-        f"| QAT / float step time (in training) | {fmt(s['keras_tflq']['qat_step_overhead_in_training'], digits=2)} | {fmt(s['tfmot']['qat_step_overhead_in_training'], digits=2)} |",
-        f"| float step ms (median, interleaved) | {fmt(s['keras_tflq']['timed_float_step_ms'], digits=2)} | {fmt(s['tfmot']['timed_float_step_ms'], digits=2)} |",
-        f"| QAT step ms (median, interleaved) | {fmt(s['keras_tflq']['timed_qat_step_ms'], digits=2)} | {fmt(s['tfmot']['timed_qat_step_ms'], digits=2)} |",
-        f"| **QAT / float step time (interleaved)** | {fmt(s['keras_tflq']['qat_step_overhead'], digits=2)} | {fmt(s['tfmot']['qat_step_overhead'], digits=2)} |",
-        f"| int8 conversion s | {fmt(s['keras_tflq']['convert_s'], digits=2)} | {fmt(s['tfmot']['convert_s'], digits=2)} |",
+        f"| float Keras test acc | {fmt(s['keras_tflq']['float_acc'])} | "
+        f"{fmt(s['tfmot']['float_acc'])} |",
+        f"| QAT Keras test acc | {fmt(s['keras_tflq']['qat_keras_acc'])} | "
+        f"{fmt(s['tfmot']['qat_keras_acc'])} |",
+        "| **int8 TFLite test acc** | "
+        f"{fmt(s['keras_tflq']['tflite_int8_acc'])} | "
+        f"{fmt(s['tfmot']['tflite_int8_acc'])} |",
+        "| float fine-tune test acc (control: QAT's epochs without "
+        f"quantization) | {fmt(s['keras_tflq']['float_finetune_acc'])} | "
+        f"{fmt(s['tfmot']['float_finetune_acc'])} |",
+        "| **int8 acc − float fine-tune acc (cost of quantization)** | "
+        f"{fmt(s['keras_tflq']['int8_minus_finetune'])} | "
+        f"{fmt(s['tfmot']['int8_minus_finetune'])} |",
+        "| float step ms (median, in training) | "
+        f"{fmt(s['keras_tflq']['float_step_ms'], digits=2)} | "
+        f"{fmt(s['tfmot']['float_step_ms'], digits=2)} |",
+        "| QAT step ms (median, in training) | "
+        f"{fmt(s['keras_tflq']['qat_step_ms'], digits=2)} | "
+        f"{fmt(s['tfmot']['qat_step_ms'], digits=2)} |",
+        "| QAT / float step time (in training) | "
+        f"{fmt(s['keras_tflq']['qat_step_overhead_in_training'], digits=2)} | "
+        f"{fmt(s['tfmot']['qat_step_overhead_in_training'], digits=2)} |",
+        "| float step ms (median, interleaved) | "
+        f"{fmt(s['keras_tflq']['timed_float_step_ms'], digits=2)} | "
+        f"{fmt(s['tfmot']['timed_float_step_ms'], digits=2)} |",
+        "| QAT step ms (median, interleaved) | "
+        f"{fmt(s['keras_tflq']['timed_qat_step_ms'], digits=2)} | "
+        f"{fmt(s['tfmot']['timed_qat_step_ms'], digits=2)} |",
+        "| **QAT / float step time (interleaved)** | "
+        f"{fmt(s['keras_tflq']['qat_step_overhead'], digits=2)} | "
+        f"{fmt(s['tfmot']['qat_step_overhead'], digits=2)} |",
+        f"| int8 conversion s | {fmt(s['keras_tflq']['convert_s'], digits=2)} "
+        f"| {fmt(s['tfmot']['convert_s'], digits=2)} |",
         "",
-        "| artifact | bytes | I/O | ops | float ops | test acc (LiteRT) | latency µs, batch 1, XNNPACK, 1 thread (median) | latency vs float32 |",
+        "| artifact | bytes | I/O | ops | float ops | test acc (LiteRT) | "
+        "latency µs, batch 1, XNNPACK, 1 thread (median) | latency vs float32 "
+        "|",
         "|---|---:|---|---|---|---|---:|---:|",
     ]
     arts = result["artifacts"]
@@ -577,44 +735,80 @@ def markdown(result):
         lat_s = f"{lat * 1e3:.2f}" if lat else "n/a"
         lines.append(
             f"| {name} | {a['bytes']} | {a['io'][0]}/{a['io'][1]} "
-            f"| {' '.join(f'{k}x{v}' for k, v in a['ops'].items())} | {', '.join(a['float_ops']) or '-'} "
+            f"| {' '.join(f'{k}x{v}' for k, v in a['ops'].items())} | "
+            f"{', '.join(a['float_ops']) or '-'} "
             f"| {fmt(a['test_acc'])} | {lat_s} | {rel} |"
         )
     t = result["targets"]
+
+    def signed(value, spec):
+        return value if value is None else format(value, spec)
+
     lines += [
         "",
         "| target | result |",
         "|---|---|",
-        f"| keras_tflq int8 acc >= tfmot int8 acc | {t['int8_acc_keras_tflq_ge_tfmot']} "
-        f"(diff of means {t['int8_acc_diff_mean'] if t['int8_acc_diff_mean'] is None else format(t['int8_acc_diff_mean'], '+.4f')}; "
-        f"paired per-seed diff {fmt(t['int8_acc_paired_diff'])}, wins/ties/losses "
-        f"{'/'.join(map(str, t['int8_acc_paired_wins_ties_losses']))}; one test sample = {t['one_test_sample']:.4f}) |",
-        f"| keras_tflq quantization cost (int8 − own float fine-tune) <= tfmot's | "
-        f"{t['quantization_cost_keras_tflq_le_tfmot']} (difference of mean int8 − fine-tune: "
-        f"{t['quantization_cost_diff_mean'] if t['quantization_cost_diff_mean'] is None else format(t['quantization_cost_diff_mean'], '+.4f')}) |",
-        f"| keras_tflq QAT step overhead <= tfmot's | {t['qat_overhead_keras_tflq_le_tfmot']} "
-        f"(ratio {t['qat_overhead_ratio_keras_tflq_over_tfmot'] if t['qat_overhead_ratio_keras_tflq_over_tfmot'] is None else format(t['qat_overhead_ratio_keras_tflq_over_tfmot'], '.2f')}) |",
+        "| keras_tflq int8 acc >= tfmot int8 acc | "
+        f"{t['int8_acc_keras_tflq_ge_tfmot']} "
+        "(diff of means "
+        f"{signed(t['int8_acc_diff_mean'], '+.4f')}; "
+        f"paired per-seed diff {fmt(t['int8_acc_paired_diff'])}, "
+        "wins/ties/losses "
+        f"{'/'.join(map(str, t['int8_acc_paired_wins_ties_losses']))}; one "
+        f"test sample = {t['one_test_sample']:.4f}) |",
+        "| keras_tflq quantization cost (int8 − own float fine-tune) <= "
+        "tfmot's | "
+        f"{t['quantization_cost_keras_tflq_le_tfmot']} (difference of mean "
+        "int8 − fine-tune: "
+        f"{signed(t['quantization_cost_diff_mean'], '+.4f')}) |",
+        "| keras_tflq QAT step overhead <= tfmot's | "
+        f"{t['qat_overhead_keras_tflq_le_tfmot']} "
+        "(ratio "
+        f"{signed(t['qat_overhead_ratio_keras_tflq_over_tfmot'], '.2f')}) |",
     ]
     return "\n".join(lines)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 seed, 6 float + 2 QAT epochs")
-    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 10)")
-    parser.add_argument("--float-epochs", type=int, default=None, help="default 20")
-    parser.add_argument("--qat-epochs", type=int, default=None, help="default 6")
-    parser.add_argument("--latency-rounds", type=int, default=None, help="rounds of 10 invokes (default 40)")
     parser.add_argument(
-        "--timing-rounds", type=int, default=None,
-        help="alternating float/QAT timing epochs per framework and seed (default 6)",
+        "--quick", action="store_true", help="1 seed, 6 float + 2 QAT epochs"
     )
     parser.add_argument(
-        "--qat-start", choices=("shared", "own"), default="shared",
-        help="tfmot QAT starts from the Keras 3 float weights (shared) or its own float training",
+        "--seeds", type=int, default=None, help="number of seeds (default 10)"
+    )
+    parser.add_argument(
+        "--float-epochs", type=int, default=None, help="default 20"
+    )
+    parser.add_argument(
+        "--qat-epochs", type=int, default=None, help="default 6"
+    )
+    parser.add_argument(
+        "--latency-rounds",
+        type=int,
+        default=None,
+        help="rounds of 10 invokes (default 40)",
+    )
+    parser.add_argument(
+        "--timing-rounds",
+        type=int,
+        default=None,
+        help="alternating float/QAT timing epochs per framework and seed "
+        "(default 6)",
+    )
+    parser.add_argument(
+        "--qat-start",
+        choices=("shared", "own"),
+        default="shared",
+        help="tfmot QAT starts from the Keras 3 float weights (shared) or its "
+        "own float training",
     )
     parser.add_argument("--tfmot-worker", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--output", default=None, help="also write the results as markdown to this file")
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="also write the results as markdown to this file",
+    )
     args = parser.parse_args(argv)
     if args.tfmot_worker:
         tfmot_worker(json.loads(args.tfmot_worker))
@@ -630,24 +824,38 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="bench_qat_") as workdir:
         for seed in range(args.seeds):
             run = run_seed(
-                seed, args.float_epochs, args.qat_epochs, workdir, args.qat_start, args.timing_rounds
+                seed,
+                args.float_epochs,
+                args.qat_epochs,
+                workdir,
+                args.qat_start,
+                args.timing_rounds,
             )
             runs.append(run)
             print(
                 f"[qat_vs_tfmot] seed {seed}: keras_tflq int8 "
-                f"{run['keras_tflq'].get('tflite_int8_acc')} tfmot int8 {run['tfmot'].get('tflite_int8_acc')}",
+                f"{run['keras_tflq'].get('tflite_int8_acc')} tfmot int8 "
+                f"{run['tfmot'].get('tflite_int8_acc')}",
                 file=sys.stderr,
             )
         last = runs[-1]
-        latency_ms = latencies(last["paths"], last["x_latency"], args.latency_rounds, 10)
+        latency_ms = latencies(
+            last["paths"], last["x_latency"], args.latency_rounds, 10
+        )
     result = summarize(runs, latency_ms, args, time.perf_counter() - started)
-    result["machine"] = _report.machine_info((runs[-1]["tfmot"] or {}).get("versions"))
+    result["machine"] = _report.machine_info(
+        (runs[-1]["tfmot"] or {}).get("versions")
+    )
     print(json.dumps(result))
     print()
     print(markdown(result))
     if args.output:
-
-        _report.write_results(args.output, "keras_tflq QAT vs tfmot QAT (issue 3)", result, markdown(result))
+        _report.write_results(
+            args.output,
+            "keras_tflq QAT vs tfmot QAT (issue 3)",
+            result,
+            markdown(result),
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Quickstart: train a small CNN on real digits and get a checked int8 TFLite model from fit().
+"""Quickstart: train a small CNN on real digits and get a checked int8 TFLite
+model from fit().
 
 Uses scikit-learn's `load_digits` (1,797 real 8x8 handwritten digits that ship
 with scikit-learn; nothing is downloaded). Runs in well under two minutes on
@@ -56,15 +57,23 @@ def main():
     )
 
     artifact = keras_tflq.LiteRTModel(model_path=export.exported_path)
-    float_accuracy = np.mean(np.argmax(model.predict(x_test, verbose=0), -1) == y_test)
+    float_accuracy = np.mean(
+        np.argmax(model.predict(x_test, verbose=0), -1) == y_test
+    )
     int8_accuracy = np.mean(np.argmax(artifact.predict(x_test), -1) == y_test)
     report = export.report
     print()
-    print(f"artifact:              {export.exported_path} ({report['bytes'] / 1024:.1f} KiB)")
+    print(
+        f"artifact:              {export.exported_path} "
+        f"({report['bytes'] / 1024:.1f} KiB)"
+    )
     print(f"tensor types:          {sorted(report['tensor_dtypes'])}")
     print(f"float test accuracy:   {float_accuracy:.4f}")
     print(f"int8 test accuracy:    {int8_accuracy:.4f}")
-    print(f"report:                {os.path.splitext(export.exported_path)[0]}.json")
+    print(
+        "report:                "
+        f"{os.path.splitext(export.exported_path)[0]}.json"
+    )
 
 
 if __name__ == "__main__":

@@ -38,13 +38,18 @@ def check_non_negative_int(name, value, allow_none=False, owner=None):
     if value is None and allow_none:
         return value
     if not _is_int(value) or value < 0:
-        expected = "a non-negative integer" + (" or None" if allow_none else "")
+        expected = "a non-negative int" + (" or None" if allow_none else "")
         _fail(name, expected, value, owner)
     return value
 
 
 def check_one_of(name, value, choices, owner=None):
-    """`value` if it is one of `choices`, else a ValueError listing them."""
-    if isinstance(value, bool) or value not in choices:
+    """`value` if it is one of `choices`, else a ValueError listing them.
+
+    `True` and `False` are accepted only when they are themselves among
+    `choices` (`True == 1`, so a plain `in` would let `True` pass for `1`).
+    """
+    is_listed_bool = any(value is choice for choice in choices)
+    if value not in choices or (isinstance(value, bool) and not is_listed_bool):
         _fail(name, f"one of {tuple(choices)}", value, owner)
     return value

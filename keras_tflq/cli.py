@@ -1,4 +1,9 @@
-"""The `keras-tflq` command line: export, inspect, evaluate and compare artifacts.
+"""The `keras-tflq` command line: export, inspect, evaluate, compare artifacts.
+
+`--help` answers without importing TensorFlow: each command imports what it
+needs when it runs. Unless the caller set `TF_CPP_MIN_LOG_LEVEL`, the CLI
+sets it to `2` and keeps TensorFlow's C++ start-up lines off stderr (TF 2.21
+writes some of them whatever the level).
 
 Example:
 
@@ -7,6 +12,7 @@ keras-tflq export model.keras --mode int8 --calibration val.npz
 keras-tflq inspect model_int8.tflite
 keras-tflq evaluate model_int8.tflite --data val.npz
 keras-tflq compare model.keras model_int8.tflite --data val.npz
+keras-tflq micro model_int8.tflite --emit-c firmware/
 ```
 """
 
@@ -45,34 +51,80 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 1
+    if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+        _import_tensorflow_quietly()
     try:
         args.run(args)
-    except (ValueError, ConversionError) as e:
+    except (ValueError, ConversionError, ImportError) as e:
         print(f"keras-tflq {args.command}: error: {e}", file=sys.stderr)
         return 1
     return 0
 
 
+def _import_tensorflow_quietly():
+    """Imports TensorFlow with file descriptor 2 pointed at /dev/null.
+
+    TensorFlow's C++ start-up lines (oneDNN, CUDA drivers, absl's
+    "InitializeLog" warning) go straight to fd 2 during the import, before
+    `TF_CPP_MIN_LOG_LEVEL` is read; Python's own errors are unaffected.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-tflq",
-        description="Export, inspect, evaluate and compare TFLite (LiteRT) artifacts.",
+        description=(
+            "Export, inspect, evaluate and compare TFLite (LiteRT) artifacts."
+        ),
     )
     commands = parser.add_subparsers(dest="command")
 
     export = commands.add_parser(
-        "export", help="a saved .keras model to a .tflite artifact and its JSON report"
+        "export",
+        help="a saved .keras model to a .tflite artifact and its JSON report",
     )
     export.add_argument("model", help="the .keras model")
-    export.add_argument("--mode", default="int8", help="float32, float16, dynamic, int8 or int16x8 (default int8)")
-    export.add_argument("-o", "--output", help="the .tflite path (default <model>_<mode>.tflite)")
-    export.add_argument("--calibration", help="an .npz with `x` (or `x_<input name>`), or an .npy of the inputs of a single-input model, to calibrate on")
+    export.add_argument(
+        "--mode",
+        default="int8",
+        help="float32, float16, dynamic, int8 or int16x8 (default int8)",
+    )
+    export.add_argument(
+        "-o",
+        "--output",
+        help="the .tflite path (default <model>_<mode>.tflite)",
+    )
+    export.add_argument(
+        "--calibration",
+        help=(
+            "an .npz with `x` (or `x_<input name>`), or an .npy of the "
+            "inputs of a single-input model, to calibrate on"
+        ),
+    )
     export.add_argument("--calibration-samples", type=int, default=200)
-    export.add_argument("--validation", help="an .npz with `x` and `y` to score the artifact on")
+    export.add_argument(
+        "--validation", help="an .npz with `x` and `y` to score the artifact on"
+    )
     export.add_argument("--input-type", help="int8, uint8, int16 or float32")
     export.add_argument("--output-type", help="int8, uint8, int16 or float32")
-    export.add_argument("--allow-float-ops", action="store_true", help="let ops with no integer kernel run in float")
-    export.add_argument("--json", action="store_true", help="print the report as JSON")
+    export.add_argument(
+        "--allow-float-ops",
+        action="store_true",
+        help="let ops with no integer kernel run in float",
+    )
+    export.add_argument(
+        "--json", action="store_true", help="print the report as JSON"
+    )
     export.set_defaults(run=_export)
 
     inspect = commands.add_parser(
@@ -90,7 +142,9 @@ def _build_parser():
     evaluate.set_defaults(run=_evaluate)
 
     compare = commands.add_parser(
-        "compare", help="a Keras model against its artifact, layer by layer"
+        "compare",
+        help="a Keras model against its artifact, layer by layer; writes "
+        "<artifact>_layers.json (and .png with the plot extra) beside it",
     )
     compare.add_argument("model", help="the .keras model")
     compare.add_argument("tflite", help="the .tflite file")
@@ -102,6 +156,16 @@ def _build_parser():
         help="samples for the layer-by-layer comparison (default 32)",
     )
     compare.set_defaults(run=_compare)
+
+    micro = commands.add_parser(
+        "micro",
+        help="TFLite Micro: op check, arena size, TFLM vs LiteRT, C sources",
+    )
+    micro.add_argument("tflite", help="the .tflite file")
+    micro.add_argument("--data", help="an .npz with `x` (or `x_<input>`)")
+    micro.add_argument("--emit-c", metavar="DIR", help="write <name>.h/.cc")
+    micro.add_argument("--json", action="store_true", help="print JSON")
+    micro.set_defaults(run=_micro)
     return parser
 
 
@@ -109,19 +173,25 @@ def _add_data_arguments(parser):
     parser.add_argument(
         "--data",
         required=True,
-        help="an .npz file with `x` (or `x_<input name>` per input) and `y` (compare also takes an .npy of a single input)",
+        help=(
+            "an .npz file with `x` (or `x_<input name>` per input) and `y` "
+            "(compare also takes an .npy of a single input)"
+        ),
     )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _export(args):
-    import keras
+# The commands import TensorFlow-backed modules inside their functions on
+# purpose: `keras-tflq --help` and argument errors then cost no TensorFlow
+# start-up.
 
+
+def _export(args):
     from keras_tflq.conversion.export import export_tflite
     from keras_tflq.conversion.model_inputs import ModelInputs
 
-    model = keras.saving.load_model(_existing(args.model, "model"))
+    model = _load_keras_model(args.model)
     names = ModelInputs(model).names
     calibration = None
     if args.calibration:
@@ -131,7 +201,8 @@ def _export(args):
     if args.validation:
         x, y = _load_data(args.validation, names)
         validation = (x[0] if len(x) == 1 else x, y)
-    output = args.output or f"{os.path.splitext(args.model)[0]}_{args.mode}.tflite"
+    stem = os.path.splitext(args.model)[0]
+    output = args.output or f"{stem}_{args.mode}.tflite"
     report = export_tflite(
         model,
         output,
@@ -146,8 +217,10 @@ def _export(args):
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"wrote {output} ({report['bytes']} bytes, mode={args.mode}, all integer: "
-          f"{'yes' if report['all_integer'] else 'no'})")
+    print(
+        f"wrote {output} ({report['bytes']} bytes, mode={args.mode}, "
+        f"all integer: {'yes' if report['all_integer'] else 'no'})"
+    )
     for name, value in report["tflite_metrics"].items():
         print(f"  tflite {name}: {value:.6g}")
 
@@ -162,8 +235,10 @@ def _inspect(args):
     print(f"{args.tflite}: {report['bytes']} bytes")
     for kind in ("inputs", "outputs"):
         for t in report[kind]:
-            print(f"  {kind[:-1]} {t['name']}: {t['dtype']} {t['shape']}"
-                  f"{_quantization_text(t['quantization'])}")
+            print(
+                f"  {kind[:-1]} {t['name']}: {t['dtype']} {t['shape']}"
+                f"{_quantization_text(t['quantization'])}"
+            )
     print("ops:")
     for op, count in report["op_counts"].items():
         print(f"  {op}: {count}")
@@ -192,9 +267,6 @@ def _evaluate(args):
 
 
 def _compare(args):
-    import keras
-
-    import keras_tflq  # noqa: F401  (registers the QAT layers for loading)
     from keras_tflq.runtime.litert_model import LiteRTModel
 
     if args.layer_samples < 1:
@@ -202,17 +274,24 @@ def _compare(args):
             "Expected `--layer-samples` to be a positive integer. "
             f"Received: layer_samples={args.layer_samples}"
         )
-    model = keras.saving.load_model(_existing(args.model, "model"))
+    model = _load_keras_model(args.model)
     litert_model = LiteRTModel(
         model_path=_existing(args.tflite, "tflite"), preserve_all_tensors=True
     )
     x, _ = _load_data(args.data, litert_model.input_names, need_y=False)
     keras_x = x if len(model.inputs) > 1 else x[0]
-    expected = _as_list(model.predict(keras_x, batch_size=args.batch_size, verbose=0))
+    expected = _as_list(
+        model.predict(keras_x, batch_size=args.batch_size, verbose=0)
+    )
     actual = _as_list(litert_model.predict(x, batch_size=args.batch_size))
     outputs = []
-    for name, want, got in zip(litert_model.output_names, expected, actual):
-        entry = {"output": name, "max_abs_diff": float(np.abs(got - want).max())}
+    for name, want, got in zip(
+        litert_model.output_names, expected, actual, strict=False
+    ):
+        entry = {
+            "output": name,
+            "max_abs_diff": float(np.abs(got - want).max()),
+        }
         if want.ndim > 1 and want.shape[-1] > 1:
             entry["argmax_agreement"] = float(
                 np.mean(got.argmax(-1) == want.argmax(-1))
@@ -222,6 +301,9 @@ def _compare(args):
         model, litert_model, [a[: args.layer_samples] for a in x]
     )
     report = {"outputs": outputs, "layers": layers}
+    report["layer_report"] = _write_layer_report(
+        model, args.tflite, litert_model.input_names, x, args.layer_samples
+    )
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -230,6 +312,11 @@ def _compare(args):
         if "argmax_agreement" in entry:
             line += f", argmax agreement {entry['argmax_agreement']:.4f}"
         print(line)
+    written = report["layer_report"]
+    print(
+        f"per-layer error: {written['json']}"
+        + (f", chart {written['png']}" if written["png"] else "")
+    )
     print("layer by layer (max abs diff, relative to the layer's max):")
     for entry in layers:
         if entry["tensor"] is None:
@@ -240,6 +327,60 @@ def _compare(args):
                 f"({entry['relative_diff']:.3%}) {entry['dtype']} "
                 f"{entry['tensor']}"
             )
+
+
+def _micro(args):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from keras_tflq.conversion.micro_sources import write_micro_sources
+    from keras_tflq.runtime.litert_model import named_io
+    from keras_tflq.runtime.micro import analyze_micro
+
+    with open(_existing(args.tflite, "tflite"), "rb") as handle:
+        content = handle.read()
+    samples = None
+    if args.data:
+        inputs, _ = named_io(Interpreter(model_content=content))
+        x, _ = _load_data(args.data, [n for n, _ in inputs], need_y=False)
+        count = min(32, len(x[0]))
+        samples = [[a[i : i + 1] for a in x] for i in range(count)]
+    report = analyze_micro(content, samples=samples)
+    if args.emit_c:
+        name = os.path.splitext(os.path.basename(args.tflite))[0]
+        report["sources"] = write_micro_sources(
+            content, report, args.emit_c, name
+        )
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    agreement = report["litert_agreement"]
+    print(f"{args.tflite}: runs on TensorFlow Lite Micro "
+          f"(tflite-micro {report['tflite_micro']})")
+    print(f"  arena: {report['arena_bytes']} bytes (smallest that allocates)")
+    print(f"  flash: {report['flash_bytes']} bytes (model array)")
+    print(f"  ops: {', '.join(report['ops'])}")
+    print(f"  TFLM vs LiteRT: {agreement['agreement']} on "
+          f"{agreement['samples']} {agreement['source']} samples")
+    for path in report.get("sources", []):
+        print(f"  wrote {path}")
+
+
+def _write_layer_report(model, tflite_path, input_names, x, samples):
+    """The per-layer error JSON (and PNG) beside the artifact."""
+    from keras_tflq.conversion.layer_report import layer_report_path
+    from keras_tflq.conversion.layer_report import write_layer_report
+    from keras_tflq.runtime.layer_error import layer_errors
+
+    with open(tflite_path, "rb") as handle:
+        content = handle.read()
+    named = {n: a[:samples] for n, a in zip(input_names, x, strict=True)}
+    json_path, png_path = write_layer_report(
+        layer_report_path(tflite_path),
+        layer_errors(model, content, named),
+        title=f"{model.name}: per-layer error of "
+        f"{os.path.basename(tflite_path)}",
+    )
+    return {"json": json_path, "png": png_path}
 
 
 def _compare_layers(model, litert_model, x):
@@ -266,12 +407,14 @@ def _compare_layers(model, litert_model, x):
     output_tensors = {
         id(tensor): details["index"]
         for tensor, details in zip(
-            keras.tree.flatten(model.outputs), litert_model.output_details
+            keras.tree.flatten(model.outputs),
+            litert_model.output_details,
+            strict=False,
         )
     }
     by_index = {d["index"]: d for d in litert_model.tensor_details}
     results = []
-    for layer, want in zip(layers, expected):
+    for layer, want in zip(layers, expected, strict=False):
         pattern = re.compile(rf"(^|/){re.escape(layer.name)}(_\d+)?/")
         matches = [
             d
@@ -325,8 +468,8 @@ def _print_metrics(metrics, as_json):
         print(json.dumps(metrics, indent=2))
         return
     for name, value in metrics.items():
-        print(f"{name}: {value:.6g}" if isinstance(value, float) else
-              f"{name}: {value}")
+        text = f"{value:.6g}" if isinstance(value, float) else f"{value}"
+        print(f"{name}: {text}")
 
 
 def _load_data(path, input_names, need_y=True):
@@ -334,6 +477,15 @@ def _load_data(path, input_names, need_y=True):
     from keras_tflq.cli_data import load_data_file
 
     return load_data_file(_existing(path, "data"), input_names, need_y=need_y)
+
+
+def _load_keras_model(path):
+    """Loads a `.keras` model; a QAT model's layers are registered first."""
+    import keras
+
+    import keras_tflq.quantization  # noqa: F401  (registers the QAT layers)
+
+    return keras.saving.load_model(_existing(path, "model"))
 
 
 def _existing(path, argument):

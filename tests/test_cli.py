@@ -1,6 +1,8 @@
 import json
-import re
 import os
+import re
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -9,6 +11,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import keras_tflq as tflq  # noqa: E402
 from keras_tflq.cli import main  # noqa: E402
 
 
@@ -126,7 +129,10 @@ def test_compare_reports_outputs_and_layers(files, capsys, artifact):
 @pytest.mark.parametrize(
     "argv, match",
     [
-        (["inspect", "/no/such.tflite"], "model_content_or_path=/no/such.tflite"),
+        (
+            ["inspect", "/no/such.tflite"],
+            "model_content_or_path=/no/such.tflite",
+        ),
         (
             ["evaluate", "{float32}", "--data", "/no/data.npz"],
             "Received: data=/no/data.npz",
@@ -136,8 +142,15 @@ def test_compare_reports_outputs_and_layers(files, capsys, artifact):
             r"Expected `y` in .*Received: keys \['x'\]",
         ),
         (
-            ["compare", "{model}", "{float32}", "--data", "{data}",
-             "--layer-samples", "0"],
+            [
+                "compare",
+                "{model}",
+                "{float32}",
+                "--data",
+                "{data}",
+                "--layer-samples",
+                "0",
+            ],
             "Received: layer_samples=0",
         ),
     ],
@@ -165,13 +178,31 @@ def test_unknown_command_exits_with_usage(capsys):
 
 def test_export_writes_int8_artifact_and_report(files, capsys):
     output = str(files["folder"] / "exported_int8.tflite")
-    status = main(["export", files["model"], "--mode", "int8", "--calibration", files["x_only"],
-                   "--validation", files["data"], "-o", output])
+    status = main(
+        [
+            "export",
+            files["model"],
+            "--mode",
+            "int8",
+            "--calibration",
+            files["x_only"],
+            "--validation",
+            files["data"],
+            "-o",
+            output,
+        ]
+    )
     assert status == 0
     printed = capsys.readouterr().out
-    assert printed.startswith(f"wrote {output} (") and "all integer: yes" in printed
+    assert (
+        printed.startswith(f"wrote {output} (")
+        and "all integer: yes" in printed
+    )
     report = json.loads(open(output[: -len(".tflite")] + ".json").read())
-    assert report["calibration"] == {"source": "calibration_data (arrays)", "samples": 64}
+    assert report["calibration"] == {
+        "source": "calibration_data (arrays)",
+        "samples": 64,
+    }
     assert report["inputs"][0]["dtype"] == "int8"
     assert report["tflite_metrics"]["loss"] > 0
 
@@ -184,12 +215,123 @@ def test_export_default_path_is_beside_the_model(files, capsys):
 @pytest.mark.parametrize(
     "extra, match",
     [
-        (["--mode", "int4"], r"Expected mode to be one of .*Received: mode='int4'"),
-        (["--mode", "int8"], r"Expected calibration_data for mode='int8' on a float model"),
-        (["--mode", "dynamic", "--input-type", "int8"], r"Received: input_type='int8'"),
+        (
+            ["--mode", "int4"],
+            r"Expected mode to be one of .*Received: mode='int4'",
+        ),
+        (
+            ["--mode", "int8"],
+            r"Expected calibration_data for mode='int8' on a float model",
+        ),
+        (
+            ["--mode", "dynamic", "--input-type", "int8"],
+            r"Received: input_type='int8'",
+        ),
     ],
     ids=["bad_mode", "no_calibration", "bad_io_type"],
 )
 def test_export_rejects_bad_arguments(files, capsys, extra, match):
     assert main(["export", files["model"], *extra]) == 1
     assert re.search(match, capsys.readouterr().err)
+
+
+def _environment_without_log_level():
+    """This process's environment as a user who never set the log level."""
+    return {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+
+
+# A script that runs the CLI in a fresh interpreter and reports whether it
+# imported TensorFlow (or Keras, or LiteRT) on the way.
+_HELP_PROBE = """
+import sys
+from keras_tflq.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+heavy = {"tensorflow", "keras", "ai_edge_litert"} & set(sys.modules)
+print("heavy modules:", sorted(heavy))
+"""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["export", "--help"],
+        ["inspect", "--help"],
+        ["evaluate", "--help"],
+        ["compare", "--help"],
+    ],
+    ids=["main", "export", "inspect", "evaluate", "compare"],
+)
+def test_help_prints_usage_without_importing_tensorflow(argv):
+    result = subprocess.run(
+        [sys.executable, "-c", _HELP_PROBE, *argv],
+        capture_output=True,
+        text=True,
+        env=_environment_without_log_level(),
+        check=True,
+    )
+    assert result.stdout.startswith("usage: keras-tflq")
+    assert result.stdout.rstrip().endswith("heavy modules: []")
+    assert result.stderr == ""
+
+
+def test_module_entry_point_prints_usage():
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_tflq.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.startswith("usage: keras-tflq")
+    assert result.stderr == ""
+
+
+def test_tensorflow_log_level_silenced_unless_set(files, monkeypatch, capsys):
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL")
+    assert main(["inspect", files["int8"]]) == 0
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2"
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
+    assert main(["inspect", files["int8"]]) == 0
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
+
+
+def test_export_loads_a_saved_qat_model_in_a_fresh_process(tmp_path):
+    """Also: with TF_CPP_MIN_LOG_LEVEL unset, no TensorFlow start-up line."""
+    keras.utils.set_random_seed(0)
+    float_model = keras.Sequential(
+        [
+            keras.Input((4, 4, 1), name="image"),
+            keras.layers.Conv2D(2, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(2),
+        ]
+    )
+    qat_model = tflq.quantize_model(float_model)
+    qat_model.compile("adam", "mse")
+    x = np.random.default_rng(0).random((16, 4, 4, 1), dtype=np.float32)
+    qat_model.fit(x, np.zeros((16, 2)), epochs=1, verbose=0)
+    qat_model.save(tmp_path / "qat.keras")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "keras_tflq.cli",
+            "export",
+            str(tmp_path / "qat.keras"),
+            "--mode",
+            "int8",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=_environment_without_log_level(),
+    )
+    assert result.returncode == 0, result.stderr
+    for start_up_line in ("InitializeLog", "oneDNN", "cuda drivers"):
+        assert start_up_line not in result.stderr
+    report = json.loads(result.stdout)
+    assert report["quantization"] == "quantization-aware"
+    assert report["all_integer"] is True

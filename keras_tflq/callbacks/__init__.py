@@ -1,1 +1,2 @@
-"""Keras callbacks: export to TensorFlow Lite during fit(), schedule quantization."""
+"""Keras callbacks: export to TensorFlow Lite during fit(), schedule
+quantization."""

@@ -2,23 +2,12 @@
 
 import keras
 
+from keras_tflq.argument_checks import check_non_negative_int
+from keras_tflq.argument_checks import check_one_of
+from keras_tflq.quantization import graph
 from keras_tflq.quantization import schedule_state
 
 _UNITS = ("epoch", "step")
-
-
-def _check_point(name, value, allow_none):
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        kind = (
-            "a non-negative int or None"
-            if allow_none
-            else ("a non-negative int")
-        )
-        raise ValueError(
-            f"Expected `{name}` to be {kind}. Received: {name}={value!r}"
-        )
 
 
 @keras.saving.register_keras_serializable(package="keras_tflq")
@@ -75,14 +64,12 @@ class QuantizationSchedule(keras.callbacks.Callback):
         unit="epoch",
     ):
         super().__init__()
-        _check_point("start", start, allow_none=False)
-        _check_point("freeze_ranges", freeze_ranges, allow_none=True)
-        _check_point("freeze_batch_norm", freeze_batch_norm, allow_none=True)
-        if unit not in _UNITS:
-            raise ValueError(
-                f"Expected `unit` to be one of {_UNITS}. "
-                f"Received: unit={unit!r}"
-            )
+        check_non_negative_int("start", start)
+        check_non_negative_int("freeze_ranges", freeze_ranges, allow_none=True)
+        check_non_negative_int(
+            "freeze_batch_norm", freeze_batch_norm, allow_none=True
+        )
+        check_one_of("unit", unit, _UNITS)
         self.start = start
         self.freeze_ranges = freeze_ranges
         self.freeze_batch_norm = freeze_batch_norm
@@ -93,9 +80,7 @@ class QuantizationSchedule(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._variables = [
             schedule_state.schedule_variables(layer)
-            for layer in self.model._flatten_layers(
-                include_self=False, recursive=True
-            )
+            for layer in graph.flatten_layers(self.model)
         ]
         self._variables = [found for found in self._variables if found]
         if not self._variables:
@@ -118,9 +103,7 @@ class QuantizationSchedule(keras.callbacks.Callback):
             if point
         ]
         retrace = False
-        for layer in self.model._flatten_layers(
-            include_self=False, recursive=True
-        ):
+        for layer in graph.flatten_layers(self.model):
             found = schedule_state.schedule_variables(layer)
             if found:
                 names = [name for name in changing if name in found]
@@ -145,7 +128,7 @@ class QuantizationSchedule(keras.callbacks.Callback):
                     schedule_state.RANGES_FROZEN,
                     schedule_state.BN_FROZEN,
                 ),
-                state,
+                state, strict=False,
             )
         )
         for found in self._variables:

@@ -1,1 +1,2 @@
-"""From a Keras model to TFLite bytes: modes, calibration, artifact writing, report."""
+"""From a Keras model to TFLite bytes: modes, calibration, artifact writing,
+report."""

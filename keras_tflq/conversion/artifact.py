@@ -1,4 +1,5 @@
-"""Writing artifacts atomically: a reader sees the old file or the new one, never half."""
+"""Writing artifacts atomically: a reader sees the old file or the new one,
+never half."""
 
 import json
 import os
@@ -21,7 +22,12 @@ def write_atomic(path, data):
 
     Example:
 
-    >>> write_atomic("model_int8.tflite", tflite_bytes)
+    ```python
+    from keras_tflq.conversion.artifact import write_atomic
+
+    write_atomic("notes.txt", "first")
+    write_atomic("notes.txt", "second")  # readers see one or the other
+    ```
     """
     if isinstance(data, str):
         data = data.encode("utf-8")
@@ -57,7 +63,8 @@ def write_artifact(path, content, report):
 
 
 def check_writable_folder(path):
-    """Raises a `ValueError` unless the folder of `path` exists (or can be made) and is writable."""
+    """Raises a `ValueError` unless the folder of `path` exists (or can be made)
+    and is writable."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
@@ -66,6 +73,7 @@ def check_writable_folder(path):
         os.remove(probe)
     except OSError as error:
         raise ValueError(
-            f"Expected a writable folder for the artifact. Received: filepath={path!r} "
+            "Expected a writable folder for the artifact. Received: "
+            f"filepath={path!r} "
             f"({error.strerror or error})"
         ) from None

@@ -18,8 +18,21 @@ class CalibrationSet:
 
     Example:
 
-    >>> calibration = CalibrationSet(DataSource(x_val), ModelInputs(model))
-    >>> converter.representative_dataset = calibration.representative_dataset
+    ```python
+    import keras, numpy as np, tensorflow as tf
+    from keras_tflq.conversion.calibration import CalibrationSet
+    from keras_tflq.conversion.data_source import DataSource
+    from keras_tflq.conversion.model_inputs import ModelInputs
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
+    calibration = CalibrationSet(
+        DataSource(np.random.rand(32, 8)), ModelInputs(model), max_samples=16
+    )
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = calibration.representative_dataset
+    content = converter.convert()
+    ```
     """
 
     def __init__(self, source, model_inputs, max_samples=200):
@@ -28,14 +41,19 @@ class CalibrationSet:
         samples = source.take_samples(max_samples)
         if not samples:
             raise ValueError(
-                f"Expected at least one calibration sample. Received: an empty {source.describe()}"
+                "Expected at least one calibration sample. Received: an empty "
+                f"{source.describe()}"
             )
-        self._samples = [model_inputs.to_named_arrays(sample, source.name) for sample in samples]
+        self._samples = [
+            model_inputs.to_named_arrays(sample, source.name)
+            for sample in samples
+        ]
         for index, sample in enumerate(self._samples):
             for name, array in sample.items():
                 if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
                     raise ValueError(
-                        f"Expected finite calibration values. Received: NaN or Inf in input "
+                        "Expected finite calibration values. Received: NaN or "
+                        "Inf in input "
                         f"'{name}' of sample {index} of {source.describe()}"
                     )
 
@@ -47,7 +65,8 @@ class CalibrationSet:
         yield from self._samples
 
     def first(self, count):
-        """A smaller `CalibrationSet`-like generator over the first `count` samples."""
+        """A smaller `CalibrationSet`-like generator over the first `count`
+        samples."""
 
         def representative_dataset():
             yield from self._samples[:count]

@@ -8,6 +8,7 @@ import tempfile
 import warnings
 
 import keras
+import tensorflow as tf
 
 from keras_tflq.conversion.errors import ConversionError
 from keras_tflq.conversion.float32_twin import float32_twin
@@ -16,10 +17,14 @@ from keras_tflq.conversion.isolated import convert_isolated
 from keras_tflq.conversion.isolated import needs_isolation
 from keras_tflq.conversion.modes import configure_converter
 from keras_tflq.conversion.native_output import capture_native_output
+from keras_tflq.conversion.sequence_export import confirm_paths
+from keras_tflq.conversion.sequence_export import needs_static_export
+from keras_tflq.conversion.sequence_export import sequence_converter
 from keras_tflq.runtime.inspection import inspect_tflite
 
 _MAX_DIAGNOSTIC_LINES = 6
-# The converter's MLIR locations: fused["Erf:", "model_1/layer_1/Erf@__inference..."]
+# The converter's MLIR locations: fused["Erf:",
+# "model_1/layer_1/Erf@__inference..."]
 _LOCATION = re.compile(r'fused\["([^"]+):", "([^"@]+)')
 _OP_ERROR = re.compile(r"('tf\.\w+' op [^\n]*)")
 
@@ -30,7 +35,13 @@ def convert_model(model, mode, **options):
 
     Example:
 
-    >>> tflite_bytes = convert_model(model, "dynamic")
+    ```python
+    import keras
+    from keras_tflq.conversion.converter import convert_model
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
+    tflite_bytes = convert_model(model, "dynamic")
+    ```
     """
     content, _ = convert_and_inspect(model, mode, **options)
     return content
@@ -45,7 +56,8 @@ def convert_and_inspect(
     allow_float_ops=False,
     isolate=None,
 ):
-    """Converts a Keras 3 model to a TFLite flatbuffer with TensorFlow's converter.
+    """Converts a Keras 3 model to a TFLite flatbuffer with TensorFlow's
+    converter.
 
     `tf.lite.TFLiteConverter.from_keras_model` does the conversion, as in a
     hand-written export; a model with dict inputs, which that route cannot
@@ -55,7 +67,7 @@ def convert_and_inspect(
 
     Args:
         model: A built Keras model.
-        mode: One of `keras_tflq.conversion.modes.MODES`.
+        mode: One of `keras_tflq.MODES`.
         representative_dataset: Generator function of calibration samples
             keyed by input name. Defaults to `None`.
         input_type: Input tensor type name. Defaults to `"float32"`.
@@ -64,9 +76,9 @@ def convert_and_inspect(
             Defaults to `False`.
         isolate: Convert in a child process, so that a crash of the
             converter's native code raises a `ConversionError` instead of
-            ending this process: `True`, `False`, or `None` for models with
-            recurrent layers only (the known crash; a child costs a process
-            start). Defaults to `None`.
+            ending this process: `True`; `False` or `None` convert in this
+            process (the route recurrent models need: their sequence export
+            is not taken in the child). Defaults to `None`.
 
     Returns:
         `(content, inspection)`: the TFLite model as `bytes` and what
@@ -80,7 +92,14 @@ def convert_and_inspect(
 
     Example:
 
-    >>> content, inspection = convert_and_inspect(model, "dynamic")
+    ```python
+    import keras
+    from keras_tflq.conversion.converter import convert_and_inspect
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
+    content, inspection = convert_and_inspect(model, "dynamic")
+    print(len(content), inspection["op_counts"])
+    ```
     """
     model = float32_twin(model)  # Mixed precision: the float32 graph.
     if needs_isolation(model, isolate):
@@ -93,8 +112,14 @@ def convert_and_inspect(
             allow_float_ops=allow_float_ops,
         )
         return _finish(content, log, model, mode, allow_float_ops)
+    sequence_paths = None
     with contextlib.ExitStack() as stack:
-        converter = _converter_for(model, stack)
+        if needs_static_export(model):
+            converter, sequence_paths = sequence_converter(
+                model, stack, fuse_lstm=mode != "int16x8"
+            )
+        else:
+            converter = _converter_for(model, stack)
         configure_converter(
             converter,
             mode,
@@ -106,46 +131,72 @@ def convert_and_inspect(
         captured = None
         try:
             with warnings.catch_warnings(), _quiet_stdout():
-                # The converter calibrates with the deprecated tf.lite.Interpreter itself.
-                warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-                # Emitted for every int8-I/O conversion; the ranges come from calibration.
-                warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
-                # Its C++ prints go to the report, or the error: not the console.
+                # The converter calibrates with the deprecated
+                # tf.lite.Interpreter itself.
+                warnings.filterwarnings(
+                    "ignore", message=".*tf.lite.Interpreter is deprecated"
+                )
+                # Emitted for every int8-I/O conversion; the ranges come from
+                # calibration.
+                warnings.filterwarnings(
+                    "ignore",
+                    message="Statistics for quantized inputs were expected",
+                )
+                # Its C++ prints go to the report, or the error: not the
+                # console.
                 with capture_native_output() as captured:
                     content = converter.convert()
-        except Exception as error:  # The converter raises several unrelated types.
+        # The converter raises several unrelated types.
+        except Exception as error:
             raise ConversionError(
-                f"The TFLite converter rejected model {model.name!r} in mode={mode!r}: "
+                f"The TFLite converter rejected model {model.name!r} in "
+                f"mode={mode!r}: "
                 f"{diagnostic(error)}",
                 converter_log=captured.text if captured else None,
             ) from error
-    return _finish(content, captured.text, model, mode, allow_float_ops)
+    return _finish(
+        content,
+        captured.text,
+        model,
+        mode,
+        allow_float_ops,
+        sequence_paths=sequence_paths,
+    )
 
 
-def _finish(content, log, model, mode, allow_float_ops):
+def _finish(
+    content, log, model, mode, allow_float_ops, sequence_paths=None
+):
     """The converted bytes fixed up, inspected and checked."""
     if mode == "int16x8":
         content = widen_int16x8_conv_bias(content)
     inspection = {**inspect_tflite(content), "converter_log": log}
+    if sequence_paths:
+        inspection["sequence_layers"] = confirm_paths(
+            sequence_paths, inspection
+        )
     if mode in ("int8", "int16x8") and not allow_float_ops:
         _check_integer_only(inspection, model, mode)
     return content, inspection
 
 
 def _converter_for(model, stack):
-    """`from_keras_model`, or for dict inputs a SavedModel in a folder `stack` removes."""
-    import tensorflow as tf
-
+    """`from_keras_model`, or for dict inputs a SavedModel in a folder `stack`
+    removes."""
     if not _has_dict_inputs(model):
         return tf.lite.TFLiteConverter.from_keras_model(model)
-    saved_model_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="keras_tflq_"))
+    saved_model_dir = stack.enter_context(
+        tempfile.TemporaryDirectory(prefix="keras_tflq_")
+    )
     archive = keras.export.ExportArchive()
     archive.track(model)
     signature = {
         key: tf.TensorSpec(tensor.shape, tensor.dtype, name=tensor.name)
         for key, tensor in model.input.items()
     }
-    archive.add_endpoint("serve", functools.partial(model.__call__, training=False), [signature])
+    archive.add_endpoint(
+        "serve", functools.partial(model.__call__, training=False), [signature]
+    )
     with _quiet_stdout():
         archive.write_out(saved_model_dir, verbose=False)
     return tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
@@ -159,21 +210,30 @@ def _has_dict_inputs(model):
 
 
 def _check_integer_only(inspection, model, mode):
-    """The converter leaves ops with no integer kernel in float silently; refuse them."""
+    """The converter leaves ops with no integer kernel in float silently; refuse
+    them."""
     float_ops = [
-        op for op in inspection["float_ops"] if op["op"] not in ("DEQUANTIZE", "QUANTIZE")
+        op
+        for op in inspection["float_ops"]
+        if op["op"] not in ("DEQUANTIZE", "QUANTIZE")
     ]
     if float_ops:
-        described = "; ".join(f"{op['op']} at {', '.join(op['outputs'])}" for op in float_ops)
+        described = "; ".join(
+            f"{op['op']} at {', '.join(op['outputs'])}" for op in float_ops
+        )
         raise ConversionError(
-            f"Expected every op of model {model.name!r} to be integer in mode={mode!r}. "
-            f"Received: {len(float_ops)} op(s) left in float: {described}. Quantize-friendly "
-            "layers can replace them, or pass allow_float_ops=True to keep them in float."
+            f"Expected every op of model {model.name!r} to be integer in "
+            f"mode={mode!r}. "
+            f"Received: {len(float_ops)} op(s) left in float: {described}. "
+            "Quantize-friendly "
+            "layers can replace them, or pass allow_float_ops=True to keep "
+            "them in float."
         )
 
 
 def diagnostic(error):
-    """The converter's message cut to its point: the op it rejected and where."""
+    """The converter's message cut to its point: the op it rejected and
+    where."""
     text = str(error)
     op_errors = list(dict.fromkeys(_OP_ERROR.findall(text)))
     places = list(
@@ -184,13 +244,16 @@ def diagnostic(error):
         )
     )
     if op_errors or places:
-        return "; ".join(op_errors) + (f" at {', '.join(places)}" if places else "")
+        return "; ".join(op_errors) + (
+            f" at {', '.join(places)}" if places else ""
+        )
     lines = [line for line in text.splitlines() if line.strip()]
     return "\n".join(lines[:_MAX_DIAGNOSTIC_LINES]) or type(error).__name__
 
 
 @contextlib.contextmanager
 def _quiet_stdout():
-    """Silences the exporters' Python-level prints (they list every captured variable)."""
+    """Silences the exporters' Python-level prints (they list every captured
+    variable)."""
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
         yield

@@ -4,6 +4,7 @@ import itertools
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 
 class DataSource:
@@ -36,12 +37,15 @@ class DataSource:
     [(4, 4), (4, 4), (2, 4)]
     """
 
-    def __init__(self, data, y=None, sample_weight=None, batch_size=32, name="data"):
+    def __init__(
+        self, data, y=None, sample_weight=None, batch_size=32, name="data"
+    ):
         if data is None:
             raise ValueError(f"Expected data for {name}. Received: data=None")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(
-                f"Expected a positive integer batch_size. Received: batch_size={batch_size!r}"
+                "Expected a positive integer batch_size. Received: "
+                f"batch_size={batch_size!r}"
             )
         self.name = name
         self.batch_size = batch_size
@@ -55,7 +59,8 @@ class DataSource:
             self._data = _ReplayableIterator(data)
 
     def batches(self):
-        """Yields `(x, y, sample_weight)` batches; `y`/`sample_weight` may be `None`."""
+        """Yields `(x, y, sample_weight)` batches; `y`/`sample_weight` may be
+        `None`."""
         if self.kind == "arrays":
             yield from self._array_batches()
             return
@@ -71,10 +76,14 @@ class DataSource:
             yield keras.utils.unpack_x_y_sample_weight(_to_numpy(batch))
 
     def num_batches(self):
-        """The number of batches per pass, or `None` when it is not known in advance."""
+        """The number of batches per pass, or `None` when it is not known in
+        advance."""
         if self.kind == "arrays":
             x, _, _ = self._array_parts()
-            return -(-_batch_size_of(keras.tree.flatten(x), self.name) // self.batch_size)
+            return -(
+                -_batch_size_of(keras.tree.flatten(x), self.name)
+                // self.batch_size
+            )
         if self.kind == "dataset":
             cardinality = int(self._data.cardinality())
             return cardinality if cardinality >= 0 else None
@@ -83,13 +92,16 @@ class DataSource:
         return None
 
     def take_samples(self, count):
-        """Returns up to `count` samples as a list of input structures of batch 1."""
+        """Returns up to `count` samples as a list of input structures of batch
+        1."""
         samples = []
         for x, _, _ in self.batches():
             flat = keras.tree.flatten(x)
             size = _batch_size_of(flat, self.name)
             for i in range(size):
-                samples.append(keras.tree.map_structure(lambda a, i=i: a[i : i + 1], x))
+                samples.append(
+                    keras.tree.map_structure(lambda a, i=i: a[i : i + 1], x)
+                )
                 if len(samples) >= count:
                     return samples
         return samples
@@ -106,8 +118,13 @@ class DataSource:
         total = _batch_size_of(keras.tree.flatten(x), self.name)
         for start in range(0, total, self.batch_size):
             stop = min(start + self.batch_size, total)
+            rows = slice(start, stop)
             yield tuple(
-                None if part is None else keras.tree.map_structure(lambda a: a[start:stop], part)
+                None
+                if part is None
+                else keras.tree.map_structure(
+                    lambda a, rows=rows: a[rows], part
+                )
                 for part in (x, y, w)
             )
 
@@ -117,7 +134,8 @@ class DataSource:
 
 
 class _ReplayableIterator:
-    """Iterates a one-shot iterator once, replaying what was read on later passes."""
+    """Iterates a one-shot iterator once, replaying what was read on later
+    passes."""
 
     def __init__(self, iterator):
         self._iterator = iter(iterator)
@@ -131,13 +149,13 @@ class _ReplayableIterator:
 
 
 def _kind_of(data):
-    import tensorflow as tf
-
     if isinstance(data, tf.data.Dataset):
         return "dataset"
     if isinstance(data, keras.utils.PyDataset):
         return "py_dataset"
-    if isinstance(data, (np.ndarray, list, tuple, dict)) or hasattr(data, "__array__"):
+    if isinstance(data, (np.ndarray, list, tuple, dict)) or hasattr(
+        data, "__array__"
+    ):
         return "arrays"
     if callable(data):
         return "callable"
@@ -162,7 +180,12 @@ def _to_numpy(structure):
         return np.asarray(value)
 
     if isinstance(structure, tuple):
-        return tuple(keras.tree.map_structure(convert, part) if part is not None else None for part in structure)
+        return tuple(
+            keras.tree.map_structure(convert, part)
+            if part is not None
+            else None
+            for part in structure
+        )
     return keras.tree.map_structure(convert, structure)
 
 

@@ -1,4 +1,5 @@
-"""Exporting a Keras model to a TFLite artifact and its report, in or out of `fit()`."""
+"""Exporting a Keras model to a TFLite artifact and its report, in or out of
+`fit()`."""
 
 import time
 
@@ -11,6 +12,9 @@ from keras_tflq.conversion.data_source import DataSource
 from keras_tflq.conversion.isolated import check_isolate
 from keras_tflq.conversion.model_inputs import ModelInputs
 from keras_tflq.conversion.report import build_report
+from keras_tflq.conversion.sequence_export import check_sequence_lengths
+from keras_tflq.legacy.artifact_evaluator import evaluator_for
+from keras_tflq.quantization import is_quantized_model
 
 
 def export_artifact(
@@ -60,7 +64,9 @@ def export_artifact(
     content, inspection = convert_and_inspect(
         model,
         mode,
-        representative_dataset=calibration.representative_dataset if calibration else None,
+        representative_dataset=calibration.representative_dataset
+        if calibration
+        else None,
         input_type=input_type,
         output_type=output_type,
         allow_float_ops=allow_float_ops,
@@ -69,7 +75,9 @@ def export_artifact(
     seconds = time.perf_counter() - started
     tflite_metrics = {}
     if evaluator is not None:
-        tflite_metrics = evaluator.evaluate(content, validation, model_inputs, verbose=verbose)
+        tflite_metrics = evaluator.evaluate(
+            content, validation, model_inputs, verbose=verbose
+        )
     report = build_report(
         model,
         path,
@@ -126,8 +134,8 @@ def export_tflite(
         verbose: Progress bar during evaluation. Defaults to `0`.
         isolate_conversion: Convert in a child process, so that a crash in
             the converter's native code raises a `ConversionError` instead
-            of ending this process: `True`, `False`, or `None` for models
-            with recurrent layers (the known crash). Defaults to `None`.
+            of ending this process: `True`; `False` or `None` convert in
+            this process. Defaults to `None`.
 
     Returns:
         The report, a dict (also written beside the artifact).
@@ -140,18 +148,16 @@ def export_tflite(
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
     report = keras_tflq.export_tflite(
         model, "demo_int8.tflite", calibration_data=np.random.rand(32, 8))
-    print(report["all_integer"])  # True
+    assert report["all_integer"]
     ```
     """
-    from keras_tflq.quantization import is_quantized_model
-    from keras_tflq.runtime.artifact_evaluator import ArtifactEvaluator
-
     modes.check_mode(mode)
     input_type = modes.check_io_type(mode, input_type, "input_type")
     output_type = modes.check_io_type(mode, output_type, "output_type")
     filepath = str(filepath)
     check_writable_folder(filepath)
     model_inputs = ModelInputs(model)
+    check_sequence_lengths(model)
     need = modes.calibration_need(mode, is_quantized_model(model))
     if need == "required" and calibration_data is None:
         raise ValueError(
@@ -161,9 +167,15 @@ def export_tflite(
     calibration = None
     if need != "none" and calibration_data is not None:
         calibration = CalibrationSet(
-            DataSource(calibration_data, name="calibration_data"), model_inputs, calibration_samples
+            DataSource(calibration_data, name="calibration_data"),
+            model_inputs,
+            calibration_samples,
         )
-    validation = None if validation_data is None else DataSource(validation_data, name="validation_data")
+    validation = (
+        None
+        if validation_data is None
+        else DataSource(validation_data, name="validation_data")
+    )
     return export_artifact(
         model,
         filepath,
@@ -173,7 +185,7 @@ def export_tflite(
         input_type=input_type,
         output_type=output_type,
         allow_float_ops=allow_float_ops,
-        evaluator=None if validation is None else ArtifactEvaluator(model),
+        evaluator=None if validation is None else evaluator_for(model),
         validation=validation,
         verbose=verbose,
         isolate=check_isolate(isolate_conversion),

@@ -1,6 +1,9 @@
-"""Post-conversion fix for quantization-aware 16x8 artifacts: int64 convolution biases."""
+"""Post-conversion fix for quantization-aware 16x8 artifacts: int64 convolution
+biases."""
 
 import numpy as np
+from tensorflow.lite.python import schema_py_generated as schema
+from tensorflow.lite.tools import flatbuffer_utils
 
 
 def widen_int16x8_conv_bias(content):
@@ -20,11 +23,22 @@ def widen_int16x8_conv_bias(content):
 
     Example:
 
-    >>> fixed = widen_int16x8_conv_bias(converter.convert())
-    """
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
+    ```python
+    import keras, tensorflow as tf
+    import keras_tflq as tflq
 
+    model = tflq.quantize_model(
+        keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3)]),
+        activation_bits=16,
+    )
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+    ]
+    content = tflq.widen_int16x8_conv_bias(converter.convert())
+    ```
+    """
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
     bias_slots = {
         schema.BuiltinOperator.CONV_2D: 2,
@@ -43,11 +57,16 @@ def widen_int16x8_conv_bias(content):
                 continue
             activations = subgraph.tensors[op.inputs[0]]
             bias = subgraph.tensors[op.inputs[slot]]
-            if activations.type != schema.TensorType.INT16 or bias.type != schema.TensorType.INT32:
+            if (
+                activations.type != schema.TensorType.INT16
+                or bias.type != schema.TensorType.INT32
+            ):
                 continue
             buffer = model.buffers[bias.buffer]
             values = np.frombuffer(bytes(buffer.data), dtype="<i4")
-            buffer.data = np.frombuffer(values.astype("<i8").tobytes(), dtype=np.uint8)
+            buffer.data = np.frombuffer(
+                values.astype("<i8").tobytes(), dtype=np.uint8
+            )
             bias.type = schema.TensorType.INT64
             changed = True
     if not changed:

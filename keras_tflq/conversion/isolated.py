@@ -10,8 +10,9 @@ SavedModel (Python, safe) and saves the calibration samples; a fresh
 signal becomes a `ConversionError` in the parent, which stays alive.
 
 Isolation costs a process start and a TensorFlow import (seconds), so it is
-used where it is needed: by default for models holding recurrent layers
-(the known crash), or for any model on request.
+used only on request (`isolate_conversion=True`). Recurrent models, whose
+int8 conversion used to crash, now convert in process through the
+sequence-export route of `converter.py`, which the child does not take.
 """
 
 import json
@@ -50,11 +51,12 @@ def check_isolate(isolate_conversion):
 
 
 def needs_isolation(model, isolate):
-    """`isolate` if it is a bool; for `None` ("auto"), whether `model`
-    holds layers whose conversion is known to crash the converter."""
-    if isolate is not None:
-        return bool(isolate)
-    return has_recurrent_layers(model)
+    """Whether to convert `model` in a child process: only when asked
+    (`isolate=True`). `None` converts in process: the crash it used to
+    guard against (int8 `LSTM`) is gone since recurrent models convert
+    through the sequence-export route, which the child does not take."""
+    del model  # No model is isolated unasked any more.
+    return bool(isolate)
 
 
 def _save_model(model, folder):

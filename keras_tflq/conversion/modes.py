@@ -17,12 +17,15 @@ _IO_TYPES = {
 def check_mode(mode):
     """Raises a `ValueError` naming the valid modes unless `mode` is one."""
     if mode not in MODES:
-        raise ValueError(f"Expected mode to be one of {MODES}. Received: mode={mode!r}")
+        raise ValueError(
+            f"Expected mode to be one of {MODES}. Received: mode={mode!r}"
+        )
     return mode
 
 
 def calibration_need(mode, quantization_aware):
-    """`"required"`, `"optional"` or `"none"`: what calibration data `mode` needs.
+    """`"required"`, `"optional"` or `"none"`: what calibration data `mode`
+    needs.
 
     A float model needs representative data for `"int8"` and `"int16x8"`.
     A quantization-aware model has learned its ranges: in `"int8"` data only
@@ -42,7 +45,8 @@ def default_io_type(mode):
 
 
 def check_io_type(mode, io_type, arg_name):
-    """Normalizes an I/O type (string, NumPy or TF dtype) and checks it fits `mode`."""
+    """Normalizes an I/O type (string, NumPy or TF dtype) and checks it fits
+    `mode`."""
     if io_type is None:
         return default_io_type(mode)
     try:
@@ -82,9 +86,18 @@ def configure_converter(
 
     Example:
 
-    >>> converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    >>> configure_converter(converter, "float16")
+    ```python
+    import keras, tensorflow as tf
+    from keras_tflq.conversion.modes import configure_converter
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    configure_converter(converter, "float16")
+    content = converter.convert()
+    ```
     """
+    # Imported here on purpose: `MODES` and the checks above serve
+    # `import keras_tflq` and the CLI, which must not load TensorFlow.
     import tensorflow as tf
 
     check_mode(mode)
@@ -97,7 +110,7 @@ def configure_converter(
         integer_ops = (
             tf.lite.OpsSet.TFLITE_BUILTINS_INT8
             if mode == "int8"
-            else tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+            else tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8  # noqa: E501
         )
         ops = [integer_ops]
         if allow_float_ops:

@@ -1,10 +1,14 @@
-"""The report written beside every artifact: what was exported, how, and how well it scores."""
+"""The report written beside every artifact: what was exported, how, and how
+well it scores."""
 
 import os
 
 import keras
 import numpy as np
+import tensorflow as tf
 
+from keras_tflq.legacy.tf_keras_models import legacy_versions
+from keras_tflq.quantization import is_quantized_model
 from keras_tflq.version import __version__
 
 
@@ -50,13 +54,17 @@ def build_report(
 
     Example:
 
-    >>> build_report(model, "m.tflite", content, inspect_tflite(content), "dynamic")["bytes"]
-    9608
+    ```python
+    import keras
+    from keras_tflq.conversion.converter import convert_and_inspect
+    from keras_tflq.conversion.report import build_report
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
+    content, inspection = convert_and_inspect(model, "dynamic")
+    report = build_report(model, "m.tflite", content, inspection, "dynamic")
+    print(report["bytes"], report["quantization"])
+    ```
     """
-    import tensorflow as tf
-
-    from keras_tflq.quantization import is_quantized_model
-
     if is_quantized_model(model):
         quantization = "quantization-aware"
     else:
@@ -67,26 +75,35 @@ def build_report(
         "bytes": len(content),
         "epoch": epoch,
         "quantization": quantization,
-        "calibration": calibration.describe() if calibration is not None else None,
+        "calibration": calibration.describe()
+        if calibration is not None
+        else None,
         "input_type": input_type,
         "output_type": output_type,
         "allow_float_ops": allow_float_ops,
         **inspection,
         "keras_metrics": _plain(keras_metrics or {}),
         "tflite_metrics": _plain(tflite_metrics or {}),
-        "conversion_seconds": None if conversion_seconds is None else round(conversion_seconds, 3),
+        "conversion_seconds": None
+        if conversion_seconds is None
+        else round(conversion_seconds, 3),
         "versions": {
             "keras_tflq": __version__,
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
+            **legacy_versions(model),
         },
     }
 
 
 def report_path(artifact_path):
-    """The report's path for an artifact: `model_int8.tflite` -> `model_int8.json`."""
+    """The report's path for an artifact: `model_int8.tflite` ->
+    `model_int8.json`."""
     return os.path.splitext(artifact_path)[0] + ".json"
 
 
 def _plain(metrics):
-    return {k: float(v) if isinstance(v, (np.generic, float, int)) else str(v) for k, v in metrics.items()}
+    return {
+        k: float(v) if isinstance(v, (np.generic, float, int)) else str(v)
+        for k, v in metrics.items()
+    }

@@ -3,16 +3,30 @@
 import keras
 import numpy as np
 
+from keras_tflq.quantization import graph as keras_graph
+from keras_tflq.quantization import in_place
 from keras_tflq.quantization.serialization import pop_objects
 
+# What `quantize_apply` does with a layer the default scheme cannot
+# quantize. Saved by name (below); older saves hold an index into it, so
+# its order is frozen: append new choices only.
+UNSUPPORTED_CHOICES = ("error", "float")
 # The weights-file entries recording that an annotation was quantized in
 # place (inside a subclassed model): [per_channel, activation_bits], and the
-# `unsupported` choice by name (UTF-8 bytes). Saves before 0.2 held
-# [per_channel, activation_bits, index in _LEGACY_UNSUPPORTED] in the first
+# `unsupported` choice by name (UTF-8 bytes). Older saves held
+# [per_channel, activation_bits, index in UNSUPPORTED_CHOICES] in the first
 # entry alone; that order is frozen so they keep loading.
 _APPLIED_KEY = "quantize_apply"
 _UNSUPPORTED_KEY = "quantize_apply_unsupported"
-_LEGACY_UNSUPPORTED = ("error", "float")
+
+
+def annotations_in(model):
+    """The `QuantizeAnnotate` layers `model` tracks, recursively."""
+    return [
+        layer
+        for layer in keras_graph.flatten_layers(model)
+        if isinstance(layer, QuantizeAnnotate)
+    ]
 
 
 @keras.saving.register_keras_serializable(package="keras_tflq")
@@ -42,6 +56,8 @@ class QuantizeAnnotate(keras.layers.Wrapper):
 
     ```python
     import keras
+    from keras_tflq.quantization.quantize_annotate import QuantizeAnnotate
+
     annotated = QuantizeAnnotate(keras.layers.Dense(4))
     y = annotated(keras.ops.ones((2, 3)))
     ```
@@ -63,16 +79,12 @@ class QuantizeAnnotate(keras.layers.Wrapper):
         per_channel, activation_bits, unsupported = self._applied.split(",")
         return per_channel == "1", int(activation_bits), unsupported
 
-    def _activate(self, quantized, per_channel, activation_bits, unsupported):
+    def activate(self, quantized, per_channel, activation_bits, unsupported):
         """Runs `quantized` (a built layer around `self.layer`, or `None`
-        to stay float) from now on."""
-        locked = self._tracker.locked
-        self._tracker.unlock()
-        try:
+        to stay float) from now on; called by the in-place
+        `quantize_apply` with its options."""
+        with keras_graph.untracked(self):
             self.quantized = quantized
-        finally:
-            if locked:
-                self._tracker.lock()
         # A string, not a tuple: the saver walks tuple attributes.
         self._applied = f"{int(per_channel)},{activation_bits},{unsupported}"
 
@@ -109,14 +121,12 @@ class QuantizeAnnotate(keras.layers.Wrapper):
                 np.asarray(store[_UNSUPPORTED_KEY], dtype="uint8")
             ).decode("utf-8")
         else:
-            unsupported = _LEGACY_UNSUPPORTED[values[2]]
+            unsupported = UNSUPPORTED_CHOICES[values[2]]
         options = (bool(values[0]), values[1], unsupported)
         if self.applied_options is None:
             # Saved after an in-place `quantize_apply`: quantize again, so
             # the quantizer variables loaded next exist.
-            from keras_tflq.quantization.quantize import activate_annotations
-
-            activate_annotations([self], *options)
+            in_place.activate_annotations([self], *options)
         elif self.applied_options != options:
             raise ValueError(
                 f"Expected the weights of annotation {self.name!r} to come "

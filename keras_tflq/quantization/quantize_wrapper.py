@@ -4,6 +4,8 @@ import keras
 
 from keras_tflq.quantization import precision
 from keras_tflq.quantization import schedule_state
+from keras_tflq.quantization.quantize_config import QuantizeConfig
+from keras_tflq.quantization.quantizer_base import build_quantizer
 from keras_tflq.quantization.serialization import pop_objects
 
 _PACKAGE = "keras_tflq"
@@ -86,8 +88,6 @@ class QuantizeWrapper(keras.layers.Wrapper):
     """
 
     def __init__(self, layer, quantize_config, **kwargs):
-        from keras_tflq.quantization.quantize_config import QuantizeConfig
-
         if not isinstance(layer, keras.layers.Layer):
             raise ValueError(
                 "Expected `layer` to be a keras.layers.Layer instance. "
@@ -113,13 +113,17 @@ class QuantizeWrapper(keras.layers.Wrapper):
             config.get_weights_and_quantizers(self.layer)
         ):
             name = getattr(variable, "name", f"weight{index}").split("/")[-1]
-            weights = quantizer.build(tuple(variable.shape), name, self)
+            weights = build_quantizer(
+                quantizer, tuple(variable.shape), name, self
+            )
             self._weight_entries.append((variable, quantizer, weights))
         self._activations = []
         for index, (activation, quantizer) in enumerate(
             config.get_activations_and_quantizers(self.layer)
         ):
-            weights = quantizer.build(None, f"activation{index}", self)
+            weights = build_quantizer(
+                quantizer, None, f"activation{index}", self
+            )
             self._activations.append(
                 QuantizeAwareActivation(activation, quantizer, weights, self)
             )
@@ -136,7 +140,9 @@ class QuantizeWrapper(keras.layers.Wrapper):
             except Exception:  # noqa: BLE001 - only needed for per-axis
                 output_shape = None
             for index, quantizer in enumerate(output_quantizers):
-                weights = quantizer.build(output_shape, f"output{index}", self)
+                weights = build_quantizer(
+                    quantizer, output_shape, f"output{index}", self
+                )
                 self._output_entries.append((quantizer, weights))
         self.built = True
 
@@ -156,7 +162,8 @@ class QuantizeWrapper(keras.layers.Wrapper):
             target = getattr(self.layer, attribute, None)
             if _is_variable(target):
                 mapping[id(target)] = (target, value)
-        for (variable, _, _), value in zip(self._weight_entries, quantized):
+        entries = zip(self._weight_entries, quantized, strict=True)
+        for (variable, _, _), value in entries:
             mapping.setdefault(id(variable), (variable, value))
         return list(mapping.values())
 

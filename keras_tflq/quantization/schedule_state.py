@@ -17,8 +17,6 @@ is traced again (`model.make_train_function(force=True)`).
 import keras
 from keras import ops
 
-from keras_tflq.quantization import replicas
-
 QUANTIZE_ENABLED = "quantize_enabled"
 RANGES_FROZEN = "ranges_frozen"
 BN_FROZEN = "bn_frozen"
@@ -109,43 +107,6 @@ def gate(layer, quantized, inputs):
     if enabled is False:
         return inputs
     return ops.where(enabled, quantized, inputs)
-
-
-def batch_norm_statistics(batch_norm, inputs, frozen):
-    """The statistics `batch_norm` normalizes `inputs` with in training.
-
-    The batch's mean and variance (over all axes but the last), which also
-    move the moving statistics; once `frozen` (the layer's `bn_frozen`
-    flag), the moving statistics, left as they are.
-    """
-    mean, variance = replicas.moments(
-        inputs, list(range(len(inputs.shape) - 1))
-    )
-    for moving, batch in (
-        (batch_norm.moving_mean, mean),
-        (batch_norm.moving_variance, variance),
-    ):
-        updated = batch_norm.momentum * moving + (
-            1.0 - batch_norm.momentum
-        ) * batch
-        if frozen is not False:
-            updated = ops.where(frozen, moving, updated)
-        moving.assign(updated)
-    if frozen is False:
-        return mean, variance
-    return (
-        ops.where(frozen, batch_norm.moving_mean, mean),
-        ops.where(frozen, batch_norm.moving_variance, variance),
-    )
-
-
-def quantize_output(layer, outputs, training):
-    """`outputs` through the layer's `_output_quantizer`, if it has one."""
-    if layer._output_quantizer is None:
-        return outputs
-    return quantize(
-        layer, layer._output_quantizer, outputs, training, layer._output_vars
-    )
 
 
 def schedule_variables(layer):

@@ -11,7 +11,7 @@ from keras_tflq.runtime.litert_model import named_io
 from keras_tflq.runtime.litert_model import tensor_summary
 
 _FLOAT_DTYPES = ("float16", "float32", "float64", "bfloat16")
-_INTEGER_DTYPES = ("int8", "uint8", "int16", "int32", "int64")
+_INTEGER_DTYPES = ("int8", "uint8", "int16", "int32", "int64", "bool")
 
 
 def inspect_tflite(model_content_or_path):
@@ -44,20 +44,20 @@ def inspect_tflite(model_content_or_path):
           per op, where `outputs` are the output tensor names (which carry
           the Keras layer names). A quantized op reads or writes a quantized
           tensor and has no float output.
-        - `all_integer`: `True` when every tensor but the graph inputs and
-          outputs is an integer tensor.
+        - `all_integer`: `True` when every non-empty tensor but the graph
+          inputs and outputs is an integer tensor.
 
     Example:
 
     ```python
     import keras, tensorflow as tf
-    from keras_tflq.runtime.inspection import inspect_tflite
+    from keras_tflq import inspect_tflite
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     report = inspect_tflite(
         tf.lite.TFLiteConverter.from_keras_model(model).convert()
     )
-    # report["op_counts"] == {"FULLY_CONNECTED": 1}
+    assert report["op_counts"] == {"FULLY_CONNECTED": 1}
     ```
     """
     if isinstance(model_content_or_path, (bytes, bytearray, memoryview)):
@@ -73,7 +73,8 @@ def inspect_tflite(model_content_or_path):
     else:
         raise ValueError(
             "Expected the bytes or the path of a TFLite model. Received: "
-            f"model_content_or_path of type {type(model_content_or_path).__name__}"
+            "model_content_or_path of type "
+            f"{type(model_content_or_path).__name__}"
         )
     interpreter = Interpreter(
         model_content=content,
@@ -117,10 +118,12 @@ def inspect_tflite(model_content_or_path):
         ),
         "float_ops": float_ops,
         "quantized_ops": quantized_ops,
+        # Empty tensors (the fused LSTM's float "intermediate" placeholders,
+        # shape [0]) hold no data and run no float arithmetic.
         "all_integer": all(
             _dtype(d) in _INTEGER_DTYPES
             for i, d in tensors.items()
-            if i not in io_indices
+            if i not in io_indices and int(np.prod(d["shape"])) > 0
         ),
     }
 

@@ -6,6 +6,9 @@ import warnings
 import keras
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
+from ai_edge_litert.interpreter import OpResolverType
+
+from keras_tflq.argument_checks import check_positive_int
 
 _SIGNATURE_KEY = "serving_default"
 _QUANTIZED_IO_DTYPES = (np.int8, np.uint8, np.int16)
@@ -78,13 +81,13 @@ class LiteRTModel:
 
     ```python
     import keras, numpy as np, tensorflow as tf
-    from keras_tflq.runtime.litert_model import LiteRTModel
+    from keras_tflq import LiteRTModel
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     content = tf.lite.TFLiteConverter.from_keras_model(model).convert()
     litert_model = LiteRTModel(model_content=content)
     y = litert_model.predict(np.random.rand(100, 4).astype("float32"))
-    # y.shape == (100, 3)
+    assert y.shape == (100, 3)
     ```
     """
 
@@ -114,7 +117,7 @@ class LiteRTModel:
                 f"Received: model_path={model_path}"
             )
         if num_threads is not None:
-            _check_positive_int("num_threads", num_threads)
+            check_positive_int("num_threads", num_threads)
         self.model_path = model_path
         self.num_threads = num_threads
         with warnings.catch_warnings():
@@ -129,6 +132,12 @@ class LiteRTModel:
                 model_path=model_path,
                 num_threads=num_threads,
                 experimental_preserve_all_tensors=bool(preserve_all_tensors),
+                # XNNPACK does not keep the intermediate tensors it computes.
+                experimental_op_resolver_type=(
+                    OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+                    if preserve_all_tensors
+                    else OpResolverType.AUTO
+                ),
             )
         self._interpreter.allocate_tensors()
         self._inputs, self._outputs = named_io(self._interpreter)
@@ -151,7 +160,8 @@ class LiteRTModel:
 
     @property
     def input_details(self):
-        """One dict per input: `name`, `index`, `shape`, `dtype`, `quantization`.
+        """One dict per input: `name`, `index`, `shape`, `dtype`,
+        `quantization`.
 
         `shape` has `None` for a dynamic dimension, `dtype` is a numpy dtype
         and `quantization` is `{"scale": float, "zero_point": int}`, with a
@@ -201,7 +211,7 @@ class LiteRTModel:
                 self._invoke([a[i : i + 1] for a in arrays])
                 for i in range(len(arrays[0]))
             ]
-            outputs = [np.concatenate(o) for o in zip(*outputs)]
+            outputs = [np.concatenate(o) for o in zip(*outputs, strict=False)]
         else:
             outputs = self._invoke(arrays)
         return outputs[0] if len(outputs) == 1 else outputs
@@ -221,7 +231,7 @@ class LiteRTModel:
             One float32 array for a single-output model, else a list of
             arrays in the Keras output order.
         """
-        _check_positive_int("batch_size", batch_size)
+        check_positive_int("batch_size", batch_size)
         if verbose not in (0, 1, 2, "auto"):
             raise ValueError(
                 'Expected `verbose` to be one of 0, 1, 2, "auto". '
@@ -242,7 +252,7 @@ class LiteRTModel:
             batches.append(outputs if isinstance(outputs, list) else [outputs])
             if progbar is not None:
                 progbar.update(min(start + batch_size, num_samples))
-        outputs = [np.concatenate(o) for o in zip(*batches)]
+        outputs = [np.concatenate(o) for o in zip(*batches, strict=False)]
         return outputs[0] if len(outputs) == 1 else outputs
 
     def __repr__(self):
@@ -276,14 +286,17 @@ class LiteRTModel:
                 )
             arrays = [inputs]
         arrays = [np.asarray(a) for a in arrays]
-        for (name, details), array in zip(self._inputs, arrays):
+        for (name, details), array in zip(self._inputs, arrays, strict=False):
             expected = details["shape_signature"][1:]
             if array.ndim != len(details["shape_signature"]) or any(
-                e not in (-1, r) for e, r in zip(expected, array.shape[1:])
+                e not in (-1, r)
+                for e, r in zip(expected, array.shape[1:], strict=False)
             ):
+                dims = ", ".join(
+                    str(e) if e != -1 else "None" for e in expected
+                )
                 raise ValueError(
-                    f"Expected input `{name}` of shape (batch, "
-                    f"{', '.join(str(e) if e != -1 else 'None' for e in expected)}). "
+                    f"Expected input `{name}` of shape (batch, {dims}). "
                     f"Received: {name} of shape {array.shape}"
                 )
         return arrays
@@ -294,7 +307,7 @@ class LiteRTModel:
         if shapes == self._shapes:
             return True
         try:
-            for (_, details), shape in zip(self._inputs, shapes):
+            for (_, details), shape in zip(self._inputs, shapes, strict=False):
                 self._interpreter.resize_tensor_input(
                     details["index"], shape, strict=False
                 )
@@ -305,7 +318,9 @@ class LiteRTModel:
             if any(d["shape_signature"][0] != 1 for _, d in self._inputs):
                 raise
             # A fixed-batch artifact that does not resize: restore batch 1.
-            for (_, details), shape in zip(self._inputs, self._initial_shapes):
+            for (_, details), shape in zip(
+                self._inputs, self._initial_shapes, strict=False
+            ):
                 self._interpreter.resize_tensor_input(
                     details["index"], shape, strict=False
                 )
@@ -315,10 +330,13 @@ class LiteRTModel:
             return False
 
     def _invoke(self, arrays):
-        for (_, details), array in zip(self._inputs, arrays):
+        for (_, details), array in zip(self._inputs, arrays, strict=False):
             self._interpreter.set_tensor(
                 details["index"], _quantize(array, details)
             )
+        # Fused sequence ops (UNIDIRECTIONAL_SEQUENCE_LSTM) keep their state
+        # in variable tensors between invokes; every batch starts from zero.
+        self._interpreter.reset_all_variables()
         self._interpreter.invoke()
         return [
             _dequantize(self._interpreter.get_tensor(details["index"]), details)
@@ -422,13 +440,6 @@ def _batch_size(arrays):
         raise ValueError("Expected at least one sample. Received: 0 samples")
     return size
 
-
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"Expected `{name}` to be a positive integer. "
-            f"Received: {name}={value}"
-        )
 
 
 def _short(value):

@@ -1,20 +1,9 @@
-"""Real data and small models for the callback tests."""
+"""Small data and models for the callback tests (`digits` and
+`digits_split` come from tests/conftest.py)."""
 
-import os
+import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-import pytest  # noqa: E402
-from export_helpers import make_cnn  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def digits():
-    """sklearn's 1,797 real 8x8 digits, scaled to [0, 1], as (x, y)."""
-    data = load_digits()
-    x = (data.images / 16.0).astype("float32")[..., None]
-    return x, data.target.astype("int32")
+from tests.helpers.models import make_cnn
 
 
 @pytest.fixture

@@ -1,12 +1,14 @@
-"""TFLiteExport on quantization-aware models: learned ranges, no calibration needed."""
+"""TFLiteExport on quantization-aware models: learned ranges, no calibration
+needed."""
 
 import keras
 import numpy as np
 import pytest
-from export_helpers import io_dtypes, tensor_dtypes
 
 import keras_tflq
 from keras_tflq import TFLiteExport
+from tests.helpers.models import io_dtypes
+from tests.helpers.models import tensor_dtypes
 
 
 def _qat_digits_model(activation_bits=8):
@@ -21,7 +23,10 @@ def _qat_digits_model(activation_bits=8):
     x = keras.layers.ReLU(6.0)(x)
     x = keras.layers.Add()([x, shortcut])
     x = keras.layers.Flatten()(keras.layers.MaxPooling2D()(x))
-    model = keras_tflq.quantize_model(keras.Model(inputs, keras.layers.Dense(10)(x)), activation_bits=activation_bits)
+    model = keras_tflq.quantize_model(
+        keras.Model(inputs, keras.layers.Dense(10)(x)),
+        activation_bits=activation_bits,
+    )
     model.compile(
         keras.optimizers.Adam(3e-3),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -34,7 +39,9 @@ def test_qat_int8_export_needs_no_calibration_data(workdir, digits):
     x, y = digits
     model = _qat_digits_model()
     export = TFLiteExport(mode="int8", verbose=0)
-    model.fit(x[:600], y[:600], epochs=2, callbacks=[export], verbose=0)  # no validation data
+    model.fit(
+        x[:600], y[:600], epochs=2, callbacks=[export], verbose=0
+    )  # no validation data
 
     assert export.report["quantization"] == "quantization-aware"
     assert export.report["calibration"] is None
@@ -42,31 +49,60 @@ def test_qat_int8_export_needs_no_calibration_data(workdir, digits):
     ops = export.report["op_counts"]
     assert "QUANTIZE" not in ops and "DEQUANTIZE" not in ops
     # The artifact computes what the Keras QAT model computes.
-    tflite = keras_tflq.LiteRTModel(model_path=export.exported_path).predict(x[1400:])
+    tflite = keras_tflq.LiteRTModel(model_path=export.exported_path).predict(
+        x[1400:]
+    )
     keras_logits = model.predict(x[1400:], verbose=0)
     assert np.mean(tflite.argmax(-1) == keras_logits.argmax(-1)) >= 0.99
 
 
-def test_qat_int8_with_validation_keeps_learned_ranges_and_scores_like_keras(workdir, digits):
+def test_qat_int8_with_validation_keeps_learned_ranges_and_scores_like_keras(
+    workdir, digits
+):
     x, y = digits
     model = _qat_digits_model()
     export = TFLiteExport(mode="int8", verbose=0)
-    model.fit(x[:900], y[:900], validation_data=(x[900:1200], y[900:1200]), epochs=2, callbacks=[export], verbose=0)
+    model.fit(
+        x[:900],
+        y[:900],
+        validation_data=(x[900:1200], y[900:1200]),
+        epochs=2,
+        callbacks=[export],
+        verbose=0,
+    )
 
     history = model.history.history
-    assert history["val_tflite_accuracy"][-1] == pytest.approx(history["val_accuracy"][-1], abs=0.01)
-    tflite = keras_tflq.LiteRTModel(model_path=export.exported_path).predict(x[1400:])
-    assert np.mean(tflite.argmax(-1) == model.predict(x[1400:], verbose=0).argmax(-1)) >= 0.99
+    assert history["val_tflite_accuracy"][-1] == pytest.approx(
+        history["val_accuracy"][-1], abs=0.01
+    )
+    tflite = keras_tflq.LiteRTModel(model_path=export.exported_path).predict(
+        x[1400:]
+    )
+    assert (
+        np.mean(
+            tflite.argmax(-1) == model.predict(x[1400:], verbose=0).argmax(-1)
+        )
+        >= 0.99
+    )
 
 
 def test_qat_int16x8_export_runs_with_int16_activations(workdir, digits):
     x, y = digits
     model = _qat_digits_model(activation_bits=16)
     export = TFLiteExport(mode="int16x8", verbose=0)
-    model.fit(x[:600], y[:600], validation_split=0.25, epochs=1, callbacks=[export], verbose=0)
+    model.fit(
+        x[:600],
+        y[:600],
+        validation_split=0.25,
+        epochs=1,
+        callbacks=[export],
+        verbose=0,
+    )
 
     assert export.report["calibration"] is None
     assert "int16" in tensor_dtypes(export.exported_path)
     assert io_dtypes(export.exported_path) == (["float32"], ["float32"])
     history = model.history.history
-    assert history["val_tflite_accuracy"][-1] == pytest.approx(history["val_accuracy"][-1], abs=0.01)
+    assert history["val_tflite_accuracy"][-1] == pytest.approx(
+        history["val_accuracy"][-1], abs=0.01
+    )

@@ -1,10 +1,12 @@
-"""Atomic artifact writes: the old file or the new one, never half, never a stray temp file."""
+"""Atomic artifact writes: the old file or the new one, never half, never a
+stray temp file."""
 
 import os
 
 import pytest
 
-from keras_tflq.conversion.artifact import check_writable_folder, write_atomic
+from keras_tflq.conversion.artifact import check_writable_folder
+from keras_tflq.conversion.artifact import write_atomic
 
 
 def test_write_replaces_the_file_and_leaves_no_temp(tmp_path):
@@ -43,5 +45,11 @@ def test_missing_folder_is_created(tmp_path):
 
 def test_folder_that_is_a_file_is_rejected(tmp_path):
     (tmp_path / "file").write_text("x")
-    with pytest.raises(ValueError, match=r"writable folder for the artifact. Received: filepath='.*file/m.tflite'"):
+    with pytest.raises(
+        ValueError,
+        match=(
+            r"writable folder for the artifact. Received: "
+            r"filepath='.*file/m.tflite'"
+        ),
+    ):
         check_writable_folder(str(tmp_path / "file" / "m.tflite"))

@@ -44,30 +44,62 @@ def _dense_model():
     return model
 
 
-def test_lstm_int8_segfault_becomes_an_error_naming_mode_model_and_fixes():
-    # TF 2.21's converter kills the process converting this model to int8
-    # (tensorflow#101050); recurrent layers are isolated by default.
-    model = _lstm_model()
+def _lstm_samples(model):
     x = np.random.default_rng(0).random((4, 8, 8), dtype=np.float32)
 
     def samples():
         for i in range(4):
             yield {model.inputs[0].name: x[i : i + 1]}
 
+    return samples
+
+
+def test_lstm_int8_converts_in_process_through_the_fused_route():
+    # TF 2.21's converter used to kill the process converting this model
+    # to int8 (tensorflow#101050); the sequence-export route converts it
+    # to the fused LSTM op, in this process (nothing isolated by default).
+    model = _lstm_model()
+    content, inspection = convert_and_inspect(
+        model, "int8", representative_dataset=_lstm_samples(model)
+    )
+    assert inspection["op_counts"]["UNIDIRECTIONAL_SEQUENCE_LSTM"] == 1
+    assert inspection["sequence_layers"] == {
+        "lstm": "fused UNIDIRECTIONAL_SEQUENCE_LSTM"
+    }
+    assert inspection["all_integer"]
+    assert "fully_quantize" in inspection["converter_log"]
+    assert len(content) == inspection["bytes"]
+
+
+def test_simulated_crash_of_an_isolated_lstm_conversion_is_an_error(
+    monkeypatch,
+):
+    # A converter dying in native code, in the child: an error naming the
+    # mode, the model and what to try, and this process survives.
+    monkeypatch.setenv(SIMULATE_CRASH_ENV, "1")
+    model = _lstm_model()
     with pytest.raises(
         keras_tflq.ConversionError,
-        match=r"crashed \(SIGSEGV in its native code\) converting model "
+        match=r"crashed \(SIGABRT in its native code\) converting model "
         r"'lstm_tagger' in mode='int8'.*Try: .*unroll=True",
     ) as caught:
-        convert_and_inspect(model, "int8", representative_dataset=samples)
+        convert_and_inspect(
+            model,
+            "int8",
+            representative_dataset=_lstm_samples(model),
+            isolate=True,
+        )
     assert caught.value.converter_log  # the child's output, kept
     assert os.getpid()  # still here
 
 
-def test_isolation_is_automatic_for_recurrent_layers_only():
-    assert needs_isolation(_lstm_model(), None)
+def test_isolation_is_opt_in_only():
+    # Recurrent models convert in process: the child does not take their
+    # sequence-export route.
+    assert not needs_isolation(_lstm_model(), None)
     assert not needs_isolation(_dense_model(), None)
     assert needs_isolation(_dense_model(), True)
+    assert needs_isolation(_lstm_model(), True)
     assert not needs_isolation(_lstm_model(), False)
     with pytest.raises(
         ValueError, match="Received: isolate_conversion='yes'"

@@ -27,7 +27,9 @@ class _Batches(keras.utils.PyDataset):
 FORMS = {
     "arrays_with_y": lambda: DataSource(X, Y, batch_size=4),
     "tuple": lambda: DataSource((X, Y), batch_size=4),
-    "dataset": lambda: DataSource(tf.data.Dataset.from_tensor_slices((X, Y)).batch(4)),
+    "dataset": lambda: DataSource(
+        tf.data.Dataset.from_tensor_slices((X, Y)).batch(4)
+    ),
     "py_dataset": lambda: DataSource(_Batches()),
     "generator": lambda: DataSource(_generator()),
     "callable": lambda: DataSource(_generator),
@@ -80,7 +82,9 @@ def test_num_batches_is_known_when_the_form_tells(form, expected):
 
 
 def test_unequal_input_lengths_are_rejected():
-    with pytest.raises(ValueError, match=r"same number of samples. Received: sizes=\[9, 10\]"):
+    with pytest.raises(
+        ValueError, match=r"same number of samples. Received: sizes=\[9, 10\]"
+    ):
         list(DataSource([X, X[:9]]).batches())
 
 
@@ -88,7 +92,10 @@ def test_unequal_input_lengths_are_rejected():
     "kwargs, match",
     [
         ({"data": None}, r"Expected data for data. Received: data=None"),
-        ({"data": X, "batch_size": 0}, r"positive integer batch_size. Received: batch_size=0"),
+        (
+            {"data": X, "batch_size": 0},
+            r"positive integer batch_size. Received: batch_size=0",
+        ),
         ({"data": 3.5}, r"Received: data of type float"),
     ],
     ids=["none", "batch_size", "scalar"],

@@ -12,9 +12,11 @@ from ai_edge_litert.interpreter import OpResolverType  # noqa: E402
 
 # The conversion module's fix for QAT 16x8 artifacts (int32 conv biases
 # where the int16 kernels read int64), used as TFLiteExport uses it.
-from keras_tflq.conversion.int16x8_bias import (  # noqa: E402, F401
-    widen_int16x8_conv_bias,
-)
+from keras_tflq.conversion.int16x8_bias import widen_int16x8_conv_bias  # noqa: E402, F401
+
+# The digits CNN and its compile settings, shared with tests/callbacks.
+from tests.helpers.models import compile_classifier  # noqa: E402, F401
+from tests.helpers.models import digits_cnn  # noqa: E402, F401
 
 L = keras.layers
 
@@ -76,30 +78,3 @@ def run(content, x):
     if scale:
         y = (y - zero) * scale
     return y, scale
-
-
-def digits_cnn():
-    """Conv+BN+ReLU, DepthwiseConv+BN+ReLU6, a residual Add, Dense."""
-    inputs = keras.Input((8, 8, 1), name="image")
-    x = L.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
-    x = L.BatchNormalization()(x)
-    x = L.ReLU()(x)
-    shortcut = x
-    x = L.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
-    x = L.BatchNormalization()(x)
-    x = L.ReLU(6.0)(x)
-    x = L.Add()([x, shortcut])
-    x = L.MaxPooling2D()(x)
-    x = L.Flatten()(x)
-    x = L.Dropout(0.2)(x)
-    return keras.Model(inputs, L.Dense(10)(x), name="digits_cnn")
-
-
-def compile_classifier(model, learning_rate):
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    return model
-

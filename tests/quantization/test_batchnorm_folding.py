@@ -136,7 +136,8 @@ def test_one_convolution_equals_the_folded_quantized_convolution(make):
     batch_sigma = np.sqrt(statistics.var(axis=(0, 1, 2)) + bn.epsilon)
     twin = type(conv).from_config(conv.get_config())
     twin(x)
-    twin.set_weights([folded] + ([np.zeros_like(bias)] if conv.use_bias else []))
+    zero_bias = [np.zeros_like(bias)] if conv.use_bias else []
+    twin.set_weights([folded] + zero_bias)
     expected = _np(twin(x)) * moving_sigma / batch_sigma + (
         beta - gamma * (batch_mean - bias) / batch_sigma
     )
@@ -159,7 +160,9 @@ def test_scheduled_flags_train_as_fixed_flags(make, state):
         fold(x, training=True)  # a stored kernel range to freeze
         fold.conv.kernel.assign(fold.conv.kernel * 1.5)
         for name, value in zip(
-            ("bn_frozen", "ranges_frozen", "quantize_enabled"), state
+            ("bn_frozen", "ranges_frozen", "quantize_enabled"),
+            state,
+            strict=True,
         ):
             getattr(fold, name).assign(float(value))
         if scheduled:
@@ -167,7 +170,7 @@ def test_scheduled_flags_train_as_fixed_flags(make, state):
         layers.append((fold, _np(fold(x, training=True))))
     (fixed, fixed_out), (gated, gated_out) = layers
     np.testing.assert_allclose(gated_out, fixed_out, rtol=1e-5, atol=1e-5)
-    for a, b in zip(fixed.weights, gated.weights):
+    for a, b in zip(fixed.weights, gated.weights, strict=True):
         np.testing.assert_allclose(
             b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path
         )

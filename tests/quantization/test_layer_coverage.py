@@ -27,6 +27,7 @@ PATTERNS = {
     "conv_tanh": lambda x: L.Activation("tanh")(_conv()(x)),
     "conv_hard_swish": lambda x: L.Activation("hard_swish")(_conv()(x)),
     "conv_hard_sigmoid": lambda x: L.Activation("hard_sigmoid")(_conv()(x)),
+    "conv_builtin_hard_sigmoid": lambda x: _conv(activation="hard_sigmoid")(x),
     "bn_after_add": lambda x: L.BatchNormalization()(
         L.Add()([_conv()(x), _conv()(x)])
     ),
@@ -125,3 +126,55 @@ def test_layers_tflite_runs_in_float_are_refused(make):
         tflq.quantize_model(model)
     kept = tflq.quantize_model(model, unsupported="float")
     assert type(kept.layers[-1]) is type(layer)
+
+
+def _dense(x):
+    return L.Dense(3)(x)
+
+
+PATTERNS_3D = {
+    "pad_crop_upsample_dropout_global_max_3d": lambda x: L.GlobalMaxPooling3D()(
+        L.SpatialDropout3D(0.1)(
+            L.UpSampling3D(2)(L.Cropping3D(1)(L.ZeroPadding3D(1)(_dense(x))))
+        )
+    ),
+    "global_average_3d": lambda x: L.GlobalAveragePooling3D()(_dense(x)),
+}
+
+
+@pytest.mark.parametrize(
+    "build", PATTERNS_3D.values(), ids=PATTERNS_3D.keys()
+)
+def test_3d_pattern_converts_to_int8_without_requantization(build):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4, 4, 4, 2))
+    qat = tflq.quantize_model(keras.Model(inputs, L.Dense(3)(build(inputs))))
+    x = np.random.default_rng(0).random((8, 4, 4, 4, 2), dtype="float32")
+    qat(x, training=True)
+    content = convert(qat)
+    assert set(tensor_types(content).values()) <= {"int8", "int32"}
+    ops = op_names(content)
+    assert "QUANTIZE" not in ops and "DEQUANTIZE" not in ops, ops
+    tflite_out, scale = run(content, x)
+    keras_out = keras.ops.convert_to_numpy(qat(x))
+    assert np.abs(tflite_out - keras_out).max() <= 3 * scale
+
+
+# TFLite's CONV_3D has no int8 kernel; MaxPool3D and AvgPool3D are no
+# TFLite builtins (the converter refuses them).
+UNSUPPORTED_3D = {
+    "conv3d": lambda: L.Conv3D(2, 2),
+    "max_pooling3d": lambda: L.MaxPooling3D(2),
+    "average_pooling3d": lambda: L.AveragePooling3D(2),
+}
+
+
+@pytest.mark.parametrize(
+    "make", UNSUPPORTED_3D.values(), ids=UNSUPPORTED_3D.keys()
+)
+def test_3d_layers_without_int8_kernels_are_refused(make):
+    inputs = keras.Input((4, 4, 4, 2))
+    layer = make()
+    model = keras.Model(inputs, layer(_dense(inputs)))
+    with pytest.raises(ValueError, match=f"Received: layer='{layer.name}'"):
+        tflq.quantize_model(model)

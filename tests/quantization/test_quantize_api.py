@@ -63,7 +63,7 @@ def test_quantize_model_folds_bn_and_carries_float_weights():
     before = model.get_weights()
     qat.compile("adam", "mse")
     qat.fit(x, np.zeros((8, 10)), verbose=0)
-    for a, b in zip(before, model.get_weights()):
+    for a, b in zip(before, model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -115,15 +115,58 @@ def test_is_quantized_model():
     assert is_quantized_model(outer)
 
 
-def test_unsupported_layer_named_in_error():
+def _model_with_unsupported_layer():
     inputs = keras.Input((4,))
-    model = keras.Model(inputs, Unsupported(name="doubler")(L.Dense(4)(inputs)))
-    with pytest.raises(
-        ValueError,
-        match=r"Expected every annotated layer .* Received: layer='doubler' "
-        r"of type Unsupported",
-    ):
-        tflq.quantize_model(model)
+    return keras.Model(
+        inputs, Unsupported(name="doubler")(L.Dense(4)(inputs))
+    )
+
+
+ENTRY_POINT_ERRORS = {
+    # Nothing was annotated by the user: the error says what was checked.
+    "quantize_model": (
+        lambda: tflq.quantize_model(_model_with_unsupported_layer()),
+        r"Expected every layer of the model to be supported by the default "
+        r"quantization scheme \(`quantize_model` quantizes them all\)\. "
+        r"Received: layer='doubler' of type Unsupported\. "
+        r'Pass `unsupported="float"`.* then `quantize_apply`',
+    ),
+    "quantize_annotate_model": (
+        lambda: tflq.quantize_annotate_model(_model_with_unsupported_layer()),
+        r"Expected every layer of the model to be supported .*"
+        r"\(`quantize_annotate_model` annotates them all\)\. "
+        r"Received: layer='doubler' of type Unsupported\. "
+        r'Pass `unsupported="float"` to leave such layers unannotated',
+    ),
+    "quantize_annotate_layer": (
+        lambda: tflq.quantize_annotate_layer(_model_with_unsupported_layer()),
+        r"Expected every layer of a model passed to "
+        r"`quantize_annotate_layer` to be supported .* "
+        r"Received: layer='doubler' of type Unsupported\. "
+        r"Use `quantize_annotate_layer` on the supported layers",
+    ),
+    "quantize_apply": (
+        lambda: tflq.quantize_apply(
+            keras.Sequential(
+                [
+                    keras.Input((4,)),
+                    tflq.quantize_annotate_layer(Unsupported(name="doubler")),
+                ]
+            )
+        ),
+        r"Expected every annotated layer to be supported by the default "
+        r"quantization scheme or to carry a `quantize_config`\. "
+        r"Received: layer='doubler' of type Unsupported",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "call, match", ENTRY_POINT_ERRORS.values(), ids=ENTRY_POINT_ERRORS.keys()
+)
+def test_unsupported_layer_error_is_worded_for_the_entry_point(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
 
 
 def test_unsupported_layer_left_in_float_when_allowed():
@@ -146,15 +189,18 @@ def test_unsupported_annotated_without_config_rejected_by_apply():
     [
         (
             dict(per_channel="yes"),
-            "Expected `per_channel` to be a bool. Received: per_channel='yes'",
+            "Expected `per_channel` to be True or False. "
+            "Received: per_channel='yes'",
         ),
         (
             dict(activation_bits=4),
-            "Expected `activation_bits` to be 8 or 16. Received: activation_bits=4",
+            r"Expected `activation_bits` to be one of \(8, 16\). "
+            "Received: activation_bits=4",
         ),
         (
             dict(unsupported="skip"),
-            r"Expected `unsupported` to be one of .* Received: unsupported='skip'",
+            r"Expected `unsupported` to be one of .* "
+            "Received: unsupported='skip'",
         ),
     ],
     ids=["per_channel", "activation_bits", "unsupported"],
@@ -190,7 +236,8 @@ def test_annotating_twice_rejected():
 def test_bad_quantize_config_rejected():
     with pytest.raises(
         ValueError,
-        match="Expected `quantize_config` to be a keras_tflq.QuantizeConfig instance or None. Received: quantize_config='int8'",
+        match="Expected `quantize_config` to be a keras_tflq.QuantizeConfig "
+        "instance or None. Received: quantize_config='int8'",
     ):
         tflq.quantize_annotate_layer(L.Dense(3), "int8")
 
@@ -286,6 +333,8 @@ def test_multiple_inputs_outputs_and_a_shared_layer(tmp_path):
     qat.save(tmp_path / "multi.keras")
     reloaded = keras.saving.load_model(tmp_path / "multi.keras")
     for got, want in zip(
-        reloaded.predict(data, verbose=0), qat.predict(data, verbose=0)
+        reloaded.predict(data, verbose=0),
+        qat.predict(data, verbose=0),
+        strict=True,
     ):
         np.testing.assert_array_equal(got, want)

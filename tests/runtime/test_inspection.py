@@ -6,7 +6,8 @@ from keras_tflq.runtime.inspection import inspect_tflite
 
 
 @pytest.mark.parametrize(
-    "mode_id", ["float32", "float16", "dynamic", "int8", "int8_uint8_io", "int16x8"]
+    "mode_id",
+    ["float32", "float16", "dynamic", "int8", "int8_uint8_io", "int16x8"],
 )
 def test_report_is_json_serialisable_and_sized(tflite_content, mode_id):
     _, content = tflite_content("conv", mode_id)
@@ -48,7 +49,11 @@ def test_int16x8_keeps_float_io_around_int16_activations(tflite_content):
     assert report["inputs"][0]["dtype"] == "float32"
     assert report["outputs"][0]["dtype"] == "float32"
     assert report["tensor_dtypes"]["int16"] > 0
-    assert report["op_counts"]["QUANTIZE"] == report["op_counts"]["DEQUANTIZE"] == 1
+    assert (
+        report["op_counts"]["QUANTIZE"]
+        == report["op_counts"]["DEQUANTIZE"]
+        == 1
+    )
 
 
 def test_dynamic_range_model_has_int8_weights_and_float_ops(tflite_content):

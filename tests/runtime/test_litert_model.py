@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
-from conftest import CALIBRATION_SEED, MODES, random_inputs
 
 from keras_tflq.runtime.litert_model import LiteRTModel
+from tests.helpers.tiny_models import CALIBRATION_SEED
+from tests.helpers.tiny_models import MODES
+from tests.helpers.tiny_models import random_inputs
 
 INPUT_DTYPES = {
     "float32": np.float32,
@@ -43,7 +45,9 @@ def test_predict_matches_keras(tflite_content, name, mode_id):
     expected = _as_list(model.predict(x, verbose=0))
     actual = _as_list(litert_model.predict(x, batch_size=16))
     assert len(actual) == len(expected)
-    for got, want, details in zip(actual, expected, litert_model.output_details):
+    for got, want, details in zip(
+        actual, expected, litert_model.output_details, strict=False
+    ):
         assert got.dtype == np.float32
         assert got.shape == want.shape
         error = np.abs(got - want).max()
@@ -108,7 +112,7 @@ def test_predict_concatenates_batches_like_one_batch(tflite_content):
     (x,) = random_inputs(model, 25)
     batched = litert_model.predict(x, batch_size=10)
     whole = litert_model.predict_on_batch(x)
-    for a, b in zip(batched, whole):
+    for a, b in zip(batched, whole, strict=False):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
@@ -121,7 +125,9 @@ def test_outputs_are_in_keras_order_past_ten(tflite_content):
     assert [o.shape[-1] for o in outputs] == list(range(1, 13))
 
 
-@pytest.mark.parametrize("mode_id", ["float32", "int8"], ids=["float32", "int8"])
+@pytest.mark.parametrize(
+    "mode_id", ["float32", "int8"], ids=["float32", "int8"]
+)
 def test_inputs_follow_keras_order_not_alphabet(tflite_content, mode_id):
     model, content = tflite_content("two_inputs", mode_id)
     litert_model = LiteRTModel(model_content=content)
@@ -150,7 +156,9 @@ def test_already_quantized_inputs_pass_through(tflite_content):
     )
 
 
-@pytest.mark.parametrize("mode_id", ["float32", "int8"], ids=["float32", "int8"])
+@pytest.mark.parametrize(
+    "mode_id", ["float32", "int8"], ids=["float32", "int8"]
+)
 def test_fixed_batch_model_falls_back_to_one_sample_per_invoke(
     tflite_content, mode_id
 ):
@@ -208,7 +216,10 @@ def test_constructor_rejects_bad_arguments(kwargs, match):
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda m, z, a: m.predict_on_batch(z), "Expected a list or a dict of 2"),
+        (
+            lambda m, z, a: m.predict_on_batch(z),
+            "Expected a list or a dict of 2",
+        ),
         (lambda m, z, a: m.predict_on_batch([z]), "Received: inputs with 1"),
         (
             lambda m, z, a: m.predict_on_batch({"zeta": z, "beta": a}),

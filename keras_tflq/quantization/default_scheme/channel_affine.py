@@ -8,13 +8,14 @@ from keras import ops
 from keras_tflq.quantization import precision
 from keras_tflq.quantization import schedule_state
 from keras_tflq.quantization.default_scheme import default_quantize_config
+from keras_tflq.quantization.default_scheme import registry
+from keras_tflq.quantization.default_scheme.base_layer import SchemeLayer
+from keras_tflq.quantization.default_scheme.batch_norm import batch_statistics
+from keras_tflq.quantization.quantizer_base import build_quantizer
 from keras_tflq.quantization.serialization import pop_objects
 
-_AFFINE = (
-    keras.layers.BatchNormalization,
-    keras.layers.Normalization,
-    keras.layers.Rescaling,
-)
+# BatchNormalization, Rescaling and Normalization, from the table.
+_AFFINE = registry.classes_of(registry.Kind.BATCH_NORM, registry.Kind.AFFINE)
 
 
 def is_channel_affine(layer, rank):
@@ -30,7 +31,7 @@ def is_channel_affine(layer, rank):
 
 
 @keras.saving.register_keras_serializable(package="keras_tflq")
-class QuantizeChannelAffine(keras.layers.Layer):
+class QuantizeChannelAffine(SchemeLayer):
     """Runs a BatchNormalization, Normalization or Rescaling as one int8 op.
 
     At inference the layer computes `x * scale + offset` per channel as a
@@ -51,6 +52,10 @@ class QuantizeChannelAffine(keras.layers.Layer):
 
     ```python
     import keras
+    from keras_tflq.quantization.default_scheme.channel_affine import (
+        QuantizeChannelAffine,
+    )
+
     affine = QuantizeChannelAffine(keras.layers.Rescaling(1 / 255.0))
     y = affine(keras.ops.ones((1, 4, 4, 3)))
     ```
@@ -64,24 +69,23 @@ class QuantizeChannelAffine(keras.layers.Layer):
                 "Expected `layer` to be a BatchNormalization, Normalization "
                 f"or Rescaling layer. Received: layer={layer!r}"
             )
-        default_quantize_config.check_activation_bits(activation_bits)
         kwargs.setdefault("name", f"quant_{layer.name}")
-        super().__init__(**precision.float32_kwargs(kwargs, layer))
+        super().__init__(
+            quantize_output,
+            activation_bits,
+            **precision.float32_kwargs(kwargs, layer),
+        )
         self.layer = layer
-        self.activation_bits = activation_bits
-        self.quantize_output = bool(quantize_output)
 
     def build(self, input_shape):
         if not self.layer.built:
             self.layer.build(input_shape)
         self._channels = input_shape[-1]
         self._kernel_quantizer = default_quantize_config.weight_quantizer(2)
-        self._kernel_vars = self._kernel_quantizer.build(
-            (1, 1, self._channels, 1), "kernel", self
+        self._kernel_vars = build_quantizer(
+            self._kernel_quantizer, (1, 1, self._channels, 1), "kernel", self
         )
-        self._output_quantizer, self._output_vars = (
-            default_quantize_config.build_output_quantizer(self, input_shape)
-        )
+        self.build_output_quantizer(input_shape)
         schedule_state.add_schedule_variables(
             self,
             batch_norm=isinstance(self.layer, keras.layers.BatchNormalization),
@@ -137,9 +141,7 @@ class QuantizeChannelAffine(keras.layers.Layer):
     def _batch_normalize(self, inputs, frozen):
         """Training-mode BatchNormalization until `bn_frozen` is set."""
         bn = self.layer
-        mean, variance = schedule_state.batch_norm_statistics(
-            bn, inputs, frozen
-        )
+        mean, variance = batch_statistics(bn, inputs, frozen)
         gamma = bn.gamma if bn.scale else 1.0
         beta = bn.beta if bn.center else 0.0
         normalized = (inputs - mean) / ops.sqrt(variance + bn.epsilon)
@@ -164,7 +166,7 @@ class QuantizeChannelAffine(keras.layers.Layer):
                 )
         else:
             outputs = self._affine(inputs, training)
-        return schedule_state.quantize_output(self, outputs, training)
+        return self.quantized_output(outputs, training)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -173,8 +175,6 @@ class QuantizeChannelAffine(keras.layers.Layer):
         return {
             **super().get_config(),
             "layer": keras.saving.serialize_keras_object(self.layer),
-            "activation_bits": self.activation_bits,
-            "quantize_output": self.quantize_output,
         }
 
     @classmethod

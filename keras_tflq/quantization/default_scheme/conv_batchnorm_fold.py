@@ -4,12 +4,17 @@ import keras
 from keras import ops
 
 from keras_tflq.quantization import precision
-from keras_tflq.quantization import quantizers, schedule_state
+from keras_tflq.quantization import schedule_state
 from keras_tflq.quantization.default_scheme import default_quantize_config
+from keras_tflq.quantization.default_scheme import registry
+from keras_tflq.quantization.default_scheme.base_layer import SchemeLayer
+from keras_tflq.quantization.default_scheme.batch_norm import batch_statistics
+from keras_tflq.quantization.fake_quant import fake_quant
+from keras_tflq.quantization.quantizer_base import build_quantizer
 from keras_tflq.quantization.serialization import pop_objects
 
-_DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
-FOLDABLE_CONVS = (keras.layers.Conv1D, keras.layers.Conv2D) + _DEPTHWISE
+# The table's convolutions (per-channel kernels) take a BatchNormalization.
+FOLDABLE_CONVS = registry.classes_of(registry.Kind.CONV)
 
 
 def can_fold(conv, bn):
@@ -29,23 +34,8 @@ def can_fold(conv, bn):
     )
 
 
-def conv_weight_axis(conv):
-    """The per-channel axis of `conv`'s kernel in TFLite's int8 spec.
-
-    None (per-tensor) for 1-D convolutions: they run as 2-D ones on an
-    expanded kernel, and the converter rejects the moved channel axis.
-    """
-    if len(conv.kernel_size) != 2:
-        return None
-    if isinstance(conv, _DEPTHWISE):
-        # Channels of a depthwise kernel (..., in, multiplier) are in*mult;
-        # one axis holds them all only when the multiplier is 1.
-        return len(conv.kernel_size) if conv.depth_multiplier == 1 else None
-    return len(conv.kernel_size) + 1
-
-
 @keras.saving.register_keras_serializable(package="keras_tflq")
-class ConvBatchNormFold(keras.layers.Layer):
+class ConvBatchNormFold(SchemeLayer):
     """A convolution and the BatchNormalization after it, folded for QAT.
 
     The BatchNormalization scale is folded into the kernel before the kernel
@@ -70,6 +60,10 @@ class ConvBatchNormFold(keras.layers.Layer):
 
     ```python
     import keras
+    from keras_tflq.quantization.default_scheme.conv_batchnorm_fold import (
+        ConvBatchNormFold,
+    )
+
     fold = ConvBatchNormFold(
         keras.layers.Conv2D(4, 3), keras.layers.BatchNormalization())
     y = fold(keras.ops.ones((1, 8, 8, 1)))
@@ -95,16 +89,15 @@ class ConvBatchNormFold(keras.layers.Layer):
                 "Expected `batch_norm` to be a BatchNormalization layer. "
                 f"Received: batch_norm={batch_norm!r}"
             )
-        default_quantize_config.check_activation_bits(activation_bits)
         kwargs.setdefault("name", f"quant_{conv.name}")
         super().__init__(
-            **precision.float32_kwargs(kwargs, conv, batch_norm)
+            quantize_output,
+            activation_bits,
+            **precision.float32_kwargs(kwargs, conv, batch_norm),
         )
         self.conv = conv
         self.batch_norm = batch_norm
         self.per_channel = bool(per_channel)
-        self.quantize_output = bool(quantize_output)
-        self.activation_bits = activation_bits
 
     def build(self, input_shape):
         if not self.conv.built:
@@ -112,20 +105,23 @@ class ConvBatchNormFold(keras.layers.Layer):
         output_shape = self.conv.compute_output_shape(input_shape)
         if not self.batch_norm.built:
             self.batch_norm.build(output_shape)
-        axis = conv_weight_axis(self.conv) if self.per_channel else None
+        axis = None
+        if self.per_channel:
+            axis = registry.conv_weight_axis(self.conv)
         self._weight_quantizer = default_quantize_config.weight_quantizer(axis)
-        self._weight_vars = self._weight_quantizer.build(
-            tuple(self.conv.kernel.shape), "kernel", self
+        self._weight_vars = build_quantizer(
+            self._weight_quantizer,
+            tuple(self.conv.kernel.shape),
+            "kernel",
+            self,
         )
-        self._output_quantizer, self._output_vars = (
-            default_quantize_config.build_output_quantizer(self, output_shape)
-        )
+        self.build_output_quantizer(output_shape)
         schedule_state.add_schedule_variables(self, batch_norm=True)
         self.built = True
 
     def _convolve(self, inputs, kernel):
         conv = self.conv
-        if isinstance(conv, _DEPTHWISE):
+        if isinstance(conv, registry.DEPTHWISE_CONVS):
             return ops.depthwise_conv(
                 inputs,
                 kernel,
@@ -160,7 +156,7 @@ class ConvBatchNormFold(keras.layers.Layer):
     def _per_output_channel(self, vector):
         """`vector` (one value per output channel) shaped to multiply the
         kernel."""
-        if isinstance(self.conv, _DEPTHWISE):
+        if isinstance(self.conv, registry.DEPTHWISE_CONVS):
             return ops.reshape(vector, self.conv.kernel.shape[-2:])
         return vector
 
@@ -178,7 +174,7 @@ class ConvBatchNormFold(keras.layers.Layer):
             outputs = self._folded_conv(inputs, training)
         else:
             outputs = self._corrected_folded_conv(inputs, training, frozen)
-        return schedule_state.quantize_output(self, outputs, training)
+        return self.quantized_output(outputs, training)
 
     def _quantized_folded_kernel(self, training):
         """Per-tensor kernels: the kernel folded with the moving statistics,
@@ -198,7 +194,7 @@ class ConvBatchNormFold(keras.layers.Layer):
         return self._convolve(inputs, quantized) + offset
 
     def _fake_quant_kernel(self, kernel, bound, training):
-        quantized = quantizers.fake_quant(
+        quantized = fake_quant(
             kernel,
             -bound,
             bound,
@@ -238,7 +234,7 @@ class ConvBatchNormFold(keras.layers.Layer):
         outputs = self._convolve(inputs, quantized)
         if conv.use_bias:
             outputs = outputs + conv.bias
-        mean, variance = schedule_state.batch_norm_statistics(
+        mean, variance = batch_statistics(
             self.batch_norm, outputs, frozen
         )
         scale, offset = self._scale_and_offset(mean, variance)
@@ -256,7 +252,7 @@ class ConvBatchNormFold(keras.layers.Layer):
         raw = self._convolve(inputs, ops.convert_to_tensor(conv.kernel))
         if conv.use_bias:
             raw = raw + conv.bias
-        mean, variance = schedule_state.batch_norm_statistics(bn, raw, frozen)
+        mean, variance = batch_statistics(bn, raw, frozen)
         # Folded after the update: the kernel range stored in training is
         # then the range of the kernel folded at inference.
         quantized, _ = self._quantized_folded_kernel(training)
@@ -278,8 +274,6 @@ class ConvBatchNormFold(keras.layers.Layer):
             "conv": keras.saving.serialize_keras_object(self.conv),
             "batch_norm": keras.saving.serialize_keras_object(self.batch_norm),
             "per_channel": self.per_channel,
-            "quantize_output": self.quantize_output,
-            "activation_bits": self.activation_bits,
         }
 
     @classmethod

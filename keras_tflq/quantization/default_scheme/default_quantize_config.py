@@ -2,8 +2,12 @@
 
 import keras
 
+from keras_tflq.argument_checks import check_one_of
 from keras_tflq.quantization import quantizers
 from keras_tflq.quantization.quantize_config import QuantizeConfig
+
+# 8 for int8, 16 for TFLite's 16x8 mode.
+ACTIVATION_BITS = (8, 16)
 
 
 def activation_quantizer(activation_bits):
@@ -20,23 +24,6 @@ def activation_quantizer(activation_bits):
         symmetric=sixteen,
         narrow_range=sixteen,
     )
-
-
-def check_activation_bits(activation_bits):
-    if isinstance(activation_bits, bool) or activation_bits not in (8, 16):
-        raise ValueError(
-            "Expected `activation_bits` to be 8 or 16. "
-            f"Received: activation_bits={activation_bits!r}"
-        )
-
-
-def build_output_quantizer(layer, output_shape):
-    """The default output quantizer and its variables, built on `layer`
-    (which has `quantize_output` and `activation_bits`), or (None, None)."""
-    if not layer.quantize_output:
-        return None, None
-    quantizer = activation_quantizer(layer.activation_bits)
-    return quantizer, quantizer.build(output_shape, "output", layer)
 
 
 def weight_quantizer(axis):
@@ -89,7 +76,7 @@ class DefaultQuantizeConfig(QuantizeConfig):
                 f"Received: weight_axes={weight_axes}, "
                 f"weight_attrs={weight_attrs}"
             )
-        check_activation_bits(activation_bits)
+        check_one_of("activation_bits", activation_bits, ACTIVATION_BITS)
         self.weight_attrs = weight_attrs
         self.weight_axes = weight_axes
         self.quantize_output = bool(quantize_output)
@@ -98,14 +85,17 @@ class DefaultQuantizeConfig(QuantizeConfig):
     def get_weights_and_quantizers(self, layer):
         return [
             (getattr(layer, name), weight_quantizer(axis))
-            for name, axis in zip(self.weight_attrs, self.weight_axes)
+            for name, axis in zip(
+                self.weight_attrs, self.weight_axes, strict=True
+            )
         ]
 
     def get_activations_and_quantizers(self, layer):
         return []
 
     def set_quantize_weights(self, layer, quantize_weights):
-        for name, value in zip(self.weight_attrs, quantize_weights):
+        pairs = zip(self.weight_attrs, quantize_weights, strict=True)
+        for name, value in pairs:
             setattr(layer, name, value)
 
     def set_quantize_activations(self, layer, quantize_activations):

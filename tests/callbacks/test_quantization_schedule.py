@@ -3,14 +3,14 @@
 import keras
 import numpy as np
 import pytest
-from qat_helpers import L
-from qat_helpers import compile_classifier
-from qat_helpers import digits_cnn
 
 import keras_tflq as tflq
 from keras_tflq.quantization.default_scheme.conv_batchnorm_fold import (
     ConvBatchNormFold,
 )
+from tests.helpers.models import L
+from tests.helpers.models import compile_classifier
+from tests.helpers.models import digits_cnn
 
 
 def _variables(model, suffix):
@@ -72,7 +72,9 @@ def test_ranges_freeze_at_the_given_step(qat):
     _fit(model, data, schedule, epochs=1)
     frozen = _variables(model, "output_max")
     _fit(model, data, schedule, epochs=2, initial_epoch=1)
-    for before, after in zip(frozen, _variables(model, "output_max")):
+    for before, after in zip(
+        frozen, _variables(model, "output_max"), strict=False
+    ):
         np.testing.assert_array_equal(before, after)
 
 
@@ -107,7 +109,8 @@ def test_schedule_config_round_trip():
         ),
         (
             dict(freeze_ranges=1.5),
-            "Expected `freeze_ranges` to be a non-negative int or None. Received: freeze_ranges=1.5",
+            "Expected `freeze_ranges` to be a non-negative int or None. "
+            "Received: freeze_ranges=1.5",
         ),
         (dict(freeze_batch_norm=True), "Received: freeze_batch_norm=True"),
         (
@@ -170,7 +173,9 @@ def test_schedule_after_unscheduled_fit_retraces(qat):
     assert _train_step_ops(model)["Greater"] > greater
     frozen = _variables(model, "output_max")
     _fit(model, data, schedule, epochs=2, initial_epoch=1)
-    for before, after in zip(frozen, _variables(model, "output_max")):
+    for before, after in zip(
+        frozen, _variables(model, "output_max"), strict=False
+    ):
         np.testing.assert_array_equal(before, after)
 
 
@@ -193,7 +198,9 @@ def test_reloaded_schedule_state_holds_without_schedule(tmp_path):
         keras.ops.convert_to_numpy(reloaded.layers[-1].layer(x)),
         rtol=1e-6,
     )
-    for before, after in zip(ranges, _variables(reloaded, "output_max")):
+    for before, after in zip(
+        ranges, _variables(reloaded, "output_max"), strict=False
+    ):
         np.testing.assert_array_equal(before, after)
 
 
@@ -206,5 +213,7 @@ def test_assigned_state_applies_after_retrace(qat):
     model.make_train_function(force=True)
     frozen = _variables(model, "output_max")
     _fit(model, data, keras.callbacks.History(), epochs=1)
-    for before, after in zip(frozen, _variables(model, "output_max")):
+    for before, after in zip(
+        frozen, _variables(model, "output_max"), strict=False
+    ):
         np.testing.assert_array_equal(before, after)

@@ -1,17 +1,22 @@
-"""Helpers shared by the callback tests: a small CNN, batch counting, artifact dtypes."""
+"""Small models, a batch counter and artifact probes shared by the tests."""
 
 import keras
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+L = keras.layers
+
 
 def make_cnn(name="digits_cnn", seed=0, width=8):
-    """A small digits CNN; `width` > 8 adds a second conv and a hidden dense layer."""
+    """A small digits CNN; `width` > 8 adds a second conv and a hidden dense
+    layer."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((8, 8, 1), name="image")
     x = keras.layers.Conv2D(width, 3, padding="same", activation="relu")(inputs)
     if width > 8:
-        x = keras.layers.Conv2D(2 * width, 3, padding="same", activation="relu")(x)
+        x = keras.layers.Conv2D(
+            2 * width, 3, padding="same", activation="relu"
+        )(x)
     x = keras.layers.MaxPooling2D()(x)
     x = keras.layers.Flatten()(x)
     if width > 8:
@@ -57,3 +62,29 @@ def io_dtypes(path):
         [np.dtype(d["dtype"]).name for d in interpreter.get_input_details()],
         [np.dtype(d["dtype"]).name for d in interpreter.get_output_details()],
     )
+
+
+def digits_cnn():
+    """Conv+BN+ReLU, DepthwiseConv+BN+ReLU6, a residual Add, Dense."""
+    inputs = keras.Input((8, 8, 1), name="image")
+    x = L.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
+    x = L.BatchNormalization()(x)
+    x = L.ReLU()(x)
+    shortcut = x
+    x = L.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
+    x = L.BatchNormalization()(x)
+    x = L.ReLU(6.0)(x)
+    x = L.Add()([x, shortcut])
+    x = L.MaxPooling2D()(x)
+    x = L.Flatten()(x)
+    x = L.Dropout(0.2)(x)
+    return keras.Model(inputs, L.Dense(10)(x), name="digits_cnn")
+
+
+def compile_classifier(model, learning_rate):
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model

@@ -1,0 +1,536 @@
+"""Export-time rewrites for Keras 3 recurrent and attention layers.
+
+Keras 3's `LSTM`, `GRU` and `SimpleRNN` trace to a `while` loop over
+TensorList ops, which the TFLite converter turns into a `WHILE` op with
+Flex ops (dynamic batch) or, in the integer modes, crashes on. At export
+time only, and only inside the graph the converter sees, each recurrent
+layer is rewritten:
+
+- an `LSTM` with TFLite's activations (`tanh`, `sigmoid`) becomes a call
+  of a `tf.function` carrying the attributes that tf_keras' own LSTM
+  carries (`api_implements="lstm_<id>"`, `time_major`, `go_backwards`) and
+  its argument order (inputs, initial h, initial c, kernel, recurrent
+  kernel, bias). The converter's "prepare composite functions" pass
+  replaces such a function with one fused `UNIDIRECTIONAL_SEQUENCE_LSTM`
+  op; the pass needs static state shapes, so the export fixes the batch
+  at 1.
+- a `GRU` is unrolled by hand, one cell per time step, with its weights
+  split per gate in the graph's constants: Keras' own unrolled GRU splits
+  a constant at the first step (the zero state times the recurrent
+  kernel folds to the recurrent bias), a `SPLIT` the int8 quantizer
+  leaves in float.
+- any other recurrent layer (`SimpleRNN`, an `LSTM` with other
+  activations, a masked call, an explicit initial state) is traced with
+  Keras' `unroll=True`: one copy of the cell per time step.
+
+A `Bidirectional` wrapper runs its two inner layers through the same
+rewrite (two unidirectional ops: the converter has no route from a
+TensorFlow graph to `BIDIRECTIONAL_SEQUENCE_LSTM`). `TimeDistributed`
+with a static time axis is already a Python loop in Keras 3.
+
+In `"int16x8"` every LSTM is unrolled (the converter has no 16x8 fused
+LSTM). In a QAT model the `QuantizeWrapper` around a fused LSTM is
+skipped: fake quant in or around the fused op makes the converter fail or
+crash, and the float kernels quantize to the same int8 values.
+
+Models with `MultiHeadAttention` or `LayerNormalization` take the same
+batch-1 route (no dynamic-shape ops), with `LayerNormalization` traced
+without the float-only `NEG` op.
+"""
+
+import contextlib
+import functools
+import tempfile
+import uuid
+
+import keras
+
+from keras_tflq.conversion.model_inputs import ModelInputs
+
+FUSED_LSTM = "fused UNIDIRECTIONAL_SEQUENCE_LSTM"
+UNROLLED = "unrolled"
+_FUSED_OP = "UNIDIRECTIONAL_SEQUENCE_LSTM"
+_STATIC_EXPORT_LAYERS = (
+    keras.layers.MultiHeadAttention,
+    keras.layers.LayerNormalization,
+)
+
+
+def recurrent_layers(model):
+    """Every Keras recurrent layer of `model`, with a path-like name.
+
+    Looks inside nested models and the `Bidirectional` and
+    `TimeDistributed` wrappers.
+
+    Args:
+        model: A Keras model or layer.
+
+    Returns:
+        A list of `(name, layer)` for each `keras.layers.RNN` instance.
+
+    Example:
+
+    >>> [name for name, _ in recurrent_layers(model)]
+    ['bidirectional/forward_lstm', 'bidirectional/backward_lstm', 'gru']
+    """
+    found = []
+    for layer in getattr(model, "layers", None) or [model]:
+        _collect(layer, "", found)
+    return found
+
+
+def has_recurrent_layers(model):
+    """Whether `model` holds a Keras recurrent layer anywhere."""
+    return bool(recurrent_layers(model))
+
+
+def needs_static_export(model):
+    """Whether `model` converts through `sequence_converter`.
+
+    Recurrent layers need it (see the module docstring); attention and
+    layer normalization gain from it: with a fixed batch the converter
+    drops the `SHAPE`/`REDUCE_PROD`/`PACK` ops of the dynamic reshapes in
+    `MultiHeadAttention`, and `LayerNormalization` is rewritten without
+    the `NEG` op that TFLite has no int8 kernel for.
+    """
+    return has_recurrent_layers(model) or bool(_attention_layers(model))
+
+
+def check_sequence_lengths(model):
+    """Refuses a model with recurrent layers and a dynamic input axis.
+
+    TFLite's sequence kernels and the unrolled fallback both need a fixed
+    number of time steps; only the batch axis may be `None`. Called before
+    the first batch, so that a long training never ends on this.
+
+    Args:
+        model: A built Keras model.
+
+    Raises:
+        ValueError: A model input other than its batch axis is `None`.
+
+    Example:
+
+    >>> check_sequence_lengths(model)  # model built on keras.Input((8, 8))
+    """
+    layers = recurrent_layers(model)
+    if not layers:
+        return
+    described = ", ".join(
+        f"{type(layer).__name__} {name!r}" for name, layer in layers
+    )
+    for tensor in keras.tree.flatten(ModelInputs(model).structure):
+        shape = tuple(tensor.shape)
+        if any(dim is None for dim in shape[1:]):
+            fixed = ", ".join(
+                "timesteps" if dim is None else str(dim) for dim in shape[1:]
+            ) + ("," if len(shape) == 2 else "")
+            raise ValueError(
+                f"Expected input '{tensor.name}' of model {model.name!r} to "
+                "have a fixed sequence length: its recurrent layers "
+                f"({described}) export to TFLite with a fixed number of "
+                f"time steps. Received: shape={shape}. Build the model on "
+                f"keras.Input(shape=({fixed})) with the length you train "
+                "on (pad or crop sequences to it)."
+            )
+
+
+def sequence_converter(model, stack, fuse_lstm=True):
+    """A TFLite converter for a model with recurrent layers.
+
+    The model is exported as a SavedModel with a batch-1 signature while
+    its recurrent layers are rewritten (see the module docstring), and
+    the converter reads that SavedModel.
+
+    Args:
+        model: A built Keras model with recurrent layers.
+        stack: A `contextlib.ExitStack` that removes the SavedModel folder.
+        fuse_lstm: Trace fusable `LSTM` layers as the fused op; `False`
+            unrolls them too (the converter has no 16x8 kernel for the
+            fused op). Defaults to `True`.
+
+    Returns:
+        `(converter, paths)`: a `tf.lite.TFLiteConverter` and a dict
+        `{layer name: FUSED_LSTM or UNROLLED}` of what each recurrent
+        layer was traced as (to be confirmed with `confirm_paths`).
+
+    Example:
+
+    >>> with contextlib.ExitStack() as stack:
+    ...     converter, paths = sequence_converter(model, stack)
+    ...     content = converter.convert()
+    """
+    import tensorflow as tf
+
+    check_sequence_lengths(model)
+    folder = stack.enter_context(
+        tempfile.TemporaryDirectory(prefix="keras_tflq_seq_")
+    )
+    structure = ModelInputs(model).structure
+    signature = keras.tree.map_structure(
+        lambda t: tf.TensorSpec((1, *t.shape[1:]), t.dtype, name=t.name),
+        structure,
+    )
+    single = len(keras.tree.flatten(structure)) == 1
+    if not isinstance(structure, dict) and single:
+        signature = keras.tree.flatten(signature)
+    else:
+        signature = [signature]
+    paths = {}
+    with rewrite_recurrent_layers(
+        model, paths, fuse_lstm=fuse_lstm
+    ), _rewrite_layer_normalizations(model):
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(
+            "serve",
+            functools.partial(model.__call__, training=False),
+            signature,
+        )
+        archive.write_out(folder, verbose=False)
+    return tf.lite.TFLiteConverter.from_saved_model(folder), paths
+
+
+def confirm_paths(paths, inspection):
+    """The paths the converter really took, given the artifact's ops.
+
+    A function the converter did not fuse keeps its (unrolled) body, so the
+    artifact is still valid; such layers are reported as unrolled.
+
+    Args:
+        paths: The dict from `sequence_converter`.
+        inspection: What `inspect_tflite` says of the artifact.
+
+    Returns:
+        The dict `{layer name: path}` for the report.
+    """
+    fused = [name for name, path in paths.items() if path == FUSED_LSTM]
+    if inspection["op_counts"].get(_FUSED_OP, 0) >= len(fused):
+        return dict(paths)
+    not_fused = f"{UNROLLED} (not fused by the converter)"
+    return {
+        name: not_fused if name in fused else path
+        for name, path in paths.items()
+    }
+
+
+@contextlib.contextmanager
+def rewrite_recurrent_layers(model, paths, fuse_lstm=True):
+    """Rewrites the recurrent layers' calls while the context is open.
+
+    Args:
+        model: A Keras model.
+        paths: A dict filled with `{layer name: path}` as layers are traced.
+        fuse_lstm: Trace fusable `LSTM` layers as the fused op.
+            Defaults to `True`.
+    """
+    saved = []
+    wrappers = _quantize_wrappers(model)
+    try:
+        for name, layer in recurrent_layers(model):
+            saved.append((layer, layer.__dict__.get("call"), layer.unroll))
+            call = None
+            if fuse_lstm:
+                call = _fused_lstm_call(name, layer, paths)
+            wrapper = wrappers.get(id(layer))
+            if call is not None and wrapper is not None:
+                # Fake quant in or around the fused op makes the converter
+                # fail or crash; the float kernels it gets instead quantize
+                # to the same int8 values (max-abs, per tensor, symmetric).
+                saved.append((wrapper, wrapper.__dict__.get("call"), None))
+                object.__setattr__(wrapper, "call", _bypass_call(wrapper))
+            if call is None and type(layer) is keras.layers.GRU:
+                call = _unrolled_gru_call(name, layer, paths)
+            if call is None:
+                call = _unrolled_call(name, layer, paths)
+            object.__setattr__(layer, "call", call)
+            object.__setattr__(layer, "unroll", True)
+        yield paths
+    finally:
+        for layer, call, unroll in saved:
+            if call is None:
+                layer.__dict__.pop("call", None)
+            else:
+                object.__setattr__(layer, "call", call)
+            if unroll is not None:
+                object.__setattr__(layer, "unroll", unroll)
+
+
+def fusable_lstm(layer):
+    """Whether TFLite's fused LSTM kernel computes exactly what `layer` does."""
+    if type(layer) is not keras.layers.LSTM:
+        return False
+    cell = layer.cell
+    return (
+        cell.activation is keras.activations.tanh
+        and cell.recurrent_activation is keras.activations.sigmoid
+        and not layer.stateful
+        and not layer.return_state
+    )
+
+
+def _collect(layer, prefix, found):
+    name = f"{prefix}{layer.name}"
+    if isinstance(layer, keras.layers.RNN):
+        found.append((name, layer))
+        return
+    if isinstance(layer, keras.layers.Bidirectional):
+        for inner in (layer.forward_layer, layer.backward_layer):
+            _collect(inner, f"{name}/", found)
+        return
+    if isinstance(layer, keras.layers.Wrapper):
+        _collect(layer.layer, f"{name}/", found)
+        return
+    for inner in getattr(layer, "layers", None) or []:
+        _collect(inner, f"{name}/", found)
+
+
+def _quantize_wrappers(model):
+    """`{id(recurrent layer): its QuantizeWrapper}` for QAT models."""
+    from keras_tflq.quantization.quantize_wrapper import QuantizeWrapper
+
+    found = {}
+
+    def walk(layer):
+        if isinstance(layer, QuantizeWrapper):
+            found[id(layer.layer)] = layer
+        if isinstance(layer, keras.layers.Bidirectional):
+            walk(layer.forward_layer)
+            walk(layer.backward_layer)
+        elif isinstance(layer, keras.layers.Wrapper):
+            walk(layer.layer)
+        for inner in getattr(layer, "layers", None) or []:
+            walk(inner)
+
+    walk(model)
+    return found
+
+
+def _bypass_call(wrapper):
+    def call(inputs, training=None, **kwargs):
+        return wrapper.layer(inputs, training=False, **kwargs)
+
+    return call
+
+
+def _unrolled_call(name, layer, paths):
+    original = type(layer).call.__get__(layer)
+
+    def call(*args, **kwargs):
+        paths[name] = UNROLLED
+        return original(*args, **kwargs)
+
+    return call
+
+
+def _fused_lstm_call(name, layer, paths):
+    """A call that traces `layer` as a function the converter fuses."""
+    if not fusable_lstm(layer):
+        return None
+    import tensorflow as tf
+
+    original = type(layer).call.__get__(layer)
+    fused = _lstm_composite(layer.go_backwards)
+
+    def call(sequences, initial_state=None, mask=None, training=False):
+        batch = sequences.shape[0]
+        if mask is not None or initial_state is not None or batch is None:
+            paths[name] = UNROLLED
+            return original(
+                sequences,
+                initial_state=initial_state,
+                mask=mask,
+                training=training,
+            )
+        cell = layer.cell
+        dtype = sequences.dtype
+        state = tf.zeros((batch, cell.units), dtype)
+        kernel = _tensor(cell.kernel, dtype)
+        recurrent_kernel = _tensor(cell.recurrent_kernel, dtype)
+        if cell.use_bias:
+            bias = _tensor(cell.bias, dtype)
+        else:
+            bias = tf.zeros((4 * cell.units,), dtype)
+        last, outputs, _, _, _ = fused(
+            sequences, state, state, kernel, recurrent_kernel, bias
+        )
+        paths[name] = FUSED_LSTM
+        return outputs if layer.return_sequences else last
+
+    return call
+
+
+def _lstm_composite(go_backwards):
+    """A `tf.function` with the signature and attributes of tf_keras' LSTM.
+
+    The body (one cell per time step, no loop op) is what runs if the
+    converter does not fuse the function; when it does, only the signature
+    and the attributes matter.
+    """
+    import tensorflow as tf
+
+    def lstm(inputs, init_h, init_c, kernel, recurrent_kernel, bias):
+        steps = range(inputs.shape[1])
+        if go_backwards:
+            steps = reversed(steps)
+        h, c = init_h, init_c
+        outputs = []
+        for step in steps:
+            z = tf.matmul(inputs[:, step], kernel)
+            z = z + tf.matmul(h, recurrent_kernel) + bias
+            i, f, g, o = tf.split(z, 4, axis=1)
+            c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+            h = tf.sigmoid(o) * tf.tanh(c)
+            outputs.append(h)
+        # The converter's rewrite returns a fifth output; its value is unused.
+        return h, tf.stack(outputs, axis=1), h, c, tf.constant(0.0)
+
+    attributes = {
+        "api_implements": f"lstm_{uuid.uuid4()}",
+        "api_preferred_device": "CPU",
+        "time_major": False,
+        "go_backwards": bool(go_backwards),
+    }
+    return tf.function(
+        lstm, autograph=False, experimental_attributes=attributes
+    )
+
+
+def _tensor(variable, dtype):
+    import tensorflow as tf
+
+    return tf.cast(tf.convert_to_tensor(variable), dtype)
+
+
+def _unrolled_gru_call(name, layer, paths):
+    """A call that traces a `GRU` one cell per step, without `SPLIT` ops."""
+    import tensorflow as tf
+
+    if layer.stateful or layer.return_state:
+        return None
+    original = type(layer).call.__get__(layer)
+    cell = layer.cell
+
+    def call(sequences, initial_state=None, mask=None, training=False):
+        if mask is not None or initial_state is not None:
+            paths[name] = UNROLLED
+            return original(
+                sequences,
+                initial_state=initial_state,
+                mask=mask,
+                training=training,
+            )
+        dtype = sequences.dtype
+        units = cell.units
+        kernel = _tensor(cell.kernel, dtype)
+        recurrent_kernel = _tensor(cell.recurrent_kernel, dtype)
+        gates = [slice(g * units, (g + 1) * units) for g in range(3)]
+        if cell.use_bias and cell.reset_after:
+            input_bias = _tensor(cell.bias, dtype)[0]
+            recurrent_bias = _tensor(cell.bias, dtype)[1]
+        elif cell.use_bias:
+            input_bias = _tensor(cell.bias, dtype)
+            recurrent_bias = tf.zeros((3 * units,), dtype)
+        else:
+            input_bias = tf.zeros((3 * units,), dtype)
+            recurrent_bias = tf.zeros((3 * units,), dtype)
+        steps = range(sequences.shape[1])
+        if layer.go_backwards:
+            steps = reversed(steps)
+        h = None
+        outputs = []
+        for step in steps:
+            x = sequences[:, step]
+            x_z, x_r, x_h = (
+                tf.matmul(x, kernel[:, g]) + input_bias[g] for g in gates
+            )
+            if h is None:  # The zero state: only the recurrent bias is left.
+                r_z, r_r, r_h = (recurrent_bias[g] for g in gates)
+            else:
+                r_z, r_r = (
+                    tf.matmul(h, recurrent_kernel[:, g]) + recurrent_bias[g]
+                    for g in gates[:2]
+                )
+            z = cell.recurrent_activation(x_z + r_z)
+            r = cell.recurrent_activation(x_r + r_r)
+            if h is None:
+                recurrent_h = r * r_h if cell.reset_after else 0.0
+            elif cell.reset_after:
+                r_h = tf.matmul(h, recurrent_kernel[:, gates[2]])
+                recurrent_h = r * (r_h + recurrent_bias[gates[2]])
+            else:
+                recurrent_h = tf.matmul(r * h, recurrent_kernel[:, gates[2]])
+            candidate = cell.activation(x_h + recurrent_h)
+            h = (1.0 - z) * candidate if h is None else (
+                z * h + (1.0 - z) * candidate
+            )
+            outputs.append(h)
+        paths[name] = UNROLLED
+        if layer.return_sequences:
+            return tf.stack(outputs, axis=1)
+        return h
+
+    return call
+
+
+def _attention_layers(model):
+    found = []
+    _walk(model, found)
+    return found
+
+
+def _walk(layer, found):
+    if isinstance(layer, _STATIC_EXPORT_LAYERS):
+        found.append(layer)
+    if isinstance(layer, keras.layers.Wrapper):
+        _walk(layer.layer, found)
+    for inner in getattr(layer, "layers", None) or []:
+        _walk(inner, found)
+
+
+@contextlib.contextmanager
+def _rewrite_layer_normalizations(model):
+    """Traces `LayerNormalization` as (x - mean) * rsqrt(var + eps).
+
+    Keras' own formula on TensorFlow negates the mean (a `NEG` op, float
+    only in TFLite); this one uses only ops with int8 kernels.
+    """
+    saved = []
+    try:
+        for layer in _attention_layers(model):
+            if not isinstance(layer, keras.layers.LayerNormalization):
+                continue
+            if layer.rms_scaling:
+                continue
+            saved.append((layer, layer.__dict__.get("call")))
+            object.__setattr__(layer, "call", _layer_normalization_call(layer))
+        yield
+    finally:
+        for layer, call in saved:
+            if call is None:
+                layer.__dict__.pop("call", None)
+            else:
+                object.__setattr__(layer, "call", call)
+
+
+def _layer_normalization_call(layer):
+    import tensorflow as tf
+
+    def call(inputs):
+        axis = layer.axis
+        mean = tf.reduce_mean(inputs, axis=axis, keepdims=True)
+        centered = inputs - mean
+        variance = tf.reduce_mean(centered * centered, axis=axis, keepdims=True)
+        outputs = centered * tf.math.rsqrt(variance + layer.epsilon)
+        shape = [1] * len(inputs.shape)
+        for dim in [axis] if isinstance(axis, int) else axis:
+            shape[dim] = inputs.shape[dim]
+        if layer.gamma is not None:
+            gamma = _tensor(layer.gamma, inputs.dtype)
+            outputs = outputs * tf.reshape(gamma, shape)
+        if layer.beta is not None:
+            beta = _tensor(layer.beta, inputs.dtype)
+            outputs = outputs + tf.reshape(beta, shape)
+        return tf.cast(outputs, layer.compute_dtype)
+
+    return call

@@ -1,0 +1,191 @@
+"""Keras 3 recurrent models exported to TFLite: fused LSTM, unrolled GRU/RNN."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import keras_tflq
+from keras_tflq.conversion.sequence_export import FUSED_LSTM
+from keras_tflq.conversion.sequence_export import UNROLLED
+from keras_tflq.conversion.sequence_export import check_sequence_lengths
+from keras_tflq.conversion.sequence_export import recurrent_layers
+from keras_tflq.runtime.litert_model import LiteRTModel
+
+L = keras.layers
+STEPS, FEATURES = 8, 8
+_FORBIDDEN = ("WHILE", "FlexTensorList", "TensorList", "Flex")
+# Largest |TFLite - Keras| per mode, on outputs of magnitude ~0.5.
+_TOLERANCE = {
+    "float32": 1e-4,
+    "float16": 5e-3,
+    "dynamic": 5e-2,
+    "int8": 0.15,
+    "int16x8": 2e-2,
+}
+
+
+def _model(kind):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((STEPS, FEATURES), name="sequence")
+    if kind == "lstm":
+        x = L.LSTM(16, name="rnn")(inputs)
+    elif kind == "stacked_lstm":
+        x = L.LSTM(16, return_sequences=True, name="rnn_1")(inputs)
+        x = L.LSTM(12, name="rnn_2")(x)
+    elif kind == "gru":
+        x = L.GRU(16, name="rnn")(inputs)
+    elif kind == "gru_reset_before":
+        x = L.GRU(16, reset_after=False, return_sequences=True, name="rnn")(
+            inputs
+        )
+        x = L.Flatten()(x)
+    elif kind == "simple_rnn":
+        x = L.SimpleRNN(16, name="rnn")(inputs)
+    elif kind == "bidirectional_lstm":
+        # return_sequences: the backward output comes back reversed.
+        x = L.Bidirectional(
+            L.LSTM(8, return_sequences=True, name="rnn"), name="bi"
+        )(L.TimeDistributed(L.Dense(6, activation="relu"))(inputs))
+        x = L.Flatten()(x)
+    elif kind == "relu_lstm":
+        x = L.LSTM(16, activation="relu", name="rnn")(inputs)
+    outputs = L.Dense(4, name="logits")(x)
+    return keras.Model(inputs, outputs, name=kind)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return np.random.RandomState(1).rand(48, STEPS, FEATURES).astype("float32")
+
+
+_ONE_FUSED = {"rnn": FUSED_LSTM}
+_BOTH_FUSED = {"bi/forward_rnn": FUSED_LSTM, "bi/backward_rnn": FUSED_LSTM}
+_CASES = [
+    ("lstm", "float32", _ONE_FUSED),
+    ("lstm", "float16", _ONE_FUSED),
+    ("lstm", "dynamic", _ONE_FUSED),
+    ("lstm", "int8", _ONE_FUSED),
+    ("lstm", "int16x8", {"rnn": UNROLLED}),
+    ("stacked_lstm", "int8", {"rnn_1": FUSED_LSTM, "rnn_2": FUSED_LSTM}),
+    ("gru", "int8", {"rnn": UNROLLED}),
+    ("gru_reset_before", "float32", {"rnn": UNROLLED}),
+    ("simple_rnn", "int8", {"rnn": UNROLLED}),
+    ("bidirectional_lstm", "int8", _BOTH_FUSED),
+    ("relu_lstm", "float32", {"rnn": UNROLLED}),
+]
+
+
+@pytest.mark.parametrize(
+    "kind, mode, paths", _CASES, ids=[f"{k}-{m}" for k, m, _ in _CASES]
+)
+def test_recurrent_model_exports_without_loops(
+    kind, mode, paths, data, tmp_path
+):
+    model = _model(kind)
+    path = str(tmp_path / f"{kind}_{mode}.tflite")
+    report = keras_tflq.export_tflite(
+        model,
+        path,
+        mode=mode,
+        calibration_data=data,
+        input_type="float32",
+        output_type="float32",
+    )
+    ops = report["op_counts"]
+    assert not [op for op in ops if op.startswith(_FORBIDDEN)], ops
+    assert report["sequence_layers"] == paths
+    fused = sum(path == FUSED_LSTM for path in paths.values())
+    assert ops.get("UNIDIRECTIONAL_SEQUENCE_LSTM", 0) == fused
+    if mode in ("int8", "int16x8"):
+        assert report["all_integer"], report["tensor_dtypes"]
+    if mode == "int8" and fused:
+        # TFLite's int8 LSTM keeps its cell state in int16, as the spec says.
+        assert "int16" in report["tensor_dtypes"]
+    with open(path[: -len(".tflite")] + ".json") as file:
+        assert json.load(file)["sequence_layers"] == paths
+    # Batch-1 artifact, run one sample per invoke: the fused op keeps its
+    # state in variable tensors, which LiteRTModel resets before each one.
+    got = LiteRTModel(model_path=path).predict(data)
+    want = model.predict(data, verbose=0)
+    assert np.abs(got - want).max() < _TOLERANCE[mode]
+
+
+def test_recurrent_layers_found_inside_wrappers_and_nested_models():
+    inner = keras.Sequential(
+        [
+            keras.Input((STEPS, FEATURES)),
+            L.GRU(4, return_sequences=True, name="gru"),
+        ],
+        name="encoder",
+    )
+    inputs = keras.Input((STEPS, FEATURES))
+    x = L.Bidirectional(L.LSTM(4, name="lstm"), name="bidirectional")(
+        inner(inputs)
+    )
+    model = keras.Model(inputs, L.Dense(2)(x))
+    names = [name for name, _ in recurrent_layers(model)]
+    assert names == [
+        "encoder/gru",
+        "bidirectional/forward_lstm",
+        "bidirectional/backward_lstm",
+    ]
+
+
+def test_dynamic_time_axis_is_refused_naming_the_input_and_the_fix():
+    inputs = keras.Input((None, FEATURES), name="frames")
+    model = keras.Model(inputs, L.Dense(2)(L.LSTM(4, name="lstm")(inputs)))
+    with pytest.raises(
+        ValueError,
+        match=r"Expected input 'frames' .* fixed sequence length.*"
+        r"LSTM 'lstm'.*Received: shape=\(None, None, 8\).*"
+        r"keras.Input\(shape=\(timesteps, 8\)\)",
+    ):
+        check_sequence_lengths(model)
+
+
+def test_dynamic_time_axis_fails_in_on_train_begin_before_any_batch(tmp_path):
+    inputs = keras.Input((None, FEATURES), name="frames")
+    model = keras.Model(inputs, L.Dense(2)(L.SimpleRNN(4)(inputs)))
+    model.compile("adam", "mse")
+    seen = []
+    counter = keras.callbacks.LambdaCallback(
+        on_train_batch_begin=lambda batch, logs: seen.append(batch)
+    )
+    export = keras_tflq.TFLiteExport(
+        str(tmp_path / "rnn.tflite"), mode="float32", check_conversion=False
+    )
+    x = np.zeros((8, STEPS, FEATURES), "float32")
+    with pytest.raises(ValueError, match="Expected input 'frames'"):
+        model.fit(
+            x, np.zeros((8, 2)), callbacks=[export, counter], verbose=0
+        )
+    assert seen == []
+
+
+def test_fit_exports_an_lstm_model_in_int8_with_its_tflite_score(tmp_path):
+    keras.utils.set_random_seed(0)
+    rng = np.random.RandomState(0)
+    x = rng.rand(96, STEPS, FEATURES).astype("float32")
+    y = (x[:, :, 0].mean(axis=1) > 0.5).astype("int32")
+    model = keras.Sequential(
+        [keras.Input((STEPS, FEATURES)), L.LSTM(8, name="rnn"), L.Dense(2)],
+        name="seq",
+    )
+    model.compile(
+        keras.optimizers.Adam(0.02),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    export = keras_tflq.TFLiteExport(
+        str(tmp_path / "seq.tflite"), mode="int8", check_conversion=False
+    )
+    history = model.fit(
+        x, y, validation_split=0.25, epochs=2, callbacks=[export], verbose=0
+    )
+    assert export.report["sequence_layers"] == _ONE_FUSED
+    assert export.report["all_integer"]
+    keras_accuracy = history.history["val_accuracy"][-1]
+    tflite_accuracy = history.history["val_tflite_accuracy"][-1]
+    assert abs(keras_accuracy - tflite_accuracy) <= 1 / 24 + 1e-6
