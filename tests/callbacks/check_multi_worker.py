@@ -6,7 +6,8 @@ lockstep take minutes on a small machine): `.ci/distributed.sh` runs it.
 """
 
 import numpy as np
-from distributed_runs import run_multi_worker
+
+from tests.callbacks.distributed_runs import run_multi_worker
 
 
 def test_two_workers_train_and_only_the_chief_writes(tmp_path):

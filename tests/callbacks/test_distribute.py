@@ -6,7 +6,8 @@ TensorFlow initializes its devices.
 
 import numpy as np
 import pytest
-from distributed_runs import run_modes
+
+from tests.callbacks.distributed_runs import run_modes
 
 # Activation ranges and BatchNormalization statistics of a 2-replica run
 # agree with those of a 1-device run over the same global batches to float

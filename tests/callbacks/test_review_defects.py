@@ -5,12 +5,12 @@ import stat
 
 import keras
 import pytest
-from export_helpers import BatchCounter
-from export_helpers import make_cnn
 
 import keras_tflq
 from keras_tflq import TFLiteExport
 from keras_tflq.callbacks.monitor import metric_direction
+from tests.helpers.models import BatchCounter
+from tests.helpers.models import make_cnn
 
 
 @pytest.fixture
