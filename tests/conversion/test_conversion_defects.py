@@ -48,15 +48,22 @@ def test_converter_output_goes_to_the_report_not_the_console(
     assert "fully_quantize" in report["converter_log"]
 
 
+class _SingularValues(keras.layers.Layer):
+    def call(self, inputs):
+        return keras.ops.svd(inputs, compute_uv=False)
+
+
 def test_converter_output_is_kept_in_the_error_on_failure():
-    # A dynamic-batch LSTM needs Flex ops: the converter raises (in
-    # process here) and prints its diagnostics from C++.
+    # An SVD has no TFLite builtin (it needs Flex ops): the converter
+    # raises (in process here) and prints its diagnostics from C++. (A
+    # dynamic-batch LSTM, used before, now converts through the
+    # sequence-export route.)
     model = keras.Sequential(
-        [keras.Input((8, 8)), keras.layers.LSTM(4)], name="dynamic_lstm"
+        [keras.Input((4, 4)), _SingularValues()], name="svd_model"
     )
     with pytest.raises(
         keras_tflq.ConversionError,
-        match=r"rejected model 'dynamic_lstm' in mode='float32'",
+        match=r"rejected model 'svd_model' in mode='float32'.*Svd",
     ) as caught:
         convert_and_inspect(model, "float32", isolate=False)
     assert caught.value.converter_log
