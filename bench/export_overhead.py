@@ -33,6 +33,8 @@ callback / hand-written; target <= 1.10).
 Usage:
     python bench/export_overhead.py   # digits CNN + MobileNetV2, 7 reps
     python bench/export_overhead.py --quick    # digits CNN only, 3 reps
+    # the cost of isolate_conversion=True:
+    python bench/export_overhead.py --quick --isolate
 """
 
 import argparse
@@ -209,7 +211,7 @@ def quiet():
         yield
 
 
-def bench_model(model_name, reps, workdir, modes=MODES):
+def bench_model(model_name, reps, workdir, modes=MODES, isolate=None):
     import keras
     import tensorflow as tf  # noqa: F401
 
@@ -231,6 +233,7 @@ def bench_model(model_name, reps, workdir, modes=MODES):
             check_conversion=False,
             evaluate=False,
             verbose=0,
+            isolate_conversion=isolate,
         )
         timer = HookTimer(callback)
         baseline_path = os.path.join(
@@ -373,6 +376,14 @@ def main(argv=None):
         default=None,
         help="also write the results as markdown to this file",
     )
+    parser.add_argument(
+        "--isolate",
+        action="store_true",
+        help=(
+            "convert in a child process (isolate_conversion=True), to "
+            "measure what isolation costs"
+        ),
+    )
     args = parser.parse_args(argv)
     reps = args.reps or (3 if args.quick else 7)
     models = (
@@ -384,11 +395,19 @@ def main(argv=None):
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_export_") as workdir:
         for name in models:
-            rows.extend(bench_model(name, reps, workdir))
+            rows.extend(
+                bench_model(
+                    name,
+                    reps,
+                    workdir,
+                    isolate=True if args.isolate else None,
+                )
+            )
     result = {
         "benchmark": "export_overhead",
         "target_ratio_max": TARGET_RATIO,
         "quick": args.quick,
+        "isolate_conversion": True if args.isolate else None,
         "rows": rows,
         "all_meet_target": all(r["meets_target"] for r in rows),
         "wall_s": round(time.perf_counter() - started, 1),

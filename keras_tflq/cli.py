@@ -106,7 +106,10 @@ def _build_parser():
     )
     export.add_argument(
         "--calibration",
-        help="an .npz with `x` (or `x_<input name>`) to calibrate on",
+        help=(
+            "an .npz with `x` (or `x_<input name>`), or an .npy of the "
+            "inputs of a single-input model, to calibrate on"
+        ),
     )
     export.add_argument("--calibration-samples", type=int, default=200)
     export.add_argument(
@@ -170,7 +173,10 @@ def _add_data_arguments(parser):
     parser.add_argument(
         "--data",
         required=True,
-        help="an .npz file with `x` (or `x_<input name>` per input) and `y`",
+        help=(
+            "an .npz file with `x` (or `x_<input name>` per input) and `y` "
+            "(compare also takes an .npy of a single input)"
+        ),
     )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -467,27 +473,10 @@ def _print_metrics(metrics, as_json):
 
 
 def _load_data(path, input_names, need_y=True):
-    """Returns `([x per input], y)` from an .npz file."""
-    with np.load(_existing(path, "data")) as data:
-        keys = set(data.files)
-        per_input = [f"x_{name}" for name in input_names]
-        if "x" in keys and len(input_names) == 1:
-            x = [data["x"]]
-        elif all(k in keys for k in per_input):
-            x = [data[k] for k in per_input]
-        else:
-            wanted = "`x`" if len(input_names) == 1 else ""
-            wanted += " or " if wanted else ""
-            raise ValueError(
-                f"Expected {wanted}{', '.join(f'`{k}`' for k in per_input)} "
-                f"in {path}. Received: keys {sorted(keys)}"
-            )
-        if need_y and "y" not in keys:
-            raise ValueError(
-                f"Expected `y` in {path}. Received: keys {sorted(keys)}"
-            )
-        y = data["y"] if "y" in keys else None
-    return x, y
+    """Returns `([x per input], y)` from an .npz or .npy file."""
+    from keras_tflq.cli_data import load_data_file
+
+    return load_data_file(_existing(path, "data"), input_names, need_y=need_y)
 
 
 def _load_keras_model(path):

@@ -90,7 +90,7 @@ class QuantizationSchedule(keras.callbacks.Callback):
                 f"model={self.model.name!r} with no quantizing layer"
             )
         self._state = None
-        self._step = int(self.model.optimizer.iterations)
+        self._epoch_start_step = self._optimizer_steps()
         # Only what this schedule changes during fit() is gated in the
         # traced step; the rest is fixed when the step is traced.
         changing = [
@@ -135,14 +135,23 @@ class QuantizationSchedule(keras.callbacks.Callback):
             for name, variable in found.items():
                 variable.assign(float(values[name]))
 
+    def _optimizer_steps(self):
+        # `.numpy()` also reads a variable mirrored by tf.distribute.
+        return int(self.model.optimizer.iterations.numpy())
+
     def on_epoch_begin(self, epoch, logs=None):
         if self.unit == "epoch":
             self._set(epoch)
+        else:
+            self._epoch_start_step = self._optimizer_steps()
 
     def on_train_batch_begin(self, batch, logs=None):
+        # `batch` is the epoch's step index; with
+        # `compile(steps_per_execution=N)` the callback runs once per N
+        # steps, so the steps are counted from it, as `ModelCheckpoint`
+        # counts batches for `save_freq`, not from the calls.
         if self.unit == "step":
-            self._set(self._step)
-            self._step += 1
+            self._set(self._epoch_start_step + batch)
 
     def get_config(self):
         return {

@@ -6,12 +6,13 @@ import string
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_tflq.argument_checks import check_bool
 from keras_tflq.argument_checks import check_one_of
 from keras_tflq.argument_checks import check_positive_int
+from keras_tflq.callbacks import distributed
 from keras_tflq.callbacks.fit_validation_data import find_fit_validation_data
+from keras_tflq.callbacks.monitor import metric_direction
 from keras_tflq.conversion import micro_target
 from keras_tflq.conversion import modes
 from keras_tflq.conversion import precision_search
@@ -21,6 +22,7 @@ from keras_tflq.conversion.converter import convert_model
 from keras_tflq.conversion.data_source import DataSource
 from keras_tflq.conversion.errors import ConversionError
 from keras_tflq.conversion.export import export_artifact
+from keras_tflq.conversion.isolated import check_isolate
 from keras_tflq.conversion.layer_report import layer_samples
 from keras_tflq.conversion.layer_report import write_layer_report_for
 from keras_tflq.conversion.model_inputs import ModelInputs
@@ -88,8 +90,10 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
         save_best_only: Export only when `monitor` improves on the best
             value seen; needs `export_freq="epoch"` or an integer.
             Defaults to `False`.
-        monitor_mode: `"min"`, `"max"`, or `"auto"` (max for accuracy,
-            AUC, precision, recall and F-scores; min otherwise).
+        monitor_mode: `"min"`, `"max"`, or `"auto"` (losses are
+            minimized, other metrics go the way the metric's own direction
+            says, as in Keras' `EarlyStopping`; a metric whose direction
+            cannot be told fails in `on_train_begin`).
             Defaults to `"auto"`.
         evaluate: Evaluate each artifact on the validation data: `True`,
             `False`, or `None` to evaluate whenever `fit()` was given
@@ -100,6 +104,12 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
         check_conversion: Convert the model once in `on_train_begin` so a
             model the converter rejects fails before training.
             Defaults to `True`.
+        isolate_conversion: Convert in a child process, so that a crash in
+            the converter's native code (a segmentation fault, not an
+            exception) raises a `ConversionError` and training survives:
+            `True`; `False` or `None` convert in process (a child process
+            adds seconds to each export, and recurrent models need the
+            in-process sequence-export route). Defaults to `None`.
         verbose: `0` silent, `1` one line per export and a progress bar for
             evaluation. Defaults to `1`.
         max_drop: An accuracy budget for `"int8"`/`"int16x8"` on a float
@@ -158,6 +168,7 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
         allow_float_ops=False,
         check_conversion=True,
         verbose=1,
+        isolate_conversion=None,
         max_drop=None,
         layer_report=False,
         target="litert",
@@ -208,6 +219,7 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
         self.evaluate = check_one_of("evaluate", evaluate, (None, True, False))
         self.allow_float_ops = check_bool("allow_float_ops", allow_float_ops)
         self.check_conversion = check_bool("check_conversion", check_conversion)
+        self.isolate_conversion = check_isolate(isolate_conversion)
         if verbose not in (0, 1, 2):
             raise ValueError(
                 "Expected verbose to be 0, 1 or 2. Received: "
@@ -234,22 +246,43 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
         self._best = None
         self._exported_final_epoch = False
         self._last_epoch = None
-        self._is_chief = _is_chief()
-        if not self._is_chief:
-            return  # Under tf.distribute only the chief converts and writes.
+        self._maximize_monitor = None
+        if self.save_best_only:
+            direction = self.monitor_mode
+            if direction == "auto":
+                direction = metric_direction(self.model, self.monitor)
+            self._maximize_monitor = direction == "max"
+        strategy = distributed.strategy_of(self.model)
+        self._strategy = strategy
+        self._is_chief = distributed.is_chief(strategy)
+        # Under tf.distribute only the chief converts and writes.
+        error = None
+        if self._is_chief:
+            try:
+                self._prepare()
+            except Exception as caught:  # noqa: BLE001 - re-raised below
+                error = caught
+        if distributed.agree(strategy, error is not None) and error is None:
+            raise distributed.chief_failed_error("checks before training")
+        if error is not None:
+            raise error
+
+    def _prepare(self):
+        """The chief's checks before the first batch."""
         is_tf_keras_model(self.model)  # refuses a model mixing two Kerases
         self._model_inputs = ModelInputs(self.model)
         check_sequence_lengths(self.model)
-        validation = find_fit_validation_data(self.model)
         self._validation = None
-        if validation is not None:
-            self._validation = DataSource(
-                validation["x"],
-                validation["y"],
-                validation["sample_weight"],
-                batch_size=validation["batch_size"],
-                name="validation_data",
-            )
+        if self._needs_validation_data():
+            validation = find_fit_validation_data(self.model)
+            if validation is not None:
+                self._validation = DataSource(
+                    validation["x"],
+                    validation["y"],
+                    validation["sample_weight"],
+                    batch_size=validation["batch_size"],
+                    name="validation_data",
+                )
         self._calibration = self._build_calibration()
         self._evaluator = self._build_evaluator()
         self._budget = precision_search.build_budget(
@@ -277,6 +310,26 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
             )
             if self.target == "micro":
                 micro_target.check_micro_artifact(content, self.model)
+
+    def _needs_validation_data(self):
+        """Whether `fit()`'s validation data serves anything: evaluation,
+        calibration when no `calibration_data` is given, the accuracy
+        budget, the layer report or the micro check."""
+        if self.evaluate is not False:
+            return True
+        if (
+            self.max_drop is not None
+            or self.layer_report
+            or self.target == "micro"
+        ):
+            return True
+        return (
+            self.calibration_data is None
+            and modes.calibration_need(
+                self.mode, is_quantized_model(self.model)
+            )
+            != "none"
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -307,8 +360,19 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
     def _export(self, epoch, logs):
         """Converts, evaluates and writes one artifact; adds `val_tflite_*` to
         `logs`."""
-        if not self._is_chief:
-            return
+        error = None
+        if self._is_chief:
+            try:
+                self._export_on_chief(epoch, logs)
+            except Exception as caught:  # noqa: BLE001 - re-raised below
+                error = caught
+        failed = distributed.agree(self._strategy, error is not None)
+        if failed and error is None:
+            raise distributed.chief_failed_error(f"export at epoch {epoch + 1}")
+        if error is not None:
+            raise error
+
+    def _export_on_chief(self, epoch, logs):
         path = self._path_for(epoch, logs, strict=True)
         try:
             export = export_artifact
@@ -328,6 +392,7 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
                 epoch=epoch + 1,
                 keras_metrics=dict(logs),
                 verbose=self.verbose,
+                isolate=self.isolate_conversion,
             )
             if self.target == "micro":
                 micro_target.add_micro_target(
@@ -336,9 +401,10 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
         except ConversionError as error:
             saved = self._save_trained_model(path)
             raise ConversionError(
-                f"{str(error).rstrip('.')}. The trained model was saved to "
+                f"{error.message.rstrip('.')}. The trained model was saved to "
                 f"{saved!r}.",
                 saved_model_path=saved,
+                converter_log=error.converter_log,
             ) from error
         if self.layer_report:
             x = layer_samples(
@@ -371,6 +437,7 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
             input_type=self.input_type,
             output_type=self.output_type,
             allow_float_ops=self.allow_float_ops,
+            isolate=self.isolate_conversion,
         )
 
     def _build_calibration(self):
@@ -427,13 +494,7 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
         return False
 
     def _maximize(self):
-        if self.monitor_mode != "auto":
-            return self.monitor_mode == "max"
-        name = self.monitor.lower()
-        return any(
-            key in name
-            for key in ("acc", "auc", "precision", "recall", "f1", "fbeta")
-        )
+        return self._maximize_monitor
 
     def _path_for(self, epoch, logs, strict):
         try:
@@ -500,5 +561,3 @@ def _check_export_freq(export_freq):
     )
 
 
-def _is_chief():
-    return tf.distribute.get_strategy().extended.should_checkpoint

@@ -36,6 +36,8 @@ def write_atomic(path, data):
         prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder
     )
     try:
+        # mkstemp creates the file 0600; give it what open(path, "w") would.
+        os.chmod(temp_path, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -45,6 +47,13 @@ def write_atomic(path, data):
         if os.path.exists(temp_path):
             os.remove(temp_path)
         raise
+
+
+def _umask():
+    """The process umask (read by setting it, then restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_artifact(path, content, report):

@@ -13,7 +13,10 @@ import tensorflow as tf
 from keras_tflq.conversion.errors import ConversionError
 from keras_tflq.conversion.float32_twin import float32_twin
 from keras_tflq.conversion.int16x8_bias import widen_int16x8_conv_bias
+from keras_tflq.conversion.isolated import convert_isolated
+from keras_tflq.conversion.isolated import needs_isolation
 from keras_tflq.conversion.modes import configure_converter
+from keras_tflq.conversion.native_output import capture_native_output
 from keras_tflq.conversion.sequence_export import confirm_paths
 from keras_tflq.conversion.sequence_export import needs_static_export
 from keras_tflq.conversion.sequence_export import sequence_converter
@@ -51,6 +54,7 @@ def convert_and_inspect(
     input_type="float32",
     output_type="float32",
     allow_float_ops=False,
+    isolate=None,
 ):
     """Converts a Keras 3 model to a TFLite flatbuffer with TensorFlow's
     converter.
@@ -70,6 +74,11 @@ def convert_and_inspect(
         output_type: Output tensor type name. Defaults to `"float32"`.
         allow_float_ops: Allow float fallback in integer modes.
             Defaults to `False`.
+        isolate: Convert in a child process, so that a crash of the
+            converter's native code raises a `ConversionError` instead of
+            ending this process: `True`; `False` or `None` convert in this
+            process (the route recurrent models need: their sequence export
+            is not taken in the child). Defaults to `None`.
 
     Returns:
         `(content, inspection)`: the TFLite model as `bytes` and what
@@ -93,6 +102,16 @@ def convert_and_inspect(
     ```
     """
     model = float32_twin(model)  # Mixed precision: the float32 graph.
+    if needs_isolation(model, isolate):
+        content, log = convert_isolated(
+            model,
+            mode,
+            representative_dataset=representative_dataset,
+            input_type=input_type,
+            output_type=output_type,
+            allow_float_ops=allow_float_ops,
+        )
+        return _finish(content, log, model, mode, allow_float_ops)
     sequence_paths = None
     with contextlib.ExitStack() as stack:
         if needs_static_export(model):
@@ -109,6 +128,7 @@ def convert_and_inspect(
             output_type=output_type,
             allow_float_ops=allow_float_ops,
         )
+        captured = None
         try:
             with warnings.catch_warnings(), _quiet_stdout():
                 # The converter calibrates with the deprecated
@@ -122,18 +142,35 @@ def convert_and_inspect(
                     "ignore",
                     message="Statistics for quantized inputs were expected",
                 )
-                content = converter.convert()
-        except (
-            Exception
-        ) as error:  # The converter raises several unrelated types.
+                # Its C++ prints go to the report, or the error: not the
+                # console.
+                with capture_native_output() as captured:
+                    content = converter.convert()
+        # The converter raises several unrelated types.
+        except Exception as error:
             raise ConversionError(
                 f"The TFLite converter rejected model {model.name!r} in "
                 f"mode={mode!r}: "
-                f"{_diagnostic(error)}"
+                f"{diagnostic(error)}",
+                converter_log=captured.text if captured else None,
             ) from error
+    return _finish(
+        content,
+        captured.text,
+        model,
+        mode,
+        allow_float_ops,
+        sequence_paths=sequence_paths,
+    )
+
+
+def _finish(
+    content, log, model, mode, allow_float_ops, sequence_paths=None
+):
+    """The converted bytes fixed up, inspected and checked."""
     if mode == "int16x8":
         content = widen_int16x8_conv_bias(content)
-    inspection = inspect_tflite(content)
+    inspection = {**inspect_tflite(content), "converter_log": log}
     if sequence_paths:
         inspection["sequence_layers"] = confirm_paths(
             sequence_paths, inspection
@@ -194,7 +231,7 @@ def _check_integer_only(inspection, model, mode):
         )
 
 
-def _diagnostic(error):
+def diagnostic(error):
     """The converter's message cut to its point: the op it rejected and
     where."""
     text = str(error)

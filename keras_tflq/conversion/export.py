@@ -9,6 +9,7 @@ from keras_tflq.conversion.artifact import write_artifact
 from keras_tflq.conversion.calibration import CalibrationSet
 from keras_tflq.conversion.converter import convert_and_inspect
 from keras_tflq.conversion.data_source import DataSource
+from keras_tflq.conversion.isolated import check_isolate
 from keras_tflq.conversion.model_inputs import ModelInputs
 from keras_tflq.conversion.report import build_report
 from keras_tflq.conversion.sequence_export import check_sequence_lengths
@@ -30,6 +31,7 @@ def export_artifact(
     epoch=None,
     keras_metrics=None,
     verbose=0,
+    isolate=None,
 ):
     """Converts `model`, scores the artifact, and writes it with its report.
 
@@ -52,6 +54,8 @@ def export_artifact(
         keras_metrics: The Keras logs at export, for the report.
             Defaults to `None`.
         verbose: Progress bar during evaluation. Defaults to `0`.
+        isolate: Convert in a child process (see `convert_and_inspect`).
+            Defaults to `None`.
 
     Returns:
         The report (a dict); the artifact is at `path`, the report beside it.
@@ -66,6 +70,7 @@ def export_artifact(
         input_type=input_type,
         output_type=output_type,
         allow_float_ops=allow_float_ops,
+        isolate=isolate,
     )
     seconds = time.perf_counter() - started
     tflite_metrics = {}
@@ -103,6 +108,7 @@ def export_tflite(
     allow_float_ops=False,
     validation_data=None,
     verbose=0,
+    isolate_conversion=None,
 ):
     """Exports a trained Keras model to a TFLite artifact, outside `fit()`.
 
@@ -126,6 +132,10 @@ def export_tflite(
         validation_data: `(x, y)` (or a dataset) to score the artifact on
             with the model's compiled loss and metrics. Defaults to `None`.
         verbose: Progress bar during evaluation. Defaults to `0`.
+        isolate_conversion: Convert in a child process, so that a crash in
+            the converter's native code raises a `ConversionError` instead
+            of ending this process: `True`; `False` or `None` convert in
+            this process. Defaults to `None`.
 
     Returns:
         The report, a dict (also written beside the artifact).
@@ -178,4 +188,6 @@ def export_tflite(
         evaluator=None if validation is None else evaluator_for(model),
         validation=validation,
         verbose=verbose,
+        isolate=check_isolate(isolate_conversion),
     )
+

@@ -8,12 +8,16 @@ from keras_tflq.quantization import in_place
 from keras_tflq.quantization.serialization import pop_objects
 
 # What `quantize_apply` does with a layer the default scheme cannot
-# quantize. Saved by index (below): append new choices only.
+# quantize. Saved by name (below); older saves hold an index into it, so
+# its order is frozen: append new choices only.
 UNSUPPORTED_CHOICES = ("error", "float")
-# The weights-file entry recording that an annotation was quantized in place
-# (inside a subclassed model): [per_channel, activation_bits, unsupported
-# index in UNSUPPORTED_CHOICES].
+# The weights-file entries recording that an annotation was quantized in
+# place (inside a subclassed model): [per_channel, activation_bits], and the
+# `unsupported` choice by name (UTF-8 bytes). Older saves held
+# [per_channel, activation_bits, index in UNSUPPORTED_CHOICES] in the first
+# entry alone; that order is frozen so they keep loading.
 _APPLIED_KEY = "quantize_apply"
+_UNSUPPORTED_KEY = "quantize_apply_unsupported"
 
 
 def annotations_in(model):
@@ -101,12 +105,10 @@ class QuantizeAnnotate(keras.layers.Wrapper):
         if options is not None:
             per_channel, activation_bits, unsupported = options
             store[_APPLIED_KEY] = np.array(
-                [
-                    int(per_channel),
-                    activation_bits,
-                    UNSUPPORTED_CHOICES.index(unsupported),
-                ],
-                dtype="int32",
+                [int(per_channel), activation_bits], dtype="int32"
+            )
+            store[_UNSUPPORTED_KEY] = np.frombuffer(
+                unsupported.encode("utf-8"), dtype="uint8"
             )
 
     def load_own_variables(self, store):
@@ -114,11 +116,13 @@ class QuantizeAnnotate(keras.layers.Wrapper):
             super().load_own_variables(store)
             return
         values = [int(v) for v in np.asarray(store[_APPLIED_KEY])]
-        options = (
-            bool(values[0]),
-            values[1],
-            UNSUPPORTED_CHOICES[values[2]],
-        )
+        if _UNSUPPORTED_KEY in list(store.keys()):
+            unsupported = bytes(
+                np.asarray(store[_UNSUPPORTED_KEY], dtype="uint8")
+            ).decode("utf-8")
+        else:
+            unsupported = UNSUPPORTED_CHOICES[values[2]]
+        options = (bool(values[0]), values[1], unsupported)
         if self.applied_options is None:
             # Saved after an in-place `quantize_apply`: quantize again, so
             # the quantizer variables loaded next exist.

@@ -16,6 +16,7 @@ from keras import ops
 from keras_tflq.argument_checks import check_bool
 from keras_tflq.argument_checks import check_one_of
 from keras_tflq.argument_checks import check_positive_int
+from keras_tflq.quantization import replicas
 from keras_tflq.quantization.fake_quant import fake_quant
 
 # The bit widths a quantizer takes (fake_quant_with_min_max_vars' limits).
@@ -95,7 +96,10 @@ class Quantizer(abc.ABC):
     def __ne__(self, other):
         return not self.__eq__(other)
 
-    __hash__ = object.__hash__
+    def __hash__(self):
+        # Equal quantizers (same class and config) hash alike.
+        config = sorted(self.get_config().items())
+        return hash((type(self), repr(config)))
 
 
 def build_quantizer(quantizer, tensor_shape, name, layer):
@@ -249,7 +253,7 @@ class RangeQuantizer(Quantizer):
             return min_var, max_var
         values = ops.stop_gradient(ops.convert_to_tensor(inputs))
         new_min, new_max = self._updated_range(
-            *self._batch_range(values), weights
+            *replicas.global_range(*self._batch_range(values)), weights
         )
         if ranges_frozen is not None and ranges_frozen is not False:
             new_min = ops.where(ranges_frozen, min_var, new_min)

@@ -402,11 +402,14 @@ def test_save_best_only_exports_when_monitor_improves(
 
 def test_missing_monitor_key_is_named(workdir, cnn, small_digits):
     x, y = small_digits
+    # An explicit mode: with "auto", on_train_begin already refuses a key
+    # whose direction no compiled metric tells (test_review_defects.py).
     export = TFLiteExport(
         mode="float32",
         export_freq="epoch",
         save_best_only=True,
         monitor="val_auc",
+        monitor_mode="max",
         verbose=0,
     )
     with pytest.raises(
@@ -805,7 +808,7 @@ def test_non_chief_worker_writes_nothing_and_finishes(
 ):
     x, y = small_digits
     monkeypatch.setattr(
-        keras_tflq.callbacks.tflite_export, "_is_chief", lambda: False
+        keras_tflq.callbacks.distributed, "is_chief", lambda strategy: False
     )
     export = TFLiteExport(
         "out/m.tflite", mode="int8", export_freq="epoch", verbose=0

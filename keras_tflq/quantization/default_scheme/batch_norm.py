@@ -2,6 +2,8 @@
 
 from keras import ops
 
+from keras_tflq.quantization import replicas
+
 
 def batch_statistics(batch_norm, inputs, frozen):
     """The statistics `batch_norm` normalizes `inputs` with in training.
@@ -19,7 +21,9 @@ def batch_statistics(batch_norm, inputs, frozen):
     Returns:
         `(mean, variance)`, one value per channel each.
     """
-    mean, variance = ops.moments(inputs, list(range(len(inputs.shape) - 1)))
+    mean, variance = replicas.moments(
+        inputs, list(range(len(inputs.shape) - 1))
+    )
     for moving, batch in (
         (batch_norm.moving_mean, mean),
         (batch_norm.moving_variance, variance),
