@@ -309,6 +309,7 @@ def export_within_budget(
     epoch=None,
     keras_metrics=None,
     verbose=0,
+    isolate=None,
     budget=None,
 ):
     """Exports `model` in `mode`, raising layer precision until `budget` holds.
@@ -345,6 +346,8 @@ def export_within_budget(
         epoch: The 1-based epoch, for the report. Defaults to `None`.
         keras_metrics: The Keras logs at export. Defaults to `None`.
         verbose: `1` prints one line per candidate. Defaults to `0`.
+        isolate: Convert in a child process (`isolate_conversion`).
+            Defaults to `None` (in process).
         budget: The `ScoreBudget`. Defaults to `None` (required).
 
     Returns:
@@ -360,11 +363,12 @@ def export_within_budget(
         input_type=input_type,
         output_type=output_type,
         allow_float_ops=allow_float_ops,
+        isolate=isolate,
     )
     conversions = 1
     reference = budget.reference()
     base_scores = evaluator.evaluate(base_content, validation, model_inputs)
-    float_content, _ = convert_and_inspect(model, "float32")
+    float_content, _ = convert_and_inspect(model, "float32", isolate=isolate)
     conversions += 1
     graph = _graph_of(model, float_content)
     base_precision = {layer: mode for layer in graph.layers}
