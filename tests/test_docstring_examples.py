@@ -54,4 +54,6 @@ def test_every_module_has_examples_collected():
 @pytest.mark.parametrize("obj", EXAMPLES.values(), ids=EXAMPLES.keys())
 def test_example_runs(obj, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # examples write their artifacts here
-    run_example(obj)
+    ran, failed = run_example(obj)
+    assert ran >= 1, f"{obj.__qualname__}: an Example with no code"
+    assert failed == 0, f"{obj.__qualname__}: see the doctest output above"

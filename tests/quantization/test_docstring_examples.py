@@ -57,4 +57,6 @@ def test_every_public_name_has_an_example():
 
 @pytest.mark.parametrize("obj", EXAMPLES.values(), ids=EXAMPLES.keys())
 def test_example_runs(obj):
-    run_example(obj)
+    ran, failed = run_example(obj)
+    assert ran >= 1, f"{obj.__qualname__}: an Example with no code"
+    assert failed == 0, f"{obj.__qualname__}: see the doctest output above"

@@ -76,6 +76,9 @@ def test_no_import_circle():
 
     for module in sorted(graph):
         visit(module)
+    # Every module was reached, and none is left on the visiting stack.
+    assert done == set(graph)
+    assert active == []
 
 
 def test_imports_of_the_package_are_at_module_top():

@@ -2,14 +2,16 @@
 
 import keras
 
-from keras_tflq.quantization.quantize_config import QuantizeConfig
+from keras_tflq.quantization.default_scheme.weights_only_config import (
+    WeightsOnlyQuantizeConfig,
+)
 from keras_tflq.quantization.quantizers import LastValueQuantizer
 
 _PACKAGE = "keras_tflq"
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class EmbeddingQuantizeConfig(QuantizeConfig):
+class EmbeddingQuantizeConfig(WeightsOnlyQuantizeConfig):
     """QAT of an `Embedding` table as TFLite stores it: int8, per tensor.
 
     The table is fake-quantized symmetric and narrow-range; the layer's
@@ -39,19 +41,6 @@ class EmbeddingQuantizeConfig(QuantizeConfig):
             num_bits=8, per_axis=False, symmetric=True, narrow_range=True
         )
         return [(layer.embeddings, quantizer)]
-
-    def get_activations_and_quantizers(self, layer):
-        return []
-
-    def set_quantize_weights(self, layer, quantize_weights):
-        # The wrapper substitutes the quantized table for the variable.
-        pass
-
-    def set_quantize_activations(self, layer, quantize_activations):
-        pass
-
-    def get_output_quantizers(self, layer):
-        return []
 
     def get_config(self):
         return {}

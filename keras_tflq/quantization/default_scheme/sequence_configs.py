@@ -2,7 +2,9 @@
 
 import keras
 
-from keras_tflq.quantization.quantize_config import QuantizeConfig
+from keras_tflq.quantization.default_scheme.weights_only_config import (
+    WeightsOnlyQuantizeConfig,
+)
 from keras_tflq.quantization.quantizers import LastValueQuantizer
 from keras_tflq.quantization.quantizers import MovingAverageQuantizer
 
@@ -11,7 +13,7 @@ _RECURRENT = (keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class RecurrentWeightsQuantizeConfig(QuantizeConfig):
+class RecurrentWeightsQuantizeConfig(WeightsOnlyQuantizeConfig):
     """QAT of a recurrent layer's weights: kernel and recurrent kernel.
 
     Both kernels are fake-quantized as TFLite's int8 LSTM and
@@ -62,20 +64,6 @@ class RecurrentWeightsQuantizeConfig(QuantizeConfig):
             (cell.kernel, self._weight_quantizer()),
             (cell.recurrent_kernel, self._weight_quantizer()),
         ]
-
-    def get_activations_and_quantizers(self, layer):
-        return []
-
-    def set_quantize_weights(self, layer, quantize_weights):
-        # The wrapper substitutes the quantized tensors for the cell's
-        # variables (see `QuantizeConfig`); nothing to assign here.
-        pass
-
-    def set_quantize_activations(self, layer, quantize_activations):
-        pass
-
-    def get_output_quantizers(self, layer):
-        return []
 
     def get_config(self):
         return {"weight_bits": self.weight_bits}
