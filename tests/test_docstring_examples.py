@@ -17,7 +17,9 @@ from keras_tflq.conversion import report
 from keras_tflq.runtime import artifact_evaluator
 from keras_tflq.runtime import inspection
 from keras_tflq.runtime import litert_model
-from keras_tflq.runtime import micro
+from keras_tflq.runtime.micro import arena
+from keras_tflq.runtime.micro import micro_model
+from keras_tflq.runtime.micro import ops
 from tests.helpers.docstrings import documented
 from tests.helpers.docstrings import run_example
 
@@ -39,7 +41,9 @@ MODULES = [
     artifact_evaluator,
     inspection,
     litert_model,
-    micro,
+    arena,
+    micro_model,
+    ops,
 ]
 
 

@@ -124,12 +124,14 @@ def test_litert_target_adds_no_micro_key(workdir, small_digits, cnn):
 def test_tflm_disagreement_after_training_keeps_the_model(
     workdir, small_digits, cnn, monkeypatch
 ):
-    from keras_tflq.runtime import micro
+    from keras_tflq.runtime.micro import MicroError
+    from keras_tflq.runtime.micro import analysis
 
     def disagreeing(*args, **kwargs):
-        raise micro.MicroError("simulated: output differs by 7 steps")
+        raise MicroError("simulated: output differs by 7 steps")
 
-    monkeypatch.setattr(micro, "compare_with_litert", disagreeing)
+    # analyze_micro compares TFLM with LiteRT through this name.
+    monkeypatch.setattr(analysis, "compare_with_litert", disagreeing)
     x, y = small_digits
     export = TFLiteExport("d.tflite", target="micro", verbose=0)
     with pytest.raises(
