@@ -1,4 +1,4 @@
-"""Reading the command line's data files: `.npz` and `.npy`."""
+"""The files the command line reads: `.keras` models, `.npz`/`.npy` data."""
 
 import os
 import zipfile
@@ -13,10 +13,6 @@ def _one_line(error):
 
 def _read(path):
     """The arrays of `path` by key (`x` for an `.npy` file)."""
-    if not os.path.isfile(path):
-        raise ValueError(
-            f"Expected an existing .npz or .npy data file. Received: {path}"
-        )
     try:
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
@@ -30,7 +26,7 @@ def _read(path):
         ) from None
 
 
-def load_data_file(path, input_names, need_y=True):
+def load_data(path, input_names, need_y=True):
     """Returns `([x per input], y)` from an `.npz` or `.npy` file.
 
     An `.npz` holds `x` (one input) or `x_<input name>` per input, and `y`;
@@ -48,9 +44,9 @@ def load_data_file(path, input_names, need_y=True):
 
     Example:
 
-    >>> x, y = load_data_file("val.npz", ["image"])
+    >>> x, y = load_data("val.npz", ["image"])
     """
-    arrays, kind = _read(path)
+    arrays, kind = _read(existing_file(path, "data"))
     if kind == ".npy":
         if len(input_names) != 1:
             raise ValueError(
@@ -89,3 +85,25 @@ def load_data_file(path, input_names, need_y=True):
                 f"dtype {array.dtype}"
             )
     return x, arrays.get("y")
+
+
+def load_keras_model(path):
+    """Loads a `.keras` model; a QAT model's layers are registered first."""
+    import keras
+
+    import keras_tflq.quantization  # noqa: F401  (registers the QAT layers)
+
+    return keras.saving.load_model(existing_file(path, "model"))
+
+
+def existing_file(path, argument):
+    if not os.path.isfile(path):
+        raise ValueError(
+            f"Expected an existing file for `{argument}`. "
+            f"Received: {argument}={path}"
+        )
+    return path
+
+
+def as_list(outputs):
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
