@@ -109,13 +109,7 @@ QUICK = {
         "calibration_samples": 8,
         "qat_steps": 1,
     },
-    "batched": {
-        "model": "digits_cnn",
-        "samples": [300, 1000],
-        "batch_size": 128,
-        "threads": [1, 2],
-        "rounds": 7,
-    },
+    "batched": {**FULL["batched"], "rounds": 7},
 }
 
 # Targets, as ratios (value, limit, direction).
