@@ -319,8 +319,8 @@ def _latency_ms(paths, threads, rounds, invokes):
             paired[key].append(round_ms[key] / round_ms[next(iter(paths))])
     return {
         key: {
-            "ms": round(statistics.median(times[key]), 3),
-            "cpu_ms": round(statistics.median(cpu[key]), 3),
+            "ms": round(statistics.median(times[key]), 4),
+            "cpu_ms": round(statistics.median(cpu[key]), 4),
             "paired": paired[key],
         }
         for key in paths
@@ -535,6 +535,15 @@ def targets(result):
                     / modes["ptq_int8"]["latency_ms"][threads],
                     TARGETS["qat_int8_vs_ptq_int8_latency"],
                 )
+                cpu = [
+                    modes[m].get("latency_cpu_ms", {}).get(threads)
+                    for m in ("qat_int8", "ptq_int8")
+                ]
+                if all(cpu):
+                    rows[
+                        f"{name} QAT int8 / PTQ int8 latency in CPU time, "
+                        f"{threads}T"
+                    ] = (cpu[0] / cpu[1], None)
             for int8 in ("ptq_int8", "qat_int8"):
                 if int8 in modes:
                     rows[f"{name} {int8} / float32 latency, {threads}T"] = (
