@@ -67,12 +67,18 @@ FULL = {
         "models": ["mobilenetv2_224", "digits_cnn"],
         "modes": list(ARTIFACT_MODES),
         "threads": [1, 2],
-        "rounds": 10,
+        "rounds": 30,
         "invokes": 5,
         "calibration_samples": 32,
         "qat_steps": 4,
     },
-    "batched": {"model": "digits_cnn", "samples": 1000, "batch_size": 256},
+    "batched": {
+        "model": "digits_cnn",
+        "samples": [300, 1000],
+        "batch_size": 128,
+        "threads": [1, 2],
+        "rounds": 15,
+    },
 }
 
 QUICK = {
@@ -98,12 +104,12 @@ QUICK = {
         "models": ["mobilenetv2_224", "digits_cnn"],
         "modes": list(ARTIFACT_MODES),
         "threads": [1, 2],
-        "rounds": 3,
+        "rounds": 12,
         "invokes": 3,
         "calibration_samples": 8,
         "qat_steps": 1,
     },
-    "batched": {"model": "digits_cnn", "samples": 300, "batch_size": 100},
+    "batched": {**FULL["batched"], "rounds": 7},
 }
 
 # Targets, as ratios (value, limit, direction).
@@ -280,7 +286,9 @@ def _export(model, path, mode, calibration):
 
 def _latency_ms(paths, threads, rounds, invokes):
     """Median invoke ms per artifact (batch 1, default resolver: XNNPACK),
-    rounds interleaved across the artifacts."""
+    rounds interleaved across the artifacts (the order reversed every other
+    round), in wall-clock and in process CPU time; and the median over
+    rounds of each artifact's round median over the first artifact's."""
     from ai_edge_litert.interpreter import Interpreter
 
     runners = {}
@@ -293,14 +301,42 @@ def _latency_ms(paths, threads, rounds, invokes):
         runner.invoke()  # warm-up
         runners[key] = runner
     times = {key: [] for key in paths}
+    cpu = {key: [] for key in paths}
+    paired = {key: [] for key in paths}
     for index in range(rounds):
         keys = list(paths) if index % 2 == 0 else list(paths)[::-1]
+        round_ms = {}
         for key in keys:
+            wall = []
             for _ in range(invokes):
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.process_time()
                 runners[key].invoke()
-                times[key].append((time.perf_counter() - started) * 1e3)
-    return {key: round(statistics.median(t), 3) for key, t in times.items()}
+                wall.append((time.perf_counter() - started) * 1e3)
+                cpu[key].append((time.process_time() - cpu_started) * 1e3)
+            times[key] += wall
+            round_ms[key] = statistics.median(wall)
+        for key in paths:
+            paired[key].append(round_ms[key] / round_ms[next(iter(paths))])
+    return {
+        key: {
+            "ms": round(statistics.median(times[key]), 4),
+            "cpu_ms": round(statistics.median(cpu[key]), 4),
+            "paired": paired[key],
+        }
+        for key in paths
+    }
+
+
+def _structure(path):
+    """Op counts and byte breakdown of one artifact."""
+    from keras_tflq.runtime.inspection import byte_breakdown
+    from keras_tflq.runtime.inspection import inspect_tflite
+
+    report = inspect_tflite(path)
+    return {
+        "op_counts": report["op_counts"],
+        "byte_breakdown": byte_breakdown(path),
+    }
 
 
 def section_artifacts(config, workdir):
@@ -339,55 +375,136 @@ def section_artifacts(config, workdir):
             mode: {
                 "bytes": os.path.getsize(paths[mode]),
                 "export_s": round(export_s[mode], 2),
-                "latency_ms": {t: latency[t][mode] for t in latency},
+                "latency_ms": {t: latency[t][mode]["ms"] for t in latency},
+                "latency_cpu_ms": {
+                    t: latency[t][mode]["cpu_ms"] for t in latency
+                },
+                **_structure(paths[mode]),
             }
             for mode in config["modes"]
         }
+        if "ptq_int8" in paths and "qat_int8" in paths:
+            # QAT over PTQ per round, both timed in the same round.
+            ptq = {
+                t: _latency_ms(
+                    {"ptq_int8": paths["ptq_int8"],
+                     "qat_int8": paths["qat_int8"]},
+                    int(t),
+                    config["rounds"],
+                    config["invokes"],
+                )
+                for t in latency
+            }
+            result[name]["qat_int8"]["vs_ptq_int8"] = {
+                t: _spread(ptq[t]["qat_int8"]["paired"]) for t in ptq
+            }
         keras.backend.clear_session()
     return result
 
 
-def section_batched(config, workdir):
-    """`LiteRTModel.predict` vs a one-sample invoke loop on an int8
-    artifact (same samples, same outputs)."""
-    from ai_edge_litert.interpreter import Interpreter
+def _spread(values):
+    """Median, interquartile range and the two half-run medians."""
+    quartiles = statistics.quantiles(values, n=4) if len(values) > 1 else (
+        values * 3
+    )
+    half = max(1, len(values) // 2)
+    return {
+        "median": round(statistics.median(values), 3),
+        "iqr": [round(quartiles[0], 3), round(quartiles[2], 3)],
+        "halves": [
+            round(statistics.median(values[:half]), 3),
+            round(statistics.median(values[half:] or values), 3),
+        ],
+    }
 
-    import keras_tflq
 
-    model, shape = build_float_model(config["model"])
-    x = _inputs(shape, config["samples"])
-    path = os.path.join(workdir, "batched.tflite")
-    _export(model, path, "int8", x[:32])
-    lite = keras_tflq.LiteRTModel(model_path=path)
-    lite.predict(x[:8])  # warm-up
-    started = time.perf_counter()
-    batched = lite.predict(x, batch_size=config["batch_size"])
-    batched_s = time.perf_counter() - started
-
-    runner = Interpreter(model_path=path)
-    runner.allocate_tensors()
+def _one_sample_loop(runner, x):
+    """What a user writes without `LiteRTModel`: quantize, invoke and
+    dequantize one sample at a time."""
     inp = runner.get_input_details()[0]
     out = runner.get_output_details()[0]
     in_scale, in_zero = inp["quantization"]
     out_scale, out_zero = out["quantization"]
     outputs = []
-    started = time.perf_counter()
     for sample in x:
         q = np.round(sample[None] / in_scale + in_zero)
         runner.set_tensor(inp["index"], np.clip(q, -128, 127).astype("int8"))
         runner.invoke()
         raw = runner.get_tensor(out["index"]).astype("float32")
         outputs.append((raw - out_zero) * out_scale)
-    loop_s = time.perf_counter() - started
-    loop = np.concatenate(outputs)
+    return np.concatenate(outputs)
+
+
+def section_batched(config, workdir):
+    """`LiteRTModel.predict` vs a one-sample invoke loop on an int8
+    artifact (same samples, same thread count, same outputs), in
+    interleaved rounds, wall-clock and process CPU time."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    import keras_tflq
+
+    model, shape = build_float_model(config["model"])
+    counts = config["samples"]
+    counts = sorted(counts) if isinstance(counts, list) else [counts]
+    x_all = _inputs(shape, max(counts))
+    path = os.path.join(workdir, "batched.tflite")
+    _export(model, path, "int8", x_all[:32])
+    batch_size = config["batch_size"]
+    runs = []
+    max_difference = 0.0
+    for threads in config.get("threads") or [None]:
+        lite = keras_tflq.LiteRTModel(model_path=path, num_threads=threads)
+        runner = Interpreter(model_path=path, num_threads=threads)
+        runner.allocate_tensors()
+        for count in counts:
+            x = x_all[:count]
+            batched = lite.predict(x, batch_size=batch_size)  # warm-up
+            loop = _one_sample_loop(runner, x)
+            max_difference = max(
+                max_difference, float(np.max(np.abs(batched - loop)))
+            )
+            wall = {"batched": [], "loop": []}
+            cpu = {"batched": [], "loop": []}
+            for index in range(config.get("rounds", 3)):
+                order = ("batched", "loop")
+                for key in order if index % 2 == 0 else order[::-1]:
+                    started = time.perf_counter()
+                    cpu_started = time.process_time()
+                    if key == "batched":
+                        lite.predict(x, batch_size=batch_size)
+                    else:
+                        _one_sample_loop(runner, x)
+                    wall[key].append(time.perf_counter() - started)
+                    cpu[key].append(time.process_time() - cpu_started)
+            med = {k: statistics.median(v) for k, v in wall.items()}
+            cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
+            runs.append(
+                {
+                    "samples": count,
+                    "threads": threads,
+                    "batched_s": round(med["batched"], 4),
+                    "loop_s": round(med["loop"], 4),
+                    "speedup": round(med["loop"] / med["batched"], 2),
+                    "cpu_speedup": round(
+                        cpu_med["loop"] / max(cpu_med["batched"], 1e-9), 2
+                    ),
+                }
+            )
+            log(f"batched {runs[-1]}")
+    # The target row: the most samples with the most threads (the same
+    # thread count for both paths).
+    main = runs[-1]
     return {
         "model": config["model"],
-        "samples": len(x),
-        "batch_size": config["batch_size"],
-        "batched_s": round(batched_s, 4),
-        "loop_s": round(loop_s, 4),
-        "speedup": round(loop_s / batched_s, 2),
-        "max_abs_difference": float(np.max(np.abs(batched - loop))),
+        "samples": main["samples"],
+        "threads": main["threads"],
+        "batch_size": batch_size,
+        "batched_s": main["batched_s"],
+        "loop_s": main["loop_s"],
+        "speedup": main["speedup"],
+        "cpu_speedup": main["cpu_speedup"],
+        "runs": runs,
+        "max_abs_difference": max_difference,
     }
 
 
@@ -410,11 +527,23 @@ def targets(result):
                 )
         for threads in (base or {}).get("latency_ms", {}):
             if "qat_int8" in modes and "ptq_int8" in modes:
+                paired = modes["qat_int8"].get("vs_ptq_int8", {}).get(threads)
                 rows[f"{name} QAT int8 / PTQ int8 latency, {threads}T"] = (
-                    modes["qat_int8"]["latency_ms"][threads]
+                    paired["median"]
+                    if paired
+                    else modes["qat_int8"]["latency_ms"][threads]
                     / modes["ptq_int8"]["latency_ms"][threads],
                     TARGETS["qat_int8_vs_ptq_int8_latency"],
                 )
+                cpu = [
+                    modes[m].get("latency_cpu_ms", {}).get(threads)
+                    for m in ("qat_int8", "ptq_int8")
+                ]
+                if all(cpu):
+                    rows[
+                        f"{name} QAT int8 / PTQ int8 latency in CPU time, "
+                        f"{threads}T"
+                    ] = (cpu[0] / cpu[1], None)
             for int8 in ("ptq_int8", "qat_int8"):
                 if int8 in modes:
                     rows[f"{name} {int8} / float32 latency, {threads}T"] = (
@@ -430,6 +559,10 @@ def targets(result):
             batched["speedup"],
             -TARGETS["batched_speedup"],
         )
+        if "cpu_speedup" in batched:
+            rows[
+                "batched evaluation / one-sample loop in CPU time (speed-up)"
+            ] = (batched["cpu_speedup"], -TARGETS["batched_speedup"])
     step = result.get("step_time") or {}
     for framework in ("keras_tflq", "tfmot"):
         for name, mode in (step.get(f"{framework}_fastest") or {}).items():
@@ -469,6 +602,66 @@ def targets(result):
 
 def _cell(value, digits=2):
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+_BYTE_COLUMNS = (
+    "weights",
+    "biases",
+    "weight_quantization",
+    "bias_quantization",
+    "activation_quantization",
+    "tensor_names",
+    "metadata",
+    "signatures",
+    "other_constants",
+    "structure",
+)
+
+
+def _artifact_structure_lines(artifacts):
+    """Byte breakdown of the integer artifacts, QAT vs PTQ op counts and
+    their paired latency ratio."""
+    lines = [
+        "Bytes by category (`keras_tflq.runtime.inspection.byte_breakdown`;"
+        " quantization = float32 scales + int64 zero points, per channel for"
+        " kernels and biases; structure = tables, shapes, op options,"
+        " padding):",
+        "",
+        "| model | artifact | " + " | ".join(_BYTE_COLUMNS) + " |",
+        "|---|---|" + "---:|" * len(_BYTE_COLUMNS),
+    ]
+    for name, modes in artifacts.items():
+        for mode, row in modes.items():
+            counts = row.get("byte_breakdown")
+            if counts and mode in ("float32", "ptq_int8", "qat_int8"):
+                lines.append(
+                    f"| {name} | {mode} | "
+                    + " | ".join(f"{counts[c]:,}" for c in _BYTE_COLUMNS)
+                    + " |"
+                )
+    lines.append("")
+    for name, modes in artifacts.items():
+        ptq, qat = modes.get("ptq_int8"), modes.get("qat_int8")
+        if not (ptq and qat and "op_counts" in ptq):
+            continue
+        same = ptq["op_counts"] == qat["op_counts"]
+        ops = ", ".join(f"{k} {v}" for k, v in qat["op_counts"].items())
+        lines.append(
+            f"- {name}: QAT int8 ops "
+            + ("= PTQ int8 ops" if same else f"!= PTQ {ptq['op_counts']}")
+            + f" ({ops})."
+        )
+        for threads, spread in (qat.get("vs_ptq_int8") or {}).items():
+            lines.append(
+                f"  QAT / PTQ latency, {threads} thread(s), paired rounds: "
+                f"{spread['median']:.3f} [IQR {spread['iqr'][0]:.3f}-"
+                f"{spread['iqr'][1]:.3f}], halves {spread['halves'][0]:.3f}"
+                f" / {spread['halves'][1]:.3f}; CPU ms PTQ "
+                f"{_cell(ptq.get('latency_cpu_ms', {}).get(threads))}, QAT "
+                f"{_cell(qat.get('latency_cpu_ms', {}).get(threads))}."
+            )
+    lines.append("")
+    return lines
 
 
 def markdown(result):
@@ -618,17 +811,27 @@ def markdown(result):
                     + " |"
                 )
         lines.append("")
+        lines += _artifact_structure_lines(artifacts)
     batched = result.get("batched")
     if batched:
         lines += [
-            f"Batched evaluation: `LiteRTModel.predict` "
-            f"(batch {batched['batch_size']}) {batched['batched_s']:.3f} s vs "
-            f"a one-sample invoke loop {batched['loop_s']:.3f} s on "
-            f"{batched['samples']} {batched['model']} samples: "
-            f"{batched['speedup']:.1f}x (outputs differ by at most "
-            f"{batched['max_abs_difference']:.2g}).",
+            "Batched evaluation: `LiteRTModel.predict` (batch "
+            f"{batched['batch_size']}) vs a one-sample invoke loop on "
+            f"{batched['model']} (int8; the same thread count for both; "
+            "median of interleaved rounds; outputs differ by at most "
+            f"{batched['max_abs_difference']:.2g}):",
             "",
+            "| samples | threads | batched s | loop s | speed-up | "
+            "CPU-time speed-up |",
+            "|---:|---:|---:|---:|---:|---:|",
         ]
+        for run in batched.get("runs") or [batched]:
+            lines.append(
+                f"| {run['samples']} | {run.get('threads')} | "
+                f"{run['batched_s']:.4f} | {run['loop_s']:.4f} | "
+                f"{run['speedup']:.2f} | {_cell(run.get('cpu_speedup'))} |"
+            )
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -206,14 +206,12 @@ class LiteRTModel:
         """
         arrays = self._to_input_list(inputs)
         _batch_size(arrays)
-        if self.per_sample or not self._resize(arrays):
-            outputs = [
-                self._invoke([a[i : i + 1] for a in arrays])
-                for i in range(len(arrays[0]))
-            ]
-            outputs = [np.concatenate(o) for o in zip(*outputs, strict=False)]
-        else:
-            outputs = self._invoke(arrays)
+        outputs = [
+            _dequantize(r, details)
+            for r, (_, details) in zip(
+                self._run_batch(arrays), self._outputs, strict=False
+            )
+        ]
         return outputs[0] if len(outputs) == 1 else outputs
 
     def predict(self, x, batch_size=32, verbose=0):
@@ -239,20 +237,32 @@ class LiteRTModel:
             )
         arrays = self._to_input_list(x)
         num_samples = _batch_size(arrays)
+        # Quantized in one vectorized pass; each batch is then a view.
+        arrays = [
+            _quantize(a, details)
+            for a, (_, details) in zip(arrays, self._inputs, strict=False)
+        ]
         progbar = None
         if verbose:
             progbar = keras.utils.Progbar(
                 num_samples, verbose=1 if verbose == "auto" else verbose
             )
-        batches = []
+        outputs = None
         for start in range(0, num_samples, batch_size):
-            outputs = self.predict_on_batch(
-                [a[start : start + batch_size] for a in arrays]
-            )
-            batches.append(outputs if isinstance(outputs, list) else [outputs])
+            stop = min(start + batch_size, num_samples)
+            raw = self._run_batch([a[start:stop] for a in arrays])
+            if outputs is None:
+                # Filled batch by batch: no list of batches to concatenate.
+                outputs = [
+                    np.empty((num_samples, *r.shape[1:]), _output_dtype(r, d))
+                    for r, (_, d) in zip(raw, self._outputs, strict=False)
+                ]
+            for output, r, (_, details) in zip(
+                outputs, raw, self._outputs, strict=False
+            ):
+                _dequantize(r, details, out=output[start:stop])
             if progbar is not None:
-                progbar.update(min(start + batch_size, num_samples))
-        outputs = [np.concatenate(o) for o in zip(*batches, strict=False)]
+                progbar.update(stop)
         return outputs[0] if len(outputs) == 1 else outputs
 
     def __repr__(self):
@@ -329,6 +339,16 @@ class LiteRTModel:
             self.per_sample = True
             return False
 
+    def _run_batch(self, arrays):
+        """The raw (still quantized) outputs of one batch."""
+        if self.per_sample or not self._resize(arrays):
+            outputs = [
+                self._invoke([a[i : i + 1] for a in arrays])
+                for i in range(len(arrays[0]))
+            ]
+            return [np.concatenate(o) for o in zip(*outputs, strict=False)]
+        return self._invoke(arrays)
+
     def _invoke(self, arrays):
         for (_, details), array in zip(self._inputs, arrays, strict=False):
             self._interpreter.set_tensor(
@@ -339,7 +359,7 @@ class LiteRTModel:
         self._interpreter.reset_all_variables()
         self._interpreter.invoke()
         return [
-            _dequantize(self._interpreter.get_tensor(details["index"]), details)
+            self._interpreter.get_tensor(details["index"])
             for _, details in self._outputs
         ]
 
@@ -419,13 +439,24 @@ def _quantize(array, details):
     return np.ascontiguousarray(array, dtype=dtype)
 
 
-def _dequantize(array, details):
+def _output_dtype(array, details):
+    scale, _ = details["quantization"]
+    quantized = np.dtype(details["dtype"]) in _QUANTIZED_IO_DTYPES and scale
+    return np.float32 if quantized or array.dtype.kind == "f" else array.dtype
+
+
+def _dequantize(array, details, out=None):
+    """`(array - zero_point) * scale` in float32 for a quantized tensor, a
+    float32 copy of a float one; written into `out` when given."""
     scale, zero_point = details["quantization"]
+    if out is None:
+        out = np.empty(array.shape, _output_dtype(array, details))
     if np.dtype(details["dtype"]) in _QUANTIZED_IO_DTYPES and scale:
-        return (array.astype(np.float32) - zero_point) * np.float32(scale)
-    if array.dtype.kind == "f":
-        return array.astype(np.float32)
-    return array
+        np.subtract(array, zero_point, out=out, dtype=np.float32)
+        np.multiply(out, np.float32(scale), out=out)
+    else:
+        out[...] = array
+    return out
 
 
 def _batch_size(arrays):

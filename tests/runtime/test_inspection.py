@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from keras_tflq.runtime.inspection import byte_breakdown
 from keras_tflq.runtime.inspection import inspect_tflite
 
 
@@ -96,3 +97,27 @@ def test_reads_a_path(tflite_content, tmp_path):
 def test_rejects_bad_arguments(value, match):
     with pytest.raises(ValueError, match=match):
         inspect_tflite(value)
+
+
+def test_byte_breakdown_accounts_for_every_byte(tflite_content):
+    # conv: a 3x3x3 -> 4 kernel (108 weights), logits: 144 -> 5 (720).
+    _, float_content = tflite_content("conv", "float32")
+    _, int8_content = tflite_content("conv", "int8")
+    float_bytes = byte_breakdown(float_content)
+    int8_bytes = byte_breakdown(int8_content)
+    for content, counts in (
+        (float_content, float_bytes),
+        (int8_content, int8_bytes),
+    ):
+        parts = {k: v for k, v in counts.items() if k != "constants_by_dtype"}
+        assert all(v >= 0 for v in parts.values())
+        assert sum(parts.values()) == len(content)
+        assert counts["tensor_names"] > 0 and counts["structure"] > 0
+    assert float_bytes["weights"] == 4 * (108 + 720)
+    assert float_bytes["weight_quantization"] == 0
+    assert int8_bytes["weights"] == 108 + 720
+    assert int8_bytes["constants_by_dtype"]["int8"] == 108 + 720
+    # Per-channel kernels: a float32 scale and an int64 zero point for
+    # each of the 4 + 5 output channels.
+    assert int8_bytes["weight_quantization"] == (4 + 8) * (4 + 5)
+    assert int8_bytes["bias_quantization"] > 0

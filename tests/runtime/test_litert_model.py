@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from ai_edge_litert.interpreter import Interpreter
 
 from keras_tflq.runtime.litert_model import LiteRTModel
 from tests.helpers.tiny_models import CALIBRATION_SEED
@@ -114,6 +115,38 @@ def test_predict_concatenates_batches_like_one_batch(tflite_content):
     whole = litert_model.predict_on_batch(x)
     for a, b in zip(batched, whole, strict=False):
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["conv", "many_outputs"])
+def test_batched_predict_equals_a_one_sample_invoke_loop(
+    tflite_content, name
+):
+    model, content = tflite_content(name, "int8")
+    (x,) = random_inputs(model, 37)
+    litert_model = LiteRTModel(model_content=content)
+    batched = _as_list(litert_model.predict(x, batch_size=16))
+    # What a user writes without LiteRTModel: one sample per invoke.
+    runner = Interpreter(model_content=content)
+    runner.allocate_tensors()
+    (inp,) = runner.get_input_details()
+    scale, zero_point = inp["quantization"]
+    samples = {o["index"]: [] for o in runner.get_output_details()}
+    for sample in x:
+        q = np.clip(np.round(sample[None] / scale + zero_point), -128, 127)
+        runner.set_tensor(inp["index"], q.astype(np.int8))
+        runner.invoke()
+        for out in runner.get_output_details():
+            out_scale, out_zero_point = out["quantization"]
+            raw = runner.get_tensor(out["index"]).astype(np.float32)
+            samples[out["index"]].append(
+                (raw - out_zero_point) * np.float32(out_scale)
+            )
+    assert len(batched) == len(samples)
+    for got, details in zip(batched, litert_model.output_details, strict=True):
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(
+            got, np.concatenate(samples[details["index"]])
+        )
 
 
 def test_outputs_are_in_keras_order_past_ten(tflite_content):
