@@ -43,6 +43,8 @@ FIXED_RANGES = {
     ("tanh", 16): (-1.0, 32767.0 / 32768.0),
 }
 _GATE_ATTRIBUTES = ("recurrent_activation", "activation")
+# The fused int8 LSTM's gate pre-activations: int16, scale 2^-12 (Q3.12).
+_FUSED_GATE_INPUT = (-8.0, 8.0 - 2.0**-12)
 
 
 def fusable_lstm(layer):
@@ -258,13 +260,21 @@ class RecurrentQuantizeConfig(QuantizeConfig):
         return _kernels(layer, self.weight_bits)
 
     def get_activations_and_quantizers(self, layer):
+        """Two pairs per gate: its input (`linear`, a learned range, or
+        the fused kernel's fixed 2^-12 scale) and its output (the
+        activation, TFLite's fixed range)."""
         _check_recurrent(layer)
         pairs = []
         for _, function, rnn in _gates(layer):
-            bits = self.activation_bits
             if fusable_lstm(rnn):
-                bits = 16  # the fused int8 kernel's gates are int16
+                # The fused int8 kernel's gates: int16 in and out.
+                bits = 16
+                before = FixedRangeQuantizer(*_FUSED_GATE_INPUT, bits)
+            else:
+                bits = self.activation_bits
+                before = activation_quantizer(bits)
             fixed = FIXED_RANGES[(_activation_name(function), bits)]
+            pairs.append((keras.activations.linear, before))
             pairs.append((function, FixedRangeQuantizer(*fixed, bits)))
         return pairs
 
@@ -273,8 +283,19 @@ class RecurrentQuantizeConfig(QuantizeConfig):
 
     def set_quantize_activations(self, layer, quantize_activations):
         paths = [path for path, _, _ in _gates(layer)]
-        for path, activation in zip(paths, quantize_activations, strict=True):
-            setattr(layer, path, activation)
+        if len(quantize_activations) != 2 * len(paths):
+            raise ValueError(
+                "Expected two quantized activations per gate (its input "
+                f"and output), {2 * len(paths)} for {paths}. Received: "
+                f"{len(quantize_activations)}"
+            )
+        for index, path in enumerate(paths):
+            before, after = quantize_activations[2 * index : 2 * index + 2]
+            setattr(layer, path, _Gate(before, after))
+        # The learned ranges update at every step: a Python loop, not a
+        # `while` loop (whose body cannot update the wrapper's ranges).
+        for prefix, _ in _inner_layers(layer):
+            setattr(layer, f"{prefix}unroll", True)
 
     def get_output_quantizers(self, layer):
         if not self.quantize_output or _fixed_range_output(layer):
@@ -289,19 +310,35 @@ class RecurrentQuantizeConfig(QuantizeConfig):
         }
 
 
+class _Gate:
+    """A gate activation with its input and its output fake-quantized."""
+
+    def __init__(self, before, after):
+        self.before = before
+        self.after = after
+        self.__name__ = after.__name__
+
+    def __call__(self, inputs):
+        return self.after(self.before(inputs))
+
+
+def _inner_layers(layer):
+    """`[(attribute path prefix, recurrent layer)]` of `layer` or of the
+    stand-in a wrapper passes to `set_quantize_activations`."""
+    if getattr(layer, "forward_layer", None) is not None:
+        return [
+            ("forward_layer.", layer.forward_layer),
+            ("backward_layer.", layer.backward_layer),
+        ]
+    return [("", layer)]
+
+
 def _gates(layer):
     """`[(attribute path, activation, recurrent layer)]` of the gate
     activations with a fixed TFLite range (`layer` may be the stand-in
     a wrapper passes to `set_quantize_activations`)."""
-    if getattr(layer, "forward_layer", None) is not None:
-        inner = [
-            ("forward_layer.", layer.forward_layer),
-            ("backward_layer.", layer.backward_layer),
-        ]
-    else:
-        inner = [("", layer)]
     gates = []
-    for prefix, rnn in inner:
+    for prefix, rnn in _inner_layers(layer):
         for attribute in _GATE_ATTRIBUTES:
             function = getattr(rnn.cell, attribute, None)
             if _activation_name(function) in ("sigmoid", "tanh"):
