@@ -260,45 +260,48 @@ class RecurrentQuantizeConfig(QuantizeConfig):
         return _kernels(layer, self.weight_bits)
 
     def get_activations_and_quantizers(self, layer):
-        """Two pairs per gate: its input (`linear`, a learned range, or
-        the fused kernel's fixed 2^-12 scale) and its output (the
-        activation, TFLite's fixed range)."""
+        """Per recurrent layer: two pairs per gate, its input (`linear`
+        with a learned range, or the fused kernel's fixed 2^-12 scale)
+        and its output (the activation, TFLite's fixed range)."""
         _check_recurrent(layer)
         pairs = []
-        for _, function, rnn in _gates(layer):
-            if fusable_lstm(rnn):
-                # The fused int8 kernel's gates: int16 in and out.
-                bits = 16
-                before = FixedRangeQuantizer(*_FUSED_GATE_INPUT, bits)
-            else:
-                bits = self.activation_bits
-                before = activation_quantizer(bits)
-            fixed = FIXED_RANGES[(_activation_name(function), bits)]
-            pairs.append((keras.activations.linear, before))
-            pairs.append((function, FixedRangeQuantizer(*fixed, bits)))
+        for _, rnn in _inner_layers(layer):
+            fused = self.activation_bits == 8 and fusable_lstm(rnn)
+            for _, function in _gates(rnn):
+                if fused:  # the fused int8 kernel's gates: int16
+                    bits = 16
+                    before = FixedRangeQuantizer(*_FUSED_GATE_INPUT, bits)
+                else:
+                    bits = self.activation_bits
+                    before = activation_quantizer(bits)
+                fixed = FIXED_RANGES[(_activation_name(function), bits)]
+                pairs.append((keras.activations.linear, before))
+                pairs.append((function, FixedRangeQuantizer(*fixed, bits)))
         return pairs
 
     def set_quantize_weights(self, layer, quantize_weights):
         pass  # the wrapper substitutes the quantized kernels
 
     def set_quantize_activations(self, layer, quantize_activations):
-        paths = [path for path, _, _ in _gates(layer)]
-        if len(quantize_activations) != 2 * len(paths):
-            raise ValueError(
-                "Expected two quantized activations per gate (its input "
-                f"and output), {2 * len(paths)} for {paths}. Received: "
-                f"{len(quantize_activations)}"
-            )
-        for index, path in enumerate(paths):
-            before, after = quantize_activations[2 * index : 2 * index + 2]
-            setattr(layer, path, _Gate(before, after))
-        # The learned ranges update at every step: a Python loop, not a
-        # `while` loop (whose body cannot update the wrapper's ranges).
-        for prefix, _ in _inner_layers(layer):
+        remaining = list(quantize_activations)
+        for prefix, rnn in _inner_layers(layer):
+            for attribute, _ in _gates(rnn):
+                before, after = remaining[:2]
+                del remaining[:2]
+                gate = _Gate(before, after)
+                setattr(layer, f"{prefix}cell.{attribute}", gate)
+            # The learned ranges update at every step: a Python loop, not a
+            # `while` loop (whose body cannot update the wrapper's ranges).
             setattr(layer, f"{prefix}unroll", True)
+        if remaining:
+            raise ValueError(
+                "Expected the quantized activations of "
+                "`get_activations_and_quantizers`. Received: "
+                f"{len(remaining)} more"
+            )
 
     def get_output_quantizers(self, layer):
-        if not self.quantize_output or _fixed_range_output(layer):
+        if not self.quantize_output or not self._output_range(layer):
             return []
         return [activation_quantizer(self.activation_bits)]
 
@@ -308,6 +311,21 @@ class RecurrentQuantizeConfig(QuantizeConfig):
             "activation_bits": self.activation_bits,
             "quantize_output": self.quantize_output,
         }
+
+    def _output_range(self, layer):
+        """Whether the output gets a learned range: not a `SimpleRNN`
+        whose output is a fixed-range activation's, nor an LSTM the int8
+        export fuses (the converter calibrates the fused op's output, and
+        a moving-average range would clip where that one does not)."""
+        for _, rnn in _inner_layers(layer):
+            cell = rnn.cell
+            if isinstance(cell, keras.layers.SimpleRNNCell) and (
+                _activation_name(cell.activation) in ("tanh", "sigmoid")
+            ):
+                return False
+            if self.activation_bits == 8 and fusable_lstm(rnn):
+                return False
+        return True
 
 
 class _Gate:
@@ -333,30 +351,17 @@ def _inner_layers(layer):
     return [("", layer)]
 
 
-def _gates(layer):
-    """`[(attribute path, activation, recurrent layer)]` of the gate
-    activations with a fixed TFLite range (`layer` may be the stand-in
-    a wrapper passes to `set_quantize_activations`)."""
+def _gates(rnn):
+    """`[(attribute, activation)]` of the gate activations of `rnn`'s cell
+    with a fixed TFLite range."""
     gates = []
-    for prefix, rnn in _inner_layers(layer):
-        for attribute in _GATE_ATTRIBUTES:
-            function = getattr(rnn.cell, attribute, None)
-            if _activation_name(function) in ("sigmoid", "tanh"):
-                gates.append((f"{prefix}cell.{attribute}", function, rnn))
+    for attribute in _GATE_ATTRIBUTES:
+        function = getattr(rnn.cell, attribute, None)
+        if _activation_name(function) in ("sigmoid", "tanh"):
+            gates.append((attribute, function))
     return gates
 
 
-def _fixed_range_output(layer):
-    """Whether the layer's output is a fixed-range activation's output
-    (a `SimpleRNN` with `tanh` or `sigmoid`)."""
-    return all(
-        isinstance(rnn, keras.layers.SimpleRNN)
-        and _activation_name(rnn.cell.activation) in ("tanh", "sigmoid")
-        for _, rnn in _check_recurrent(layer)
-    )
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
 class TimeDistributedQuantizeConfig(QuantizeConfig):
     """QAT of the layer inside a `TimeDistributed`, with its own config.
 
