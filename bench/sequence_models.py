@@ -147,10 +147,10 @@ QAT_CONFIGS = {
 KINDS = ("lstm", "gru", "simple_rnn", "bidirectional_lstm", "vit", "embedding")
 
 
-def latency_ms(path, sample, runs):
+def latency_ms(path, sample, runs, threads=1):
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=path, num_threads=1)
+    interpreter = Interpreter(model_path=path, num_threads=threads)
     interpreter.allocate_tensors()
     details = interpreter.get_input_details()[0]
     if details["dtype"] in (np.int8, np.uint8):
@@ -204,6 +204,72 @@ def unrolled_lstm(model, x_val, path, mode):
         file.write(content)
 
 
+def lstm_sweep(args):
+    """Fused vs unrolled LSTM artifacts at growing sizes: size and
+    latency (1 and 2 threads) in float32 and int8. Untrained weights
+    (Glorot), calibrated on uniform random sequences: only size and speed
+    are compared."""
+    folder = tempfile.mkdtemp(prefix="lstm_sweep_")
+    rows = []
+    for steps, features, units in ((8, 8, 16), (8, 8, 32), (32, 16, 64),
+                                   (64, 32, 128)):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential(
+            [keras.Input((steps, features)), L.LSTM(units), L.Dense(10)],
+            name=f"lstm_{steps}x{features}_{units}",
+        )
+        x = np.random.RandomState(0).rand(64, steps, features)
+        x = x.astype("float32")
+        for mode in ("float32", "int8"):
+            for fused in (True, False):
+                path = os.path.join(
+                    folder, f"{model.name}_{mode}_{fused}.tflite"
+                )
+                if fused:
+                    keras_tflq.export_tflite(
+                        model, path, mode=mode, calibration_data=x
+                    )
+                else:
+                    unrolled_lstm(model, x, path, mode)
+                sample = x[:1]
+                rows.append(
+                    {
+                        "steps": steps,
+                        "features": features,
+                        "units": units,
+                        "mode": mode,
+                        "path": "fused" if fused else "unrolled",
+                        "kb": round(os.path.getsize(path) / 1024, 1),
+                        "ms_1_thread": round(
+                            latency_ms(path, sample, args.runs, 1), 4
+                        ),
+                        "ms_2_threads": round(
+                            latency_ms(path, sample, args.runs, 2), 4
+                        ),
+                        "ops": sum(
+                            inspect_tflite(path)["op_counts"].values()
+                        ),
+                    }
+                )
+                print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def sweep_table(rows):
+    lines = [
+        "| steps x features, units | mode | path | ops | KB | ms (1 thread) "
+        "| ms (2 threads) |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['steps']} x {row['features']}, {row['units']} | "
+            f"{row['mode']} | {row['path']} | {row['ops']} | {row['kb']} | "
+            f"{row['ms_1_thread']} | {row['ms_2_threads']} |"
+        )
+    return "\n".join(lines)
+
+
 def qat_int8(model, view, folder, args):
     """QAT from the float weights; PTQ for layers without a QAT config.
 
@@ -254,8 +320,29 @@ def main():
         "--output",
         default=os.path.join("bench", "results", "sequence_models.md"),
     )
+    parser.add_argument(
+        "--lstm-sweep",
+        action="store_true",
+        help="only the fused vs unrolled LSTM sweep (sizes, threads)",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
+    if args.lstm_sweep:
+        rows = lstm_sweep(args)
+        result = {
+            "benchmark": "lstm_fused_vs_unrolled",
+            "rows": rows,
+            "machine": machine_info(),
+            "wall_s": round(time.perf_counter() - started, 1),
+        }
+        write_results(
+            os.path.join("bench", "results", "lstm_fused_vs_unrolled.md"),
+            "Fused vs unrolled LSTM: size and latency",
+            result,
+            sweep_table(rows),
+        )
+        print(sweep_table(rows))
+        return
     views = load_views()
     folder = tempfile.mkdtemp(prefix="seq_bench_")
     rows = {}

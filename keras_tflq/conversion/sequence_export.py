@@ -29,9 +29,16 @@ TensorFlow graph to `BIDIRECTIONAL_SEQUENCE_LSTM`). `TimeDistributed`
 with a static time axis is already a Python loop in Keras 3.
 
 In `"int16x8"` every LSTM is unrolled (the converter has no 16x8 fused
-LSTM). In a QAT model the `QuantizeWrapper` around a fused LSTM is
-skipped: fake quant in or around the fused op makes the converter fail or
-crash, and the float kernels quantize to the same int8 values.
+LSTM). In a QAT model the `QuantizeWrapper` around a fused LSTM (or
+around a `Bidirectional` or `TimeDistributed` holding one) is skipped:
+fake quant in or around the fused op makes the converter fail or crash,
+and the float kernels quantize to the same int8 values. The converter
+quantizes the fused op's internals (cell state, gates, the output range
+it shares with the recurrent input) from calibration statistics only, and
+an unrolled cell's sums and products have no fake quant either: a QAT
+model with recurrent layers is calibrated in `"int8"`
+(`calibration_need`) and refused in `"int16x8"`
+(`check_sequence_export`).
 
 Models with `MultiHeadAttention` or `LayerNormalization` take the same
 batch-1 route (no dynamic-shape ops), with `LayerNormalization` traced

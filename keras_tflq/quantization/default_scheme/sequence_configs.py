@@ -277,6 +277,12 @@ class RecurrentQuantizeConfig(QuantizeConfig):
                 fixed = FIXED_RANGES[(_activation_name(function), bits)]
                 pairs.append((keras.activations.linear, before))
                 pairs.append((function, FixedRangeQuantizer(*fixed, bits)))
+            if fused:
+                # The fused kernel's output (and next recurrent input) `h`
+                # is int8 with a range the converter calibrates, about
+                # [-1, 1] once trained: |h| < 1 never clips.
+                state = FixedRangeQuantizer(*FIXED_RANGES[("tanh", 8)], 8)
+                pairs.append((keras.activations.linear, state))
         return pairs
 
     def set_quantize_weights(self, layer, quantize_weights):
@@ -284,12 +290,20 @@ class RecurrentQuantizeConfig(QuantizeConfig):
 
     def set_quantize_activations(self, layer, quantize_activations):
         remaining = list(quantize_activations)
-        for prefix, rnn in _inner_layers(layer):
+        inner = _inner_layers(layer)
+        gates = sum(len(_gates(rnn)) for _, rnn in inner)
+        # One more per layer for a fused LSTM's `h` (both directions of a
+        # Bidirectional are alike).
+        states = (len(remaining) - 2 * gates) // len(inner)
+        for prefix, rnn in inner:
             for attribute, _ in _gates(rnn):
                 before, after = remaining[:2]
                 del remaining[:2]
                 gate = _Gate(before, after)
                 setattr(layer, f"{prefix}cell.{attribute}", gate)
+            if states == 1:  # the fused LSTM's `h` (see above)
+                call = _StateQuantizedCall(rnn.cell, remaining.pop(0))
+                setattr(layer, f"{prefix}cell.call", call)
             # The learned ranges update at every step: a Python loop, not a
             # `while` loop (whose body cannot update the wrapper's ranges).
             setattr(layer, f"{prefix}unroll", True)
@@ -338,6 +352,21 @@ class _Gate:
 
     def __call__(self, inputs):
         return self.after(self.before(inputs))
+
+
+class _StateQuantizedCall:
+    """An LSTM cell's `call` whose new state `h` (also its output) is
+    fake-quantized, as the fused int8 kernel stores it between steps."""
+
+    def __init__(self, cell, quantize):
+        self.cell = cell
+        self.quantize = quantize
+
+    def __call__(self, inputs, states, training=False):
+        call = type(self.cell).call
+        h, (_, c) = call(self.cell, inputs, states, training=training)
+        h = self.quantize(h)
+        return h, [h, c]
 
 
 def _inner_layers(layer):
