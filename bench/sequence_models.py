@@ -22,13 +22,14 @@
   `num_threads=1`), batch 1, median of `--runs` invokes after warm-up.
 
 * QAT int8: from the float weights, `--qat-epochs` epochs at Adam 1e-3,
-  int8 export calibrated on the validation split. LSTM:
-  `RecurrentWeightsQuantizeConfig` (kernels); GRU and SimpleRNN:
-  `RecurrentQuantizeConfig` (kernels and output range); Embedding:
+  int8 export calibrated on the validation split. LSTM, GRU, SimpleRNN
+  and the Bidirectional LSTM: the default scheme's
+  `RecurrentQuantizeConfig` (`quantize_model`, no annotation: kernels,
+  fixed-range gates, output range); Embedding:
   `EmbeddingQuantizeConfig` (int8 table); Dense layers and residual adds:
-  the default scheme; the Bidirectional LSTM, attention and
-  LayerNormalization layers have no QAT config yet
-  (`unsupported="float"`) and are calibrated (PTQ) in that export. Its
+  the default scheme; attention and LayerNormalization layers have no
+  QAT config yet (`unsupported="float"`) and are calibrated (PTQ) in that
+  export. Its
   agreement is with the Keras QAT model. Control: the float model
   fine-tuned for the same epochs at the same rate, no quantization.
 """
@@ -55,12 +56,6 @@ from keras_tflq.conversion.modes import configure_converter  # noqa: E402
 from keras_tflq.conversion.sequence_export import sequence_converter  # noqa: E402
 from keras_tflq.quantization.default_scheme.attention_configs import (  # noqa: E402
     EmbeddingQuantizeConfig,
-)
-from keras_tflq.quantization.default_scheme.sequence_configs import (  # noqa: E402
-    RecurrentQuantizeConfig,
-)
-from keras_tflq.quantization.default_scheme.sequence_configs import (  # noqa: E402
-    RecurrentWeightsQuantizeConfig,
 )
 from keras_tflq.runtime.inspection import inspect_tflite  # noqa: E402
 from keras_tflq.runtime.litert_model import LiteRTModel  # noqa: E402
@@ -96,7 +91,7 @@ def load_views(seed=0):
 
 
 def build(kind, annotate=False):
-    """The float model; `annotate` wraps its recurrent layer for QAT."""
+    """The float model; `annotate` wraps its Embedding layer for QAT."""
     keras.utils.set_random_seed(0)
     if kind == "embedding":
         inputs = keras.Input((64,), dtype="int32", name="pixels")
@@ -123,10 +118,6 @@ def build(kind, annotate=False):
             "simple_rnn": lambda: L.SimpleRNN(32),
             "bidirectional_lstm": lambda: L.Bidirectional(L.LSTM(16)),
         }[kind]()
-        if annotate and kind in QAT_CONFIGS:
-            layer = keras_tflq.quantize_annotate_layer(
-                layer, QAT_CONFIGS[kind]()
-            )
         x = layer(inputs)
     outputs = L.Dense(10, name="logits")(x)
     model = keras.Model(inputs, outputs, name=kind)
@@ -139,11 +130,6 @@ def build(kind, annotate=False):
 
 
 VIEW = {"embedding": "tokens", "vit": "patches"}
-QAT_CONFIGS = {
-    "lstm": RecurrentWeightsQuantizeConfig,
-    "gru": RecurrentQuantizeConfig,
-    "simple_rnn": RecurrentQuantizeConfig,
-}
 KINDS = ("lstm", "gru", "simple_rnn", "bidirectional_lstm", "vit", "embedding")
 
 
@@ -321,6 +307,11 @@ def main():
         default=os.path.join("bench", "results", "sequence_models.md"),
     )
     parser.add_argument(
+        "--kinds",
+        default=",".join(KINDS),
+        help=f"comma-separated models to run, of {', '.join(KINDS)}",
+    )
+    parser.add_argument(
         "--lstm-sweep",
         action="store_true",
         help="only the fused vs unrolled LSTM sweep (sizes, threads)",
@@ -346,7 +337,11 @@ def main():
     views = load_views()
     folder = tempfile.mkdtemp(prefix="seq_bench_")
     rows = {}
-    for kind in KINDS:
+    kinds = args.kinds.split(",")
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        parser.error(f"unknown --kinds {unknown}; choose from {KINDS}")
+    for kind in kinds:
         view = views[VIEW.get(kind, "sequence")]
         (x, y), (x_val, y_val) = view["train"], view["val"]
         x_test, y_test = view["test"]
