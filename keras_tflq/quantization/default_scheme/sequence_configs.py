@@ -110,7 +110,8 @@ class FixedRangeQuantizer(Quantizer):
     Example:
 
     >>> quantizer = FixedRangeQuantizer(0.0, 255.0 / 256.0)
-    >>> quantizer(keras.ops.ones((2,)) * 0.3, False, {})  # 77/256
+    >>> float(quantizer(keras.ops.ones((1,)) * 0.3, False, {})[0]) * 256
+    77.0
     """
 
     def __init__(self, range_min, range_max, num_bits=8):
@@ -404,6 +405,7 @@ class TimeDistributedQuantizeConfig(QuantizeConfig):
     Example:
 
     ```python
+    import keras
     from keras_tflq.quantization.default_scheme import registry
 
     dense = keras.layers.Dense(4)
