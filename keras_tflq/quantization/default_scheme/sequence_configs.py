@@ -407,6 +407,9 @@ class TimeDistributedQuantizeConfig(QuantizeConfig):
     ```python
     import keras
     from keras_tflq.quantization.default_scheme import registry
+    from keras_tflq.quantization.default_scheme.sequence_configs import (
+        TimeDistributedQuantizeConfig,
+    )
 
     dense = keras.layers.Dense(4)
     config = TimeDistributedQuantizeConfig(registry.default_config(dense))
