@@ -22,13 +22,14 @@
   `num_threads=1`), batch 1, median of `--runs` invokes after warm-up.
 
 * QAT int8: from the float weights, `--qat-epochs` epochs at Adam 1e-3,
-  int8 export calibrated on the validation split. LSTM:
-  `RecurrentWeightsQuantizeConfig` (kernels); GRU and SimpleRNN:
-  `RecurrentQuantizeConfig` (kernels and output range); Embedding:
+  int8 export calibrated on the validation split. LSTM, GRU, SimpleRNN
+  and the Bidirectional LSTM: the default scheme's
+  `RecurrentQuantizeConfig` (`quantize_model`, no annotation: kernels,
+  fixed-range gates, output range); Embedding:
   `EmbeddingQuantizeConfig` (int8 table); Dense layers and residual adds:
-  the default scheme; the Bidirectional LSTM, attention and
-  LayerNormalization layers have no QAT config yet
-  (`unsupported="float"`) and are calibrated (PTQ) in that export. Its
+  the default scheme; attention and LayerNormalization layers have no
+  QAT config yet (`unsupported="float"`) and are calibrated (PTQ) in that
+  export. Its
   agreement is with the Keras QAT model. Control: the float model
   fine-tuned for the same epochs at the same rate, no quantization.
 """
@@ -55,12 +56,6 @@ from keras_tflq.conversion.modes import configure_converter  # noqa: E402
 from keras_tflq.conversion.sequence_export import sequence_converter  # noqa: E402
 from keras_tflq.quantization.default_scheme.attention_configs import (  # noqa: E402
     EmbeddingQuantizeConfig,
-)
-from keras_tflq.quantization.default_scheme.sequence_configs import (  # noqa: E402
-    RecurrentQuantizeConfig,
-)
-from keras_tflq.quantization.default_scheme.sequence_configs import (  # noqa: E402
-    RecurrentWeightsQuantizeConfig,
 )
 from keras_tflq.runtime.inspection import inspect_tflite  # noqa: E402
 from keras_tflq.runtime.litert_model import LiteRTModel  # noqa: E402
@@ -96,7 +91,7 @@ def load_views(seed=0):
 
 
 def build(kind, annotate=False):
-    """The float model; `annotate` wraps its recurrent layer for QAT."""
+    """The float model; `annotate` wraps its Embedding layer for QAT."""
     keras.utils.set_random_seed(0)
     if kind == "embedding":
         inputs = keras.Input((64,), dtype="int32", name="pixels")
@@ -123,10 +118,6 @@ def build(kind, annotate=False):
             "simple_rnn": lambda: L.SimpleRNN(32),
             "bidirectional_lstm": lambda: L.Bidirectional(L.LSTM(16)),
         }[kind]()
-        if annotate and kind in QAT_CONFIGS:
-            layer = keras_tflq.quantize_annotate_layer(
-                layer, QAT_CONFIGS[kind]()
-            )
         x = layer(inputs)
     outputs = L.Dense(10, name="logits")(x)
     model = keras.Model(inputs, outputs, name=kind)
@@ -139,18 +130,13 @@ def build(kind, annotate=False):
 
 
 VIEW = {"embedding": "tokens", "vit": "patches"}
-QAT_CONFIGS = {
-    "lstm": RecurrentWeightsQuantizeConfig,
-    "gru": RecurrentQuantizeConfig,
-    "simple_rnn": RecurrentQuantizeConfig,
-}
 KINDS = ("lstm", "gru", "simple_rnn", "bidirectional_lstm", "vit", "embedding")
 
 
-def latency_ms(path, sample, runs):
+def latency_ms(path, sample, runs, threads=1):
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=path, num_threads=1)
+    interpreter = Interpreter(model_path=path, num_threads=threads)
     interpreter.allocate_tensors()
     details = interpreter.get_input_details()[0]
     if details["dtype"] in (np.int8, np.uint8):
@@ -204,6 +190,72 @@ def unrolled_lstm(model, x_val, path, mode):
         file.write(content)
 
 
+def lstm_sweep(args):
+    """Fused vs unrolled LSTM artifacts at growing sizes: size and
+    latency (1 and 2 threads) in float32 and int8. Untrained weights
+    (Glorot), calibrated on uniform random sequences: only size and speed
+    are compared."""
+    folder = tempfile.mkdtemp(prefix="lstm_sweep_")
+    rows = []
+    for steps, features, units in ((8, 8, 16), (8, 8, 32), (32, 16, 64),
+                                   (64, 32, 128)):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential(
+            [keras.Input((steps, features)), L.LSTM(units), L.Dense(10)],
+            name=f"lstm_{steps}x{features}_{units}",
+        )
+        x = np.random.RandomState(0).rand(64, steps, features)
+        x = x.astype("float32")
+        for mode in ("float32", "int8"):
+            for fused in (True, False):
+                path = os.path.join(
+                    folder, f"{model.name}_{mode}_{fused}.tflite"
+                )
+                if fused:
+                    keras_tflq.export_tflite(
+                        model, path, mode=mode, calibration_data=x
+                    )
+                else:
+                    unrolled_lstm(model, x, path, mode)
+                sample = x[:1]
+                rows.append(
+                    {
+                        "steps": steps,
+                        "features": features,
+                        "units": units,
+                        "mode": mode,
+                        "path": "fused" if fused else "unrolled",
+                        "kb": round(os.path.getsize(path) / 1024, 1),
+                        "ms_1_thread": round(
+                            latency_ms(path, sample, args.runs, 1), 4
+                        ),
+                        "ms_2_threads": round(
+                            latency_ms(path, sample, args.runs, 2), 4
+                        ),
+                        "ops": sum(
+                            inspect_tflite(path)["op_counts"].values()
+                        ),
+                    }
+                )
+                print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def sweep_table(rows):
+    lines = [
+        "| steps x features, units | mode | path | ops | KB | ms (1 thread) "
+        "| ms (2 threads) |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['steps']} x {row['features']}, {row['units']} | "
+            f"{row['mode']} | {row['path']} | {row['ops']} | {row['kb']} | "
+            f"{row['ms_1_thread']} | {row['ms_2_threads']} |"
+        )
+    return "\n".join(lines)
+
+
 def qat_int8(model, view, folder, args):
     """QAT from the float weights; PTQ for layers without a QAT config.
 
@@ -254,12 +306,42 @@ def main():
         "--output",
         default=os.path.join("bench", "results", "sequence_models.md"),
     )
+    parser.add_argument(
+        "--kinds",
+        default=",".join(KINDS),
+        help=f"comma-separated models to run, of {', '.join(KINDS)}",
+    )
+    parser.add_argument(
+        "--lstm-sweep",
+        action="store_true",
+        help="only the fused vs unrolled LSTM sweep (sizes, threads)",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
+    if args.lstm_sweep:
+        rows = lstm_sweep(args)
+        result = {
+            "benchmark": "lstm_fused_vs_unrolled",
+            "rows": rows,
+            "machine": machine_info(),
+            "wall_s": round(time.perf_counter() - started, 1),
+        }
+        write_results(
+            os.path.join("bench", "results", "lstm_fused_vs_unrolled.md"),
+            "Fused vs unrolled LSTM: size and latency",
+            result,
+            sweep_table(rows),
+        )
+        print(sweep_table(rows))
+        return
     views = load_views()
     folder = tempfile.mkdtemp(prefix="seq_bench_")
     rows = {}
-    for kind in KINDS:
+    kinds = args.kinds.split(",")
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        parser.error(f"unknown --kinds {unknown}; choose from {KINDS}")
+    for kind in kinds:
         view = views[VIEW.get(kind, "sequence")]
         (x, y), (x_val, y_val) = view["train"], view["val"]
         x_test, y_test = view["test"]

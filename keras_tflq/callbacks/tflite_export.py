@@ -26,11 +26,12 @@ from keras_tflq.conversion.isolated import check_isolate
 from keras_tflq.conversion.layer_report import layer_samples
 from keras_tflq.conversion.layer_report import write_layer_report_for
 from keras_tflq.conversion.model_inputs import ModelInputs
-from keras_tflq.conversion.sequence_export import check_sequence_lengths
+from keras_tflq.conversion.sequence_export import calibration_need
+from keras_tflq.conversion.sequence_export import calibration_subject
+from keras_tflq.conversion.sequence_export import check_sequence_export
 from keras_tflq.legacy.artifact_evaluator import evaluator_for
 from keras_tflq.legacy.callback_protocol import TfKerasCallbackProtocol
 from keras_tflq.legacy.tf_keras_models import is_tf_keras_model
-from keras_tflq.quantization import is_quantized_model
 
 _TEMPLATE_KEYS = ("name", "mode", "epoch")
 _MONITOR_MODES = ("auto", "min", "max")
@@ -271,7 +272,7 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
         """The chief's checks before the first batch."""
         is_tf_keras_model(self.model)  # refuses a model mixing two Kerases
         self._model_inputs = ModelInputs(self.model)
-        check_sequence_lengths(self.model)
+        check_sequence_export(self.model, self.mode)
         self._validation = None
         if self._needs_validation_data():
             validation = find_fit_validation_data(self.model)
@@ -325,10 +326,7 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
             return True
         return (
             self.calibration_data is None
-            and modes.calibration_need(
-                self.mode, is_quantized_model(self.model)
-            )
-            != "none"
+            and calibration_need(self.mode, self.model) != "none"
         )
 
     def on_epoch_end(self, epoch, logs=None):
@@ -441,7 +439,7 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
         )
 
     def _build_calibration(self):
-        need = modes.calibration_need(self.mode, is_quantized_model(self.model))
+        need = calibration_need(self.mode, self.model)
         if need == "none":
             return None
         if self.calibration_data is not None:
@@ -452,8 +450,8 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
             return None
         else:
             raise ValueError(
-                f"Expected calibration data for mode={self.mode!r} on a float "
-                "model: pass "
+                f"Expected calibration data for mode={self.mode!r} on "
+                f"{calibration_subject(self.model)}: pass "
                 "validation_data= or validation_split= to fit(), or "
                 "calibration_data= to "
                 "TFLiteExport. Received: no validation data and "

@@ -12,9 +12,10 @@ from keras_tflq.conversion.data_source import DataSource
 from keras_tflq.conversion.isolated import check_isolate
 from keras_tflq.conversion.model_inputs import ModelInputs
 from keras_tflq.conversion.report import build_report
-from keras_tflq.conversion.sequence_export import check_sequence_lengths
+from keras_tflq.conversion.sequence_export import calibration_need
+from keras_tflq.conversion.sequence_export import calibration_subject
+from keras_tflq.conversion.sequence_export import check_sequence_export
 from keras_tflq.legacy.artifact_evaluator import evaluator_for
-from keras_tflq.quantization import is_quantized_model
 
 
 def export_artifact(
@@ -157,12 +158,12 @@ def export_tflite(
     filepath = str(filepath)
     check_writable_folder(filepath)
     model_inputs = ModelInputs(model)
-    check_sequence_lengths(model)
-    need = modes.calibration_need(mode, is_quantized_model(model))
+    check_sequence_export(model, mode)
+    need = calibration_need(mode, model)
     if need == "required" and calibration_data is None:
         raise ValueError(
-            f"Expected calibration_data for mode={mode!r} on a float model. "
-            "Received: calibration_data=None"
+            f"Expected calibration_data for mode={mode!r} on "
+            f"{calibration_subject(model)}. Received: calibration_data=None"
         )
     calibration = None
     if need != "none" and calibration_data is not None:

@@ -29,9 +29,16 @@ TensorFlow graph to `BIDIRECTIONAL_SEQUENCE_LSTM`). `TimeDistributed`
 with a static time axis is already a Python loop in Keras 3.
 
 In `"int16x8"` every LSTM is unrolled (the converter has no 16x8 fused
-LSTM). In a QAT model the `QuantizeWrapper` around a fused LSTM is
-skipped: fake quant in or around the fused op makes the converter fail or
-crash, and the float kernels quantize to the same int8 values.
+LSTM). In a QAT model the `QuantizeWrapper` around a fused LSTM (or
+around a `Bidirectional` or `TimeDistributed` holding one) is skipped:
+fake quant in or around the fused op makes the converter fail or crash,
+and the float kernels quantize to the same int8 values. The converter
+quantizes the fused op's internals (cell state, gates, the output range
+it shares with the recurrent input) from calibration statistics only, and
+an unrolled cell's sums and products have no fake quant either: a QAT
+model with recurrent layers is calibrated in `"int8"`
+(`calibration_need`) and refused in `"int16x8"`
+(`check_sequence_export`).
 
 Models with `MultiHeadAttention` or `LayerNormalization` take the same
 batch-1 route (no dynamic-shape ops), with `LayerNormalization` traced
@@ -45,7 +52,9 @@ import uuid
 
 import keras
 
+from keras_tflq.conversion import modes
 from keras_tflq.conversion.model_inputs import ModelInputs
+from keras_tflq.quantization.default_scheme.sequence_configs import fusable_lstm
 
 FUSED_LSTM = "fused UNIDIRECTIONAL_SEQUENCE_LSTM"
 UNROLLED = "unrolled"
@@ -116,9 +125,7 @@ def check_sequence_lengths(model):
     layers = recurrent_layers(model)
     if not layers:
         return
-    described = ", ".join(
-        f"{type(layer).__name__} {name!r}" for name, layer in layers
-    )
+    described = _describe(layers)
     for tensor in keras.tree.flatten(ModelInputs(model).structure):
         shape = tuple(tensor.shape)
         if any(dim is None for dim in shape[1:]):
@@ -133,6 +140,84 @@ def check_sequence_lengths(model):
                 f"keras.Input(shape=({fixed})) with the length you train "
                 "on (pad or crop sequences to it)."
             )
+
+
+def check_sequence_export(model, mode):
+    """The checks of a recurrent model's export, before the first batch.
+
+    The sequence length must be fixed (`check_sequence_lengths`), and a
+    quantization-aware model with recurrent layers cannot be exported in
+    `"int16x8"`: TFLite's converter takes the ranges of a QAT model from
+    its fake-quant ops only (it refuses calibration data for a QAT model
+    in 16x8), and the recurrent cells' internal tensors (the unrolled
+    cells' products and sums, the fused LSTM's cell state) have none.
+
+    Args:
+        model: A built Keras model.
+        mode: The export mode.
+
+    Raises:
+        ValueError: A dynamic time axis, or a QAT recurrent model in
+            `"int16x8"`.
+
+    Example:
+
+    >>> check_sequence_export(model, "int8")
+    """
+    check_sequence_lengths(model)
+    layers = recurrent_layers(model)
+    if mode != "int16x8" or not layers or not _quantized(model):
+        return
+    raise ValueError(
+        "Expected a float model for mode='int16x8' with recurrent layers: "
+        "TFLite's converter takes a quantization-aware model's ranges from "
+        "its fake-quant ops only and refuses calibration data in 16x8, "
+        "while the recurrent cells' internal tensors are quantized from "
+        "calibration statistics. Received: quantization-aware model "
+        f"{model.name!r} with recurrent layers ({_describe(layers)}). "
+        "Export it with mode='int8' (the cells' internals are calibrated "
+        "on the validation data), or export the float model with "
+        "mode='int16x8'."
+    )
+
+
+def calibration_need(mode, model):
+    """`"required"`, `"optional"` or `"none"`: what calibration data the
+    export of `model` in `mode` needs (`modes.calibration_need`).
+
+    A quantization-aware model with recurrent layers needs it in `"int8"`:
+    the converter quantizes the recurrent cells' internal tensors (the
+    fused LSTM's cell state and gates, an unrolled cell's sums and
+    products) from calibration statistics; fake quant cannot carry them.
+    """
+    need = modes.calibration_need(mode, _quantized(model))
+    if need == "optional" and has_recurrent_layers(model):
+        return "required"
+    return need
+
+
+def calibration_subject(model):
+    """What needs calibration, for the errors: "a float model" or "a
+    quantization-aware model with recurrent layers (...)"."""
+    if not _quantized(model):
+        return "a float model"
+    layers = _describe(recurrent_layers(model))
+    return (
+        f"a quantization-aware model with recurrent layers ({layers}), whose "
+        "internal tensors the converter quantizes from calibration data"
+    )
+
+
+def _quantized(model):
+    from keras_tflq.quantization import is_quantized_model
+
+    return is_quantized_model(model)
+
+
+def _describe(layers):
+    return ", ".join(
+        f"{type(layer).__name__} {name!r}" for name, layer in layers
+    )
 
 
 def sequence_converter(model, stack, fuse_lstm=True):
@@ -237,8 +322,10 @@ def rewrite_recurrent_layers(model, paths, fuse_lstm=True):
                 # Fake quant in or around the fused op makes the converter
                 # fail or crash; the float kernels it gets instead quantize
                 # to the same int8 values (max-abs, per tensor, symmetric).
-                saved.append((wrapper, wrapper.__dict__.get("call"), None))
-                object.__setattr__(wrapper, "call", _bypass_call(wrapper))
+                bypassed = wrapper.__dict__.get("call")
+                if not getattr(bypassed, "_tflq_bypass", False):
+                    saved.append((wrapper, bypassed, None))
+                    object.__setattr__(wrapper, "call", _bypass_call(wrapper))
             if call is None and type(layer) is keras.layers.GRU:
                 call = _unrolled_gru_call(name, layer, paths)
             if call is None:
@@ -254,19 +341,6 @@ def rewrite_recurrent_layers(model, paths, fuse_lstm=True):
                 object.__setattr__(layer, "call", call)
             if unroll is not None:
                 object.__setattr__(layer, "unroll", unroll)
-
-
-def fusable_lstm(layer):
-    """Whether TFLite's fused LSTM kernel computes exactly what `layer` does."""
-    if type(layer) is not keras.layers.LSTM:
-        return False
-    cell = layer.cell
-    return (
-        cell.activation is keras.activations.tanh
-        and cell.recurrent_activation is keras.activations.sigmoid
-        and not layer.stateful
-        and not layer.return_state
-    )
 
 
 def _collect(layer, prefix, found):
@@ -286,14 +360,25 @@ def _collect(layer, prefix, found):
 
 
 def _quantize_wrappers(model):
-    """`{id(recurrent layer): its QuantizeWrapper}` for QAT models."""
+    """`{id(recurrent layer): the QuantizeWrapper around it}` for QAT
+    models (a wrapper around a `Bidirectional` or `TimeDistributed`
+    holds the recurrent layers inside it)."""
     from keras_tflq.quantization.quantize_wrapper import QuantizeWrapper
 
     found = {}
+    for layer in keras_layers(model):
+        if isinstance(layer, QuantizeWrapper):
+            for _, rnn in recurrent_layers(layer.layer):
+                found[id(rnn)] = layer
+    return found
+
+
+def keras_layers(model):
+    """Every layer of `model`, inside nested models and wrappers."""
+    found = []
 
     def walk(layer):
-        if isinstance(layer, QuantizeWrapper):
-            found[id(layer.layer)] = layer
+        found.append(layer)
         if isinstance(layer, keras.layers.Bidirectional):
             walk(layer.forward_layer)
             walk(layer.backward_layer)
@@ -310,6 +395,7 @@ def _bypass_call(wrapper):
     def call(inputs, training=None, **kwargs):
         return wrapper.layer(inputs, training=False, **kwargs)
 
+    call._tflq_bypass = True
     return call
 
 
@@ -329,24 +415,13 @@ def _fused_lstm_call(name, layer, paths):
         return None
     import tensorflow as tf
 
-    original = type(layer).call.__get__(layer)
     fused = _lstm_composite(layer.go_backwards)
 
-    def call(sequences, initial_state=None, mask=None, training=False):
-        batch = sequences.shape[0]
-        if mask is not None or initial_state is not None or batch is None:
-            paths[name] = UNROLLED
-            return original(
-                sequences,
-                initial_state=initial_state,
-                mask=mask,
-                training=training,
-            )
+    def call(sequences):
         cell = layer.cell
         dtype = sequences.dtype
-        state = tf.zeros((batch, cell.units), dtype)
-        kernel = _tensor(cell.kernel, dtype)
-        recurrent_kernel = _tensor(cell.recurrent_kernel, dtype)
+        state = tf.zeros((sequences.shape[0], cell.units), dtype)
+        kernel, recurrent_kernel = _kernels(cell, dtype)
         if cell.use_bias:
             bias = _tensor(cell.bias, dtype)
         else:
@@ -357,7 +432,28 @@ def _fused_lstm_call(name, layer, paths):
         paths[name] = FUSED_LSTM
         return outputs if layer.return_sequences else last
 
+    return _or_original(name, layer, paths, call)
+
+
+def _or_original(name, layer, paths, rewritten):
+    """`rewritten(sequences)` as `layer`'s call; Keras' own (unrolled) call
+    for what it does not handle: a mask, an initial state, an unknown
+    batch."""
+    original = type(layer).call.__get__(layer)
+
+    def call(sequences, initial_state=None, mask=None, training=False):
+        if mask is None and initial_state is None and sequences.shape[0]:
+            return rewritten(sequences)
+        paths[name] = UNROLLED
+        return original(
+            sequences, initial_state=initial_state, mask=mask, training=training
+        )
+
     return call
+
+
+def _kernels(cell, dtype):
+    return _tensor(cell.kernel, dtype), _tensor(cell.recurrent_kernel, dtype)
 
 
 def _lstm_composite(go_backwards):
@@ -408,22 +504,12 @@ def _unrolled_gru_call(name, layer, paths):
 
     if layer.stateful or layer.return_state:
         return None
-    original = type(layer).call.__get__(layer)
     cell = layer.cell
 
-    def call(sequences, initial_state=None, mask=None, training=False):
-        if mask is not None or initial_state is not None:
-            paths[name] = UNROLLED
-            return original(
-                sequences,
-                initial_state=initial_state,
-                mask=mask,
-                training=training,
-            )
+    def call(sequences):
         dtype = sequences.dtype
         units = cell.units
-        kernel = _tensor(cell.kernel, dtype)
-        recurrent_kernel = _tensor(cell.recurrent_kernel, dtype)
+        kernel, recurrent_kernel = _kernels(cell, dtype)
         gates = [slice(g * units, (g + 1) * units) for g in range(3)]
         if cell.use_bias and cell.reset_after:
             input_bias = _tensor(cell.bias, dtype)[0]
@@ -470,22 +556,15 @@ def _unrolled_gru_call(name, layer, paths):
             return tf.stack(outputs, axis=1)
         return h
 
-    return call
+    return _or_original(name, layer, paths, call)
 
 
 def _attention_layers(model):
-    found = []
-    _walk(model, found)
-    return found
-
-
-def _walk(layer, found):
-    if isinstance(layer, _STATIC_EXPORT_LAYERS):
-        found.append(layer)
-    if isinstance(layer, keras.layers.Wrapper):
-        _walk(layer.layer, found)
-    for inner in getattr(layer, "layers", None) or []:
-        _walk(inner, found)
+    return [
+        layer
+        for layer in keras_layers(model)
+        if isinstance(layer, _STATIC_EXPORT_LAYERS)
+    ]
 
 
 @contextlib.contextmanager

@@ -57,6 +57,15 @@ class QuantizeAwareActivation:
         )
 
 
+def _attribute_owner(layer, path):
+    """`(object, name)` holding attribute `path` of `layer`; a dotted path
+    (`"cell.activation"`) names an attribute of a sub-object."""
+    *parents, name = path.split(".")
+    for parent in parents:
+        layer = getattr(layer, parent)
+    return layer, name
+
+
 def _is_variable(value):
     return isinstance(value, keras.Variable)
 
@@ -171,12 +180,11 @@ class QuantizeWrapper(keras.layers.Wrapper):
         training = bool(training)
         self._call_training = training
         mapping = self._quantized_weight_mapping(training)
-        saved = {
-            name: self.layer.__dict__.get(name)
-            for name in self._activation_attributes
-        }
-        for name, value in self._activation_attributes.items():
-            object.__setattr__(self.layer, name, value)
+        saved = []
+        for path, value in self._activation_attributes.items():
+            owner, name = _attribute_owner(self.layer, path)
+            saved.append((owner, name, owner.__dict__.get(name)))
+            object.__setattr__(owner, name, value)
         try:
             if mapping:
                 with keras.StatelessScope(state_mapping=mapping) as scope:
@@ -191,8 +199,8 @@ class QuantizeWrapper(keras.layers.Wrapper):
             else:
                 outputs = self.layer(inputs, **kwargs)
         finally:
-            for name, value in saved.items():
-                object.__setattr__(self.layer, name, value)
+            for owner, name, value in saved:
+                object.__setattr__(owner, name, value)
         if not self._output_entries:
             return outputs
         flat = keras.tree.flatten(outputs)

@@ -189,3 +189,47 @@ def test_fit_exports_an_lstm_model_in_int8_with_its_tflite_score(tmp_path):
     keras_accuracy = history.history["val_accuracy"][-1]
     tflite_accuracy = history.history["val_tflite_accuracy"][-1]
     assert abs(keras_accuracy - tflite_accuracy) <= 1 / 24 + 1e-6
+
+
+def _qat_lstm():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((STEPS, FEATURES), name="sequence")
+    model = keras.Model(inputs, L.Dense(2)(L.LSTM(4, name="rnn")(inputs)))
+    qat = keras_tflq.quantize_model(model)
+    qat.compile("adam", "mse")
+    return qat
+
+
+@pytest.mark.parametrize(
+    "mode, message",
+    [
+        (
+            "int8",
+            r"Expected calibration data for mode='int8' on a "
+            r"quantization-aware model with recurrent layers \(LSTM "
+            r"'quant_rnn/rnn'\).*validation_data=",
+        ),
+        (
+            "int16x8",
+            r"Expected a float model for mode='int16x8' with recurrent "
+            r"layers.*Received: quantization-aware model .* \(LSTM "
+            r"'quant_rnn/rnn'\).*mode='int8'",
+        ),
+    ],
+    ids=["int8_without_validation_data", "int16x8"],
+)
+def test_qat_recurrent_export_refused_before_the_first_batch(
+    mode, message, tmp_path
+):
+    qat = _qat_lstm()
+    seen = []
+    counter = keras.callbacks.LambdaCallback(
+        on_train_batch_begin=lambda batch, logs: seen.append(batch)
+    )
+    export = keras_tflq.TFLiteExport(str(tmp_path / "qat.tflite"), mode=mode)
+    x = np.zeros((8, STEPS, FEATURES), "float32")
+    with pytest.raises(ValueError, match=message):
+        qat.fit(x, np.zeros((8, 2)), callbacks=[export, counter], verbose=0)
+    assert seen == []
+    with pytest.raises(ValueError, match="quantization-aware model with"):
+        keras_tflq.export_tflite(qat, str(tmp_path / "qat2.tflite"))

@@ -47,7 +47,10 @@ def test_row_is_consistent(row):
     # Only layers with weights quantize weights, split their activation
     # and may have per-channel weights (convolutions).
     weighted = (Kind.CONV, Kind.TRANSPOSED_CONV, Kind.DENSE)
-    assert bool(row.weight_attrs) == (row.kind in weighted)
+    # Recurrent layers and embeddings quantize weights through their own
+    # configs (sequence_configs.py, attention_configs.py), no activation.
+    with_weights = weighted + (Kind.RECURRENT, Kind.EMBEDDING)
+    assert bool(row.weight_attrs) == (row.kind in with_weights)
     assert row.split_activation == (row.kind in weighted)
     assert row.per_channel == (row.kind is Kind.CONV)
     if row.merge is not None:

@@ -13,8 +13,20 @@ import sys
 
 import keras
 
+from keras_tflq.quantization.default_scheme.attention_configs import (
+    EmbeddingQuantizeConfig,
+)
 from keras_tflq.quantization.default_scheme.default_quantize_config import (
     DefaultQuantizeConfig,
+)
+from keras_tflq.quantization.default_scheme.sequence_configs import (
+    RecurrentQuantizeConfig,
+)
+from keras_tflq.quantization.default_scheme.sequence_configs import (
+    TimeDistributedQuantizeConfig,
+)
+from keras_tflq.quantization.default_scheme.sequence_configs import (
+    recurrent_layers_of,
 )
 
 L = keras.layers
@@ -34,6 +46,9 @@ class Kind(enum.Enum):
     OUTPUT = "output"  # no weights, an output range of its own
     OP = "op"  # an arithmetic Keras op used on symbolic tensors
     MODEL = "model"  # a nested model, quantized on its own
+    RECURRENT = "recurrent"  # kernels, fixed-range gates, output range
+    EMBEDDING = "embedding"  # int8 table; GATHER keeps its scale
+    TIME_DISTRIBUTED = "time_distributed"  # the inner layer's own row
 
 
 class Merge(enum.Enum):
@@ -86,6 +101,8 @@ def _conv(match):
 def _rows(kind, matches):
     return tuple(LayerInfo(match, kind) for match in matches)
 
+
+_RECURRENT_WEIGHTS = ("cell.kernel", "cell.recurrent_kernel")
 
 # TFLite FullyConnected int8 is per-tensor only; the converter rejects a
 # per-channel transposed-convolution kernel (it transposes the kernel).
@@ -171,6 +188,14 @@ TABLE = (
             L.UpSampling3D,
         ),
     ),
+    # Recurrent layers (the kernels live on the cell) and embeddings:
+    # sequence_configs.py and attention_configs.py hold their configs.
+    LayerInfo(L.LSTM, Kind.RECURRENT, _RECURRENT_WEIGHTS),
+    LayerInfo(L.GRU, Kind.RECURRENT, _RECURRENT_WEIGHTS),
+    LayerInfo(L.SimpleRNN, Kind.RECURRENT, _RECURRENT_WEIGHTS),
+    LayerInfo(L.Bidirectional, Kind.RECURRENT, _RECURRENT_WEIGHTS),
+    LayerInfo(L.TimeDistributed, Kind.TIME_DISTRIBUTED),
+    LayerInfo(L.Embedding, Kind.EMBEDDING, ("embeddings",)),
     # Keras ops used on symbolic tensors (`x + 3.0`), by class name.
     LayerInfo("Add", Kind.OP, fuses_relu=True),
     LayerInfo("Subtract", Kind.OP, fuses_relu=True),
@@ -251,7 +276,42 @@ def info(layer):
         and activation_name(layer) not in SUPPORTED_ACTIVATIONS
     ):
         return None  # a ReLU with other bounds runs as several TFLite ops
+    if row is not None and row.kind is Kind.RECURRENT:
+        return row if _supported_recurrent(layer) else None
+    if row is not None and row.kind is Kind.TIME_DISTRIBUTED:
+        return row if _supported_time_distributed(layer) else None
     return row
+
+
+def _supported_recurrent(layer):
+    """A recurrent layer (or Bidirectional of one) whose activations
+    TFLite runs in int8."""
+    found = recurrent_layers_of(layer)
+    if found is None:
+        return False
+    for _, rnn in found:
+        for attribute in ("activation", "recurrent_activation"):
+            function = getattr(rnn.cell, attribute, None)
+            if function is None:
+                continue
+            name = keras.activations.serialize(function)
+            if name not in SUPPORTED_ACTIVATIONS:
+                return False
+    return True
+
+
+def _supported_time_distributed(layer):
+    """A TimeDistributed around a layer with weights that runs as one
+    op (no activation split off)."""
+    row = info(layer.layer)
+    if row is None:
+        return False
+    if row.kind is Kind.RECURRENT:
+        return True
+    return (
+        row.kind in (Kind.CONV, Kind.DENSE)
+        and activation_name(layer.layer) in (None,) + KEPT_ACTIVATIONS
+    )
 
 
 def kind(layer):
@@ -298,6 +358,18 @@ def default_config(
     row = info(layer)
     if row is None or row.kind in (Kind.PASSTHROUGH, Kind.MODEL):
         return None
+    if row.kind is Kind.RECURRENT:
+        return RecurrentQuantizeConfig(
+            activation_bits=activation_bits, quantize_output=quantize_output
+        )
+    if row.kind is Kind.EMBEDDING:
+        return EmbeddingQuantizeConfig()
+    if row.kind is Kind.TIME_DISTRIBUTED:
+        return TimeDistributedQuantizeConfig(
+            default_config(
+                layer.layer, per_channel, activation_bits, quantize_output
+            )
+        )
     axes = [
         conv_weight_axis(layer) if per_channel and row.per_channel else None
         for _ in row.weight_attrs
@@ -340,6 +412,22 @@ _KIND_TEXT = {
         "`hard_sigmoid` as `relu6(x + 3) / 6`"
     ),
     Kind.OUTPUT: "output range",
+    Kind.RECURRENT: (
+        "int8 symmetric kernel and recurrent kernel, per tensor; the "
+        "`sigmoid`/`tanh` gates with TFLite's fixed ranges (int8 where the "
+        "export unrolls the layer, int16 in the fused int8 LSTM); a learned "
+        "output range (none for a `SimpleRNN` with `tanh`); a "
+        "`Bidirectional` quantizes both directions. Other gate activations: "
+        "those supported below"
+    ),
+    Kind.TIME_DISTRIBUTED: (
+        "the wrapped `Dense`, convolution or recurrent layer quantized by "
+        "its own row (no activation split off: `linear`, `relu`, `relu6`)"
+    ),
+    Kind.EMBEDDING: (
+        "int8 symmetric table, per tensor; no output range (TFLite's "
+        "`GATHER` keeps the table's scale)"
+    ),
     Kind.PASSTHROUGH: (
         "no quantizer: TFLite keeps the input's range (range passthrough)"
     ),

@@ -91,6 +91,9 @@ class Rewriter:
         Kind.ACTIVATION: "activation",
         Kind.OUTPUT: "output",
         Kind.OP: "quantized_op",
+        Kind.RECURRENT: "wrapped",
+        Kind.EMBEDDING: "wrapped",
+        Kind.TIME_DISTRIBUTED: "wrapped",
     }
 
     def __init__(self, per_channel, activation_bits, unsupported):

@@ -1,15 +1,172 @@
-"""QAT configs for recurrent layers (`LSTM`, `GRU`, `SimpleRNN`)."""
+"""QAT configs for recurrent layers (`LSTM`, `GRU`, `SimpleRNN`), alone or
+in a `Bidirectional` wrapper, and for a layer inside `TimeDistributed`.
+
+What TFLite's int8 kernels compute, and so what the configs simulate:
+
+- an unrolled cell (`GRU`, `SimpleRNN`, an LSTM the export unrolls) runs
+  as int8 ops; `LOGISTIC` outputs have TFLite's fixed scale 1/256 (zero
+  point -128) and `TANH` outputs 1/128 (zero point 0), in 16x8 both
+  1/32768. The gate activations are fake-quantized with exactly those
+  ranges, the kernels int8 per tensor, the output with a learned range.
+- the fused int8 `UNIDIRECTIONAL_SEQUENCE_LSTM` computes its gates in
+  int16 (pre-activations with scale 2^-12, sigmoid/tanh outputs 2^-15):
+  the gates are fake-quantized to 16 bits. Its cell state (int16, a
+  power-of-two scale) and its recurrent input and output (one shared
+  int8 range) are set by the converter from calibration statistics only
+  (its LSTM quantization pattern runs in post-training quantization
+  only), so the export calibrates them; see docs/quantization.md.
+"""
 
 import keras
 
+from keras_tflq.argument_checks import check_one_of
+from keras_tflq.quantization.default_scheme.default_quantize_config import (
+    activation_quantizer,
+)
 from keras_tflq.quantization.default_scheme.weights_only_config import (
     WeightsOnlyQuantizeConfig,
 )
+from keras_tflq.quantization.fake_quant import fake_quant
+from keras_tflq.quantization.quantize_config import QuantizeConfig
+from keras_tflq.quantization.quantizer_base import Quantizer
 from keras_tflq.quantization.quantizers import LastValueQuantizer
-from keras_tflq.quantization.quantizers import MovingAverageQuantizer
 
 _PACKAGE = "keras_tflq"
 _RECURRENT = (keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN)
+# The float range of TFLite's fixed-scale activation outputs, by bits:
+# int8 LOGISTIC (scale 1/256, zero point -128), TANH (1/128, 0); int16
+# both 1/32768, zero point 0.
+FIXED_RANGES = {
+    ("sigmoid", 8): (0.0, 255.0 / 256.0),
+    ("tanh", 8): (-1.0, 127.0 / 128.0),
+    ("sigmoid", 16): (-1.0, 32767.0 / 32768.0),
+    ("tanh", 16): (-1.0, 32767.0 / 32768.0),
+}
+_GATE_ATTRIBUTES = ("recurrent_activation", "activation")
+# The fused int8 LSTM's gate pre-activations: int16, scale 2^-12 (Q3.12).
+_FUSED_GATE_INPUT = (-8.0, 8.0 - 2.0**-12)
+
+
+def fusable_lstm(layer):
+    """Whether TFLite's fused LSTM kernel computes exactly what `layer` does
+    (the export then runs it as `UNIDIRECTIONAL_SEQUENCE_LSTM`)."""
+    if type(layer) is not keras.layers.LSTM:
+        return False
+    cell = layer.cell
+    return (
+        cell.activation is keras.activations.tanh
+        and cell.recurrent_activation is keras.activations.sigmoid
+        and not layer.stateful
+        and not layer.return_state
+    )
+
+
+def recurrent_layers_of(layer):
+    """`[(attribute path, recurrent layer)]` of an `LSTM`, `GRU` or
+    `SimpleRNN` (path `""`) or of both directions of a `Bidirectional`
+    wrapping them; None for any other layer."""
+    if isinstance(layer, keras.layers.Bidirectional):
+        inner = [
+            ("forward_layer.", layer.forward_layer),
+            ("backward_layer.", layer.backward_layer),
+        ]
+    else:
+        inner = [("", layer)]
+    if not all(isinstance(rnn, _RECURRENT) for _, rnn in inner):
+        return None
+    return inner
+
+
+def _check_recurrent(layer):
+    found = recurrent_layers_of(layer)
+    if found is None:
+        raise ValueError(
+            "Expected `layer` to be an LSTM, GRU or SimpleRNN layer, or a "
+            "Bidirectional wrapper of one. Received: "
+            f"layer={layer.name!r} of type {type(layer).__name__}"
+        )
+    return found
+
+
+def _activation_name(function):
+    if function is None:
+        return None
+    name = keras.activations.serialize(function)
+    return name if isinstance(name, str) else None
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class FixedRangeQuantizer(Quantizer):
+    """Fake quantization with a fixed range: no variables, no statistics.
+
+    TFLite gives the outputs of `LOGISTIC` and `TANH` a fixed scale; this
+    quantizer rounds to that grid (`FIXED_RANGES`).
+
+    Args:
+        range_min: the lowest representable value.
+        range_max: the highest representable value.
+        num_bits: 8 or 16. Defaults to `8`.
+
+    Example:
+
+    >>> quantizer = FixedRangeQuantizer(0.0, 255.0 / 256.0)
+    >>> float(quantizer(keras.ops.ones((1,)) * 0.3, False, {})[0]) * 256
+    77.0
+    """
+
+    def __init__(self, range_min, range_max, num_bits=8):
+        check_one_of("num_bits", num_bits, (8, 16))
+        if not float(range_min) < float(range_max):
+            raise ValueError(
+                "Expected `range_min` to be below `range_max`. Received: "
+                f"range_min={range_min!r}, range_max={range_max!r}"
+            )
+        self.range_min = float(range_min)
+        self.range_max = float(range_max)
+        self.num_bits = num_bits
+
+    def build(self, tensor_shape, name, layer):
+        return {}
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        return fake_quant(
+            inputs,
+            self.range_min,
+            self.range_max,
+            num_bits=self.num_bits,
+            narrow_range=False,
+            axis=None,
+        )
+
+    def get_config(self):
+        return {
+            "range_min": self.range_min,
+            "range_max": self.range_max,
+            "num_bits": self.num_bits,
+        }
+
+
+def _weight_quantizer(weight_bits):
+    return LastValueQuantizer(
+        num_bits=weight_bits, per_axis=False, symmetric=True, narrow_range=True
+    )
+
+
+def _check_weight_bits(weight_bits):
+    if weight_bits != 8:
+        raise ValueError(
+            "Expected `weight_bits` to be 8 (TFLite's int8 recurrent "
+            f"kernels). Received: weight_bits={weight_bits!r}"
+        )
+    return weight_bits
+
+
+def _kernels(layer, weight_bits):
+    pairs = []
+    for _, rnn in _check_recurrent(layer):
+        for variable in (rnn.cell.kernel, rnn.cell.recurrent_kernel):
+            pairs.append((variable, _weight_quantizer(weight_bits)))
+    return pairs
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -18,16 +175,13 @@ class RecurrentWeightsQuantizeConfig(WeightsOnlyQuantizeConfig):
 
     Both kernels are fake-quantized as TFLite's int8 LSTM and
     FullyConnected kernels are stored: symmetric, narrow-range, one range
-    per tensor. The gate activations are not fake-quantized: the fused
-    int8 `UNIDIRECTIONAL_SEQUENCE_LSTM` computes its gates with fixed
-    16-bit ranges of its own, and the converter fails on fake-quant ops
-    inside or around the fused op ("Failed to duplicate values for the
-    stateful op"), so the layer's output keeps no range of its own either;
-    the int8 export calibrates the layer's internal tensors and output
-    (give the export calibration data, as for a float model).
+    per tensor. No activation is quantized: the int8 export calibrates
+    the layer's internal tensors and output (give the export calibration
+    data, as for a float model). `RecurrentQuantizeConfig`, which
+    `quantize_model` uses, also simulates the gates and the output.
 
-    Use it with `quantize_annotate_layer` on `LSTM`, `GRU` or `SimpleRNN`;
-    the rest of the model is annotated as usual.
+    Use it with `quantize_annotate_layer` on `LSTM`, `GRU` or `SimpleRNN`
+    (or a `Bidirectional` wrapper of one).
 
     Args:
         weight_bits: bits of the kernels, 8 (TFLite's int8 spec).
@@ -37,91 +191,284 @@ class RecurrentWeightsQuantizeConfig(WeightsOnlyQuantizeConfig):
 
     ```python
     import keras, keras_tflq as tflq
-    from keras_tflq.quantization.default_scheme.sequence_configs import (
-        RecurrentWeightsQuantizeConfig,
-    )
 
     inputs = keras.Input((8, 8))
     x = tflq.quantize_annotate_layer(
-        keras.layers.LSTM(16), RecurrentWeightsQuantizeConfig())(inputs)
+        keras.layers.LSTM(16), tflq.RecurrentWeightsQuantizeConfig())(inputs)
     model = keras.Model(inputs, keras.layers.Dense(10)(x))
     qat_model = tflq.quantize_model(model)
     ```
     """
 
     def __init__(self, weight_bits=8):
-        if weight_bits != 8:
-            raise ValueError(
-                "Expected `weight_bits` to be 8 (TFLite's int8 recurrent "
-                f"kernels). Received: weight_bits={weight_bits!r}"
-            )
-        self.weight_bits = weight_bits
+        self.weight_bits = _check_weight_bits(weight_bits)
 
     def get_weights_and_quantizers(self, layer):
-        _check_recurrent(layer)
-        cell = layer.cell
-        return [
-            (cell.kernel, self._weight_quantizer()),
-            (cell.recurrent_kernel, self._weight_quantizer()),
-        ]
+        return _kernels(layer, self.weight_bits)
 
     def get_config(self):
         return {"weight_bits": self.weight_bits}
 
-    def _weight_quantizer(self):
-        return LastValueQuantizer(
-            num_bits=self.weight_bits,
-            per_axis=False,
-            symmetric=True,
-            narrow_range=True,
-        )
-
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class RecurrentQuantizeConfig(RecurrentWeightsQuantizeConfig):
-    """QAT of a recurrent layer's weights and output range.
+class RecurrentQuantizeConfig(QuantizeConfig):
+    """QAT of a recurrent layer as TFLite's integer kernels compute it.
 
-    As `RecurrentWeightsQuantizeConfig`, plus a moving-average range on the
-    layer's output, for the layers exported unrolled (`GRU`, `SimpleRNN`,
-    an `LSTM` with other activations, and every layer in `"int16x8"`),
-    where the output feeds ordinary int8 ops.
+    The default scheme's config for `LSTM`, `GRU`, `SimpleRNN` and a
+    `Bidirectional` wrapper of them (`quantize_model` uses it):
+
+    - kernel and recurrent kernel: int8, symmetric, narrow range, per
+      tensor;
+    - the gate activations (`sigmoid`, `tanh`): TFLite's fixed output
+      ranges, in int8 for the layers the export unrolls (scale 1/256 for
+      sigmoid, 1/128 for tanh) and in int16 (1/32768) for an LSTM the
+      int8 export fuses (the fused kernel's gates are int16) and in
+      16-bit activations;
+    - the output: a moving-average range (`activation_bits`), except a
+      `SimpleRNN` whose activation already has a fixed range.
 
     Args:
-        weight_bits: bits of the kernels. Defaults to `8`.
-        activation_bits: bits of the output range, 8 or 16.
+        weight_bits: bits of the kernels, 8. Defaults to `8`.
+        activation_bits: bits of the activations, 8 or 16.
             Defaults to `8`.
+        quantize_output: give the output a range of its own.
+            Defaults to `True`.
 
     Example:
 
-    >>> config = RecurrentQuantizeConfig(activation_bits=16)
+    ```python
+    import keras, keras_tflq as tflq
+
+    inputs = keras.Input((8, 8))
+    x = tflq.quantize_annotate_layer(
+        keras.layers.GRU(16), tflq.RecurrentQuantizeConfig())(inputs)
+    qat_model = tflq.quantize_apply(
+        keras.Model(inputs, keras.layers.Dense(10)(x)))
+    ```
     """
 
-    def __init__(self, weight_bits=8, activation_bits=8):
-        super().__init__(weight_bits)
+    def __init__(self, weight_bits=8, activation_bits=8, quantize_output=True):
+        self.weight_bits = _check_weight_bits(weight_bits)
         if activation_bits not in (8, 16):
             raise ValueError(
                 "Expected `activation_bits` to be 8 or 16. "
                 f"Received: activation_bits={activation_bits!r}"
             )
         self.activation_bits = activation_bits
+        self.quantize_output = bool(quantize_output)
+
+    def get_weights_and_quantizers(self, layer):
+        return _kernels(layer, self.weight_bits)
+
+    def get_activations_and_quantizers(self, layer):
+        """Per recurrent layer: two pairs per gate, its input (`linear`
+        with a learned range, or the fused kernel's fixed 2^-12 scale)
+        and its output (the activation, TFLite's fixed range)."""
+        _check_recurrent(layer)
+        pairs = []
+        for _, rnn in _inner_layers(layer):
+            fused = self.activation_bits == 8 and fusable_lstm(rnn)
+            for _, function in _gates(rnn):
+                if fused:  # the fused int8 kernel's gates: int16
+                    bits = 16
+                    before = FixedRangeQuantizer(*_FUSED_GATE_INPUT, bits)
+                else:
+                    bits = self.activation_bits
+                    before = activation_quantizer(bits)
+                fixed = FIXED_RANGES[(_activation_name(function), bits)]
+                pairs.append((keras.activations.linear, before))
+                pairs.append((function, FixedRangeQuantizer(*fixed, bits)))
+            if fused:
+                # The fused kernel's output (and next recurrent input) `h`
+                # is int8 with a range the converter calibrates, about
+                # [-1, 1] once trained: |h| < 1 never clips.
+                state = FixedRangeQuantizer(*FIXED_RANGES[("tanh", 8)], 8)
+                pairs.append((keras.activations.linear, state))
+        return pairs
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        pass  # the wrapper substitutes the quantized kernels
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        remaining = list(quantize_activations)
+        inner = _inner_layers(layer)
+        gates = sum(len(_gates(rnn)) for _, rnn in inner)
+        # One more per layer for a fused LSTM's `h` (both directions of a
+        # Bidirectional are alike).
+        states = (len(remaining) - 2 * gates) // len(inner)
+        for prefix, rnn in inner:
+            for attribute, _ in _gates(rnn):
+                before, after = remaining[:2]
+                del remaining[:2]
+                gate = _Gate(before, after)
+                setattr(layer, f"{prefix}cell.{attribute}", gate)
+            if states == 1:  # the fused LSTM's `h` (see above)
+                call = _StateQuantizedCall(rnn.cell, remaining.pop(0))
+                setattr(layer, f"{prefix}cell.call", call)
+            # The learned ranges update at every step: a Python loop, not a
+            # `while` loop (whose body cannot update the wrapper's ranges).
+            setattr(layer, f"{prefix}unroll", True)
+        if remaining:
+            raise ValueError(
+                "Expected the quantized activations of "
+                "`get_activations_and_quantizers`. Received: "
+                f"{len(remaining)} more"
+            )
 
     def get_output_quantizers(self, layer):
-        return [
-            MovingAverageQuantizer(
-                num_bits=self.activation_bits,
-                per_axis=False,
-                symmetric=self.activation_bits == 16,
-                narrow_range=False,
-            )
-        ]
+        if not self.quantize_output or not self._output_range(layer):
+            return []
+        return [activation_quantizer(self.activation_bits)]
 
     def get_config(self):
-        return {**super().get_config(), "activation_bits": self.activation_bits}
+        return {
+            "weight_bits": self.weight_bits,
+            "activation_bits": self.activation_bits,
+            "quantize_output": self.quantize_output,
+        }
+
+    def _output_range(self, layer):
+        """Whether the output gets a learned range: not a `SimpleRNN`
+        whose output is a fixed-range activation's, nor an LSTM the int8
+        export fuses (the converter calibrates the fused op's output, and
+        a moving-average range would clip where that one does not)."""
+        for _, rnn in _inner_layers(layer):
+            cell = rnn.cell
+            if isinstance(cell, keras.layers.SimpleRNNCell) and (
+                _activation_name(cell.activation) in ("tanh", "sigmoid")
+            ):
+                return False
+            if self.activation_bits == 8 and fusable_lstm(rnn):
+                return False
+        return True
 
 
-def _check_recurrent(layer):
-    if not isinstance(layer, _RECURRENT):
-        raise ValueError(
-            "Expected `layer` to be an LSTM, GRU or SimpleRNN layer. "
-            f"Received: layer={layer.name!r} of type {type(layer).__name__}"
+class _Gate:
+    """A gate activation with its input and its output fake-quantized."""
+
+    def __init__(self, before, after):
+        self.before = before
+        self.after = after
+        self.__name__ = after.__name__
+
+    def __call__(self, inputs):
+        return self.after(self.before(inputs))
+
+
+class _StateQuantizedCall:
+    """An LSTM cell's `call` whose new state `h` (also its output) is
+    fake-quantized, as the fused int8 kernel stores it between steps."""
+
+    def __init__(self, cell, quantize):
+        self.cell = cell
+        self.quantize = quantize
+
+    def __call__(self, inputs, states, training=False):
+        call = type(self.cell).call
+        h, (_, c) = call(self.cell, inputs, states, training=training)
+        h = self.quantize(h)
+        return h, [h, c]
+
+
+def _inner_layers(layer):
+    """`[(attribute path prefix, recurrent layer)]` of `layer` or of the
+    stand-in a wrapper passes to `set_quantize_activations`."""
+    if getattr(layer, "forward_layer", None) is not None:
+        return [
+            ("forward_layer.", layer.forward_layer),
+            ("backward_layer.", layer.backward_layer),
+        ]
+    return [("", layer)]
+
+
+def _gates(rnn):
+    """`[(attribute, activation)]` of the gate activations of `rnn`'s cell
+    with a fixed TFLite range."""
+    gates = []
+    for attribute in _GATE_ATTRIBUTES:
+        function = getattr(rnn.cell, attribute, None)
+        if _activation_name(function) in ("sigmoid", "tanh"):
+            gates.append((attribute, function))
+    return gates
+
+
+class TimeDistributedQuantizeConfig(QuantizeConfig):
+    """QAT of the layer inside a `TimeDistributed`, with its own config.
+
+    The wrapped layer's weights are quantized by `config` and its output
+    ranges apply to the `TimeDistributed` output (the outputs of every
+    step, stacked).
+
+    Args:
+        config: the `QuantizeConfig` of the wrapped layer.
+
+    Example:
+
+    ```python
+    import keras
+    from keras_tflq.quantization.default_scheme import registry
+    from keras_tflq.quantization.default_scheme.sequence_configs import (
+        TimeDistributedQuantizeConfig,
+    )
+
+    dense = keras.layers.Dense(4)
+    config = TimeDistributedQuantizeConfig(registry.default_config(dense))
+    ```
+    """
+
+    def __init__(self, config):
+        if isinstance(config, dict):
+            config = keras.saving.deserialize_keras_object(config)
+        if not isinstance(config, QuantizeConfig):
+            raise ValueError(
+                "Expected `config` to be a keras_tflq.QuantizeConfig. "
+                f"Received: config={config!r}"
+            )
+        self.config = config
+
+    def get_weights_and_quantizers(self, layer):
+        return self.config.get_weights_and_quantizers(_inner(layer))
+
+    def get_activations_and_quantizers(self, layer):
+        return self.config.get_activations_and_quantizers(_inner(layer))
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        self.config.set_quantize_weights(
+            _Prefixed(layer, layer.layer, "layer."), quantize_weights
         )
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        self.config.set_quantize_activations(
+            _Prefixed(layer, layer.layer, "layer."), quantize_activations
+        )
+
+    def get_output_quantizers(self, layer):
+        return self.config.get_output_quantizers(_inner(layer))
+
+    def get_config(self):
+        return {"config": keras.saving.serialize_keras_object(self.config)}
+
+
+def _inner(layer):
+    if not isinstance(layer, keras.layers.TimeDistributed):
+        raise ValueError(
+            "Expected `layer` to be a TimeDistributed layer. Received: "
+            f"layer={layer.name!r} of type {type(layer).__name__}"
+        )
+    return layer.layer
+
+
+class _Prefixed:
+    """The wrapped layer as a config sees it: attribute reads go to
+    `inner`, writes are recorded on `outer` under `prefix` + name."""
+
+    def __init__(self, outer, inner, prefix):
+        object.__setattr__(self, "_outer", outer)
+        object.__setattr__(self, "_inner", inner)
+        object.__setattr__(self, "_prefix", prefix)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._outer, f"{self._prefix}{name}", value)
