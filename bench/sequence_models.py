@@ -47,25 +47,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _models import SEQUENCE_KINDS  # noqa: E402
+from _models import sequence_model as build  # noqa: E402
 from _report import machine_info  # noqa: E402
 from _report import write_results  # noqa: E402
 
 import keras_tflq  # noqa: E402
 from keras_tflq.conversion.modes import configure_converter  # noqa: E402
 from keras_tflq.conversion.sequence_export import sequence_converter  # noqa: E402
-from keras_tflq.quantization.default_scheme.attention_configs import (  # noqa: E402
-    EmbeddingQuantizeConfig,
-)
-from keras_tflq.quantization.default_scheme.sequence_configs import (  # noqa: E402
-    RecurrentQuantizeConfig,
-)
-from keras_tflq.quantization.default_scheme.sequence_configs import (  # noqa: E402
-    RecurrentWeightsQuantizeConfig,
-)
 from keras_tflq.runtime.inspection import inspect_tflite  # noqa: E402
 from keras_tflq.runtime.litert_model import LiteRTModel  # noqa: E402
-
-L = keras.layers
 
 
 def load_views(seed=0):
@@ -95,56 +86,8 @@ def load_views(seed=0):
     }
 
 
-def build(kind, annotate=False):
-    """The float model; `annotate` wraps its recurrent layer for QAT."""
-    keras.utils.set_random_seed(0)
-    if kind == "embedding":
-        inputs = keras.Input((64,), dtype="int32", name="pixels")
-        embedding = L.Embedding(17, 8)
-        if annotate:
-            embedding = keras_tflq.quantize_annotate_layer(
-                embedding, EmbeddingQuantizeConfig()
-            )
-        x = L.Flatten()(embedding(inputs))
-        x = L.Dense(32, activation="relu")(x)
-    elif kind == "vit":
-        inputs = keras.Input((4, 16), name="patches")
-        x = L.Dense(32)(inputs)
-        attended = L.MultiHeadAttention(num_heads=2, key_dim=16)(x, x)
-        x = L.LayerNormalization()(x + attended)
-        hidden = L.Dense(64, activation="gelu")(x)
-        x = L.LayerNormalization()(x + L.Dense(32)(hidden))
-        x = L.Flatten()(x)
-    else:
-        inputs = keras.Input((8, 8), name="rows")
-        layer = {
-            "lstm": lambda: L.LSTM(32),
-            "gru": lambda: L.GRU(32),
-            "simple_rnn": lambda: L.SimpleRNN(32),
-            "bidirectional_lstm": lambda: L.Bidirectional(L.LSTM(16)),
-        }[kind]()
-        if annotate and kind in QAT_CONFIGS:
-            layer = keras_tflq.quantize_annotate_layer(
-                layer, QAT_CONFIGS[kind]()
-            )
-        x = layer(inputs)
-    outputs = L.Dense(10, name="logits")(x)
-    model = keras.Model(inputs, outputs, name=kind)
-    model.compile(
-        keras.optimizers.Adam(3e-3 if kind == "vit" else 1e-2),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    return model
-
-
 VIEW = {"embedding": "tokens", "vit": "patches"}
-QAT_CONFIGS = {
-    "lstm": RecurrentWeightsQuantizeConfig,
-    "gru": RecurrentQuantizeConfig,
-    "simple_rnn": RecurrentQuantizeConfig,
-}
-KINDS = ("lstm", "gru", "simple_rnn", "bidirectional_lstm", "vit", "embedding")
+KINDS = SEQUENCE_KINDS
 
 
 def latency_ms(path, sample, runs):
