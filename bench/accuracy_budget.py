@@ -153,6 +153,19 @@ def row(model_name, variant, report, path, seconds=None, extra=None):
     }
 
 
+def not_converted(model_name, variant, error):
+    """The row of an export the converter rejected, with its reason."""
+    return {
+        "model": model_name,
+        "variant": variant,
+        "accuracy": None,
+        "bytes": None,
+        "latency_ms": None,
+        "seconds": None,
+        "error": str(error).splitlines()[0][-120:],
+    }
+
+
 def save_chart(model, path, report, x_val, charts, label):
     """The per-layer error chart of one artifact, copied to `charts`."""
     import shutil
@@ -195,13 +208,17 @@ def bench_model(name, workdir, charts=None):
     rows = []
     for mode in ("float32", "int8", "int16x8"):
         path = os.path.join(workdir, f"{name}_{mode}.tflite")
-        report = keras_tflq.export_tflite(
-            model,
-            path,
-            mode=mode,
-            calibration_data=x_val,
-            validation_data=(x_val, y_val),
-        )
+        try:
+            report = keras_tflq.export_tflite(
+                model,
+                path,
+                mode=mode,
+                calibration_data=x_val,
+                validation_data=(x_val, y_val),
+            )
+        except keras_tflq.ConversionError as error:
+            rows.append(not_converted(name, mode, error))
+            continue
         rows.append(row(name, mode, report, path))
         if charts and mode == "int8":
             save_chart(model, path, report, x_val, charts, mode)
@@ -398,6 +415,12 @@ def markdown(rows):
                 f" ({r['conversions']} conversions,"
                 f" budget met: {r['budget_met']})"
             )
+        if r["accuracy"] is None:
+            lines.append(
+                f"| {r['model']} | {r['variant']} | not converted "
+                f"({r['keras_accuracy']:.4f}) | | | | {r['error']} |"
+            )
+            continue
         lines.append(
             f"| {r['model']} | {r['variant']} "
             f"| {r['accuracy']:.4f} ({r['keras_accuracy']:.4f}) "

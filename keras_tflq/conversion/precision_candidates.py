@@ -46,36 +46,23 @@ class PrecisionSearch:
         model: The Keras model.
         graph: The `GraphLayers` of its float32 artifact.
         float_content: The float32 artifact's bytes.
-        mode: The export mode, the precision the search starts from.
         calibration: The `CalibrationSet`.
         budget: The `ScoreBudget`.
-        evaluate: `evaluate(content)` scores an artifact on the validation
-            data.
         reference: The Keras model's scores.
-        verbose: `1` prints one line per candidate. Defaults to `0`.
     """
 
     def __init__(
-        self,
-        model,
-        graph,
-        float_content,
-        mode,
-        calibration,
-        budget,
-        evaluate,
-        reference,
-        verbose=0,
+        self, model, graph, float_content, calibration, budget, reference
     ):
         self.model = model
         self.graph = graph
         self.float_content = float_content
-        self.mode = mode
         self.calibration = calibration
         self.budget = budget
-        self.evaluate = evaluate
         self.reference = reference
-        self.verbose = verbose
+        self.mode = None
+        self.evaluate = None
+        self.verbose = 0
         self.conversions = 0
         self._seen = set()
         samples = list(calibration.representative_dataset())[:_LAYER_SAMPLES]
@@ -84,8 +71,11 @@ class PrecisionSearch:
             for name in samples[0]
         }
 
-    def run(self, start):
-        """The candidates tried after `start` (the converter's artifact)."""
+    def run(self, start, mode, evaluate, verbose=0):
+        """The candidates tried after `start`, the converter's artifact in
+        `mode`; `evaluate(content)` scores one on the validation data and
+        `verbose=1` prints a line per candidate."""
+        self.mode, self.evaluate, self.verbose = mode, evaluate, verbose
         tried = []
         current = start
         self._seen.add(_key(start.precision))

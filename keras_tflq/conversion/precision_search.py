@@ -135,17 +135,11 @@ def export_within_budget(model, path, mode, model_inputs, budget, **options):
     ]
     if not candidates[0].met:
         search = PrecisionSearch(
-            model,
-            graph,
-            float_content,
-            mode,
-            calibration,
-            budget,
-            evaluate,
-            reference,
-            verbose=args["verbose"],
+            model, graph, float_content, calibration, budget, reference
         )
-        candidates += search.run(candidates[0])
+        candidates += search.run(
+            candidates[0], mode, evaluate, verbose=args["verbose"]
+        )
         conversions += search.conversions
     chosen = _choose(candidates, budget, reference, path)
     seconds = time.perf_counter() - started
