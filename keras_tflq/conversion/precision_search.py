@@ -126,7 +126,7 @@ def export_within_budget(model, path, mode, model_inputs, budget, **options):
     graph = _graph_of(model, float_content)
     candidates = [
         Candidate(
-            {layer: mode for layer in graph.layers},
+            {layer: mode for layer in _layer_names(model)},
             base_content,
             evaluate(base_content),
             budget,
@@ -197,6 +197,19 @@ def _choose(candidates, budget, reference, path):
         stacklevel=3,
     )
     return chosen
+
+
+def _layer_names(model):
+    """Every Keras layer but the inputs: a layer the artifact's op names
+    do not mention (a recurrent model's, converted through a concrete
+    function) cannot be raised and keeps the base precision."""
+    import keras
+
+    return [
+        layer.name
+        for layer in model.layers
+        if not isinstance(layer, keras.layers.InputLayer)
+    ]
 
 
 def _io_type(tensors, default):
