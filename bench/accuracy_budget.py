@@ -162,8 +162,18 @@ def not_converted(model_name, variant, error):
         "bytes": None,
         "latency_ms": None,
         "seconds": None,
-        "error": str(error).splitlines()[0][-120:],
+        "error": _reason(error),
     }
+
+
+def _reason(error):
+    """The converter's own words in a `ConversionError`, shortened."""
+    text = str(error)
+    if "error: " in text:
+        text = text.split("error: ", 1)[1]
+    elif ": " in text:
+        text = text.split("): ", 1)[-1].split(": ", 1)[-1]
+    return text.splitlines()[0][:110]
 
 
 def save_chart(model, path, report, x_val, charts, label):
@@ -366,7 +376,7 @@ def qat_outlier_variants(workdir):
             )
             artifact = round(report["tflite_metrics"]["accuracy"], 4)
         except keras_tflq.ConversionError as error:
-            artifact = "not converted: " + str(error).splitlines()[-1][:90]
+            artifact = "not converted: " + _reason(error)
         rows.append(
             {
                 "variant": label,
