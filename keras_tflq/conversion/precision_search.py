@@ -119,11 +119,7 @@ def export_within_budget(model, path, mode, model_inputs, budget, **options):
         isolate=args["isolate"],
     )
     reference = budget.reference()
-    float_content, _ = convert_and_inspect(
-        model, "float32", isolate=args["isolate"]
-    )
-    conversions = 2
-    graph = _graph_of(model, float_content)
+    conversions = 1
     candidates = [
         Candidate(
             {layer: mode for layer in _layer_names(model)},
@@ -134,6 +130,12 @@ def export_within_budget(model, path, mode, model_inputs, budget, **options):
         )
     ]
     if not candidates[0].met:
+        # The search starts from the float32 artifact and its layer graph.
+        float_content, _ = convert_and_inspect(
+            model, "float32", isolate=args["isolate"]
+        )
+        conversions += 1
+        graph = _graph_of(model, float_content)
         search = PrecisionSearch(
             model, graph, float_content, calibration, budget, reference
         )
