@@ -11,6 +11,7 @@ from keras_tflq.runtime.layer_error import layer_errors
 
 _LAYER_SAMPLES = 64
 
+
 class Candidate:
     """One artifact of the search: its per-layer precision, bytes, scores
     and whether they meet the budget."""
@@ -24,9 +25,12 @@ class Candidate:
         self.excess = budget.excess(scores, reference)
 
     def raised_levels(self):
+        """How many precision steps above int8, summed over the layers."""
         return sum(PRECISIONS.index(p) for p in self.precision.values())
 
     def describe(self, mode):
+        """The candidate in the report: precision counts, the layers
+        raised above `mode`, scores, bytes and whether it met the budget."""
         counts = {p: 0 for p in PRECISIONS}
         for precision in self.precision.values():
             counts[precision] += 1

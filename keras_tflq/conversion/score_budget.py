@@ -11,7 +11,6 @@ BUDGET_MODES = ("int8", "int16x8")
 _TOLERANCE = 1e-9
 
 
-
 def check_max_drop(max_drop):
     """`max_drop` if it is `None` or a non-empty dict of name -> number >= 0.
 
