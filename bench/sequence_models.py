@@ -48,19 +48,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _models import SEQUENCE_KINDS  # noqa: E402
+from _models import sequence_model as build  # noqa: E402
 from _report import machine_info  # noqa: E402
 from _report import write_results  # noqa: E402
 
 import keras_tflq  # noqa: E402
 from keras_tflq.conversion.modes import configure_converter  # noqa: E402
 from keras_tflq.conversion.sequence_export import sequence_converter  # noqa: E402
-from keras_tflq.quantization.default_scheme.attention_configs import (  # noqa: E402
-    EmbeddingQuantizeConfig,
-)
 from keras_tflq.runtime.inspection import inspect_tflite  # noqa: E402
 from keras_tflq.runtime.litert_model import LiteRTModel  # noqa: E402
-
-L = keras.layers
 
 
 def load_views(seed=0):
@@ -90,47 +87,8 @@ def load_views(seed=0):
     }
 
 
-def build(kind, annotate=False):
-    """The float model; `annotate` wraps its Embedding layer for QAT."""
-    keras.utils.set_random_seed(0)
-    if kind == "embedding":
-        inputs = keras.Input((64,), dtype="int32", name="pixels")
-        embedding = L.Embedding(17, 8)
-        if annotate:
-            embedding = keras_tflq.quantize_annotate_layer(
-                embedding, EmbeddingQuantizeConfig()
-            )
-        x = L.Flatten()(embedding(inputs))
-        x = L.Dense(32, activation="relu")(x)
-    elif kind == "vit":
-        inputs = keras.Input((4, 16), name="patches")
-        x = L.Dense(32)(inputs)
-        attended = L.MultiHeadAttention(num_heads=2, key_dim=16)(x, x)
-        x = L.LayerNormalization()(x + attended)
-        hidden = L.Dense(64, activation="gelu")(x)
-        x = L.LayerNormalization()(x + L.Dense(32)(hidden))
-        x = L.Flatten()(x)
-    else:
-        inputs = keras.Input((8, 8), name="rows")
-        layer = {
-            "lstm": lambda: L.LSTM(32),
-            "gru": lambda: L.GRU(32),
-            "simple_rnn": lambda: L.SimpleRNN(32),
-            "bidirectional_lstm": lambda: L.Bidirectional(L.LSTM(16)),
-        }[kind]()
-        x = layer(inputs)
-    outputs = L.Dense(10, name="logits")(x)
-    model = keras.Model(inputs, outputs, name=kind)
-    model.compile(
-        keras.optimizers.Adam(3e-3 if kind == "vit" else 1e-2),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    return model
-
-
 VIEW = {"embedding": "tokens", "vit": "patches"}
-KINDS = ("lstm", "gru", "simple_rnn", "bidirectional_lstm", "vit", "embedding")
+KINDS = SEQUENCE_KINDS
 
 
 def latency_ms(path, sample, runs, threads=1):
@@ -201,7 +159,11 @@ def lstm_sweep(args):
                                    (64, 32, 128)):
         keras.utils.set_random_seed(0)
         model = keras.Sequential(
-            [keras.Input((steps, features)), L.LSTM(units), L.Dense(10)],
+            [
+                keras.Input((steps, features)),
+                keras.layers.LSTM(units),
+                keras.layers.Dense(10),
+            ],
             name=f"lstm_{steps}x{features}_{units}",
         )
         x = np.random.RandomState(0).rand(64, steps, features)
@@ -276,9 +238,9 @@ def qat_int8(model, view, folder, args):
         metrics=["accuracy"],
     )
     control.fit(x, y, batch_size=32, epochs=args.qat_epochs, verbose=0)
-    annotated = build(model.name, annotate=True)
-    annotated.set_weights(model.get_weights())
-    qat = keras_tflq.quantize_model(annotated, unsupported="float")
+    float_copy = keras.models.clone_model(model)
+    float_copy.set_weights(model.get_weights())
+    qat = keras_tflq.quantize_model(float_copy, unsupported="float")
     qat.compile(
         keras.optimizers.Adam(1e-3),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),

@@ -131,6 +131,11 @@ def test_budget_met_with_mixed_precision_smaller_than_float32(
     precisions = set(report["layer_precision"].values())
     assert "int8" in precisions
     assert precisions & {"int16x8", "float32"}
+    assert list(report["layer_precision"]) == [
+        layer.name
+        for layer in model.layers
+        if not isinstance(layer, keras.layers.InputLayer)
+    ]
     float32_bytes = len(convert_model(model, "float32"))
     assert os.path.getsize(export.exported_path) == report["bytes"]
     assert report["bytes"] < float32_bytes
@@ -147,6 +152,38 @@ def test_budget_met_with_mixed_precision_smaller_than_float32(
     assert accuracy == pytest.approx(report["tflite_metrics"]["accuracy"])
     on_disk = json.loads((tmp_path / f"{model.name}_int8.json").read_text())
     assert on_disk["layer_precision"] == report["layer_precision"]
+
+
+def test_every_layer_has_a_precision_when_op_names_lose_the_layers(
+    digits, tmp_path
+):
+    # A recurrent model converts through a concrete function: the
+    # artifact's op names mention no Keras layer. The report still gives
+    # every layer the precision it runs in.
+    x, y = digits
+    x, y = x[:32, ..., 0], y[:32]
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8), name="rows"),
+            keras.layers.LSTM(4, name="lstm"),
+            keras.layers.Dense(10, activation="softmax", name="probs"),
+        ]
+    )
+    _freeze(model)
+    export = _export(
+        model,
+        (x, y),
+        (x, y),
+        tmp_path,
+        max_drop={"accuracy": 1.0},
+    )
+    report = export.report
+    assert report["budget_met"] is True
+    assert report["layer_precision"] == {"lstm": "int8", "probs": "int8"}
+    assert report["candidates"][0]["layer_precision"]["int8"] == 2
+    # Met at once: no float32 artifact is converted for a search.
+    assert report["search"]["conversions"] == 1
 
 
 def test_without_max_drop_the_export_is_unchanged(outlier_mlp, tmp_path):
