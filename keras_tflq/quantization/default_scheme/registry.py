@@ -33,6 +33,9 @@ class Kind(enum.Enum):
     PASSTHROUGH = "passthrough"  # moves values: no range of its own
     OUTPUT = "output"  # no weights, an output range of its own
     OP = "op"  # an arithmetic Keras op used on symbolic tensors
+    ATTENTION = "attention"  # projections, two matmuls, softmax
+    LAYER_NORM = "layer_norm"  # TFLite's MEAN/SUB/MUL/RSQRT ops
+    FIXED_RANGE_OP = "fixed_range_op"  # an op with TFLite's fixed range
     MODEL = "model"  # a nested model, quantized on its own
 
 
@@ -89,7 +92,8 @@ def _rows(kind, matches):
 
 # TFLite FullyConnected int8 is per-tensor only; the converter rejects a
 # per-channel transposed-convolution kernel (it transposes the kernel).
-# Layers TFLite runs as several ops, such as LayerNormalization, or has no
+# Layers TFLite runs as several ops get a layer of their own computing
+# those ops (MultiHeadAttention, LayerNormalization); layers TFLite has no
 # int8 kernel for, such as ELU, are not listed: they would leave float ops.
 # So are Conv3D (TFLite's CONV_3D is float only) and MaxPooling3D and
 # AveragePooling3D (no TFLite builtin: the converter refuses them).
@@ -180,6 +184,18 @@ TABLE = (
         Kind.PASSTHROUGH,
         ("Reshape", "Transpose", "ExpandDims", "Squeeze", "GetItem"),
     ),
+    # Attention models: a block of its own.
+    LayerInfo(
+        L.EinsumDense,
+        Kind.DENSE,
+        ("kernel",),
+        split_activation=True,
+        fuses_relu=True,
+    ),
+    LayerInfo(L.MultiHeadAttention, Kind.ATTENTION),
+    LayerInfo(L.LayerNormalization, Kind.LAYER_NORM),
+    LayerInfo("Matmul", Kind.OP),
+    LayerInfo("Softmax", Kind.FIXED_RANGE_OP),
 )
 _LAYER_ROWS = {row.match: row for row in TABLE if isinstance(row.match, type)}
 _OP_ROWS = {row.match: row for row in TABLE if isinstance(row.match, str)}
@@ -346,6 +362,23 @@ _KIND_TEXT = {
     Kind.OP: (
         "output range when the whole model is quantized (`quantize_model`, "
         "`quantize_annotate_model`)"
+    ),
+    Kind.ATTENTION: (
+        "the ops TFLite runs: query/key/value/output projections with int8 "
+        "symmetric per-tensor kernels and output ranges (the query scaled "
+        "by 1/sqrt(key_dim) in its kernel), a range on the scores and the "
+        "context (both operands of both matmuls have ranges), the softmax "
+        "output on TFLite's fixed grid (1/256, zero point -128); 3-D "
+        "inputs, no masks"
+    ),
+    Kind.LAYER_NORM: (
+        "the ops TFLite runs (MEAN, SUB, MUL, MEAN, ADD, RSQRT, MUL, then "
+        "gamma and beta), a range on each output; gamma and beta as 8-bit "
+        "constants; last axis only"
+    ),
+    Kind.FIXED_RANGE_OP: (
+        "TFLite's fixed output range (int8: scale 1/256, zero point -128; "
+        "int16: 1/32768, 0) when the whole model is quantized"
     ),
 }
 _MERGE_TEXT = {

@@ -20,10 +20,19 @@ from keras_tflq.quantization.default_scheme.conv_batchnorm_fold import (
 from keras_tflq.quantization.default_scheme.default_quantize_config import (
     DefaultQuantizeConfig,
 )
+from keras_tflq.quantization.default_scheme.layer_normalization import (
+    QuantizeLayerNormalization,
+)
+from keras_tflq.quantization.default_scheme.multi_head_attention import (
+    QuantizeMultiHeadAttention,
+)
 from keras_tflq.quantization.default_scheme.plan import Action
 from keras_tflq.quantization.default_scheme.plan import plan
 from keras_tflq.quantization.default_scheme.registry import Kind
 from keras_tflq.quantization.default_scheme.registry import Merge
+from keras_tflq.quantization.default_scheme.softmax_output import (
+    SoftmaxOutputQuantizer,
+)
 from keras_tflq.quantization.quantize_annotate import QuantizeAnnotate
 from keras_tflq.quantization.quantize_annotate import annotations_in
 from keras_tflq.quantization.quantize_wrapper import QuantizeWrapper
@@ -91,6 +100,9 @@ class Rewriter:
         Kind.ACTIVATION: "activation",
         Kind.OUTPUT: "output",
         Kind.OP: "quantized_op",
+        Kind.ATTENTION: "attention",
+        Kind.LAYER_NORM: "layer_normalization",
+        Kind.FIXED_RANGE_OP: "fixed_range_op",
     }
 
     def __init__(self, per_channel, activation_bits, unsupported):
@@ -237,6 +249,26 @@ class Rewriter:
         if not quantize_output:
             return op
         return _chain(op, self.output_quantizer())
+
+    def attention(self, layer, quantize_output, info=None):
+        """A MultiHeadAttention as the int8 ops TFLite runs it with."""
+        return QuantizeMultiHeadAttention(
+            self.copy(layer),
+            quantize_output=quantize_output,
+            activation_bits=self.activation_bits,
+        )
+
+    def layer_normalization(self, layer, quantize_output, info=None):
+        """A LayerNormalization as the int8 ops TFLite runs it with."""
+        return QuantizeLayerNormalization(
+            self.copy(layer),
+            quantize_output=quantize_output,
+            activation_bits=self.activation_bits,
+        )
+
+    def fixed_range_op(self, op, quantize_output, info=None):
+        """A softmax op, its output on TFLite's fixed grid."""
+        return _chain(op, SoftmaxOutputQuantizer(self.activation_bits))
 
     def activation(self, layer, quantize_output, info=None):
         """An activation layer; hard_sigmoid as `relu6(x + 3) / 6`, the

@@ -1,0 +1,171 @@
+"""`QuantizeLayerNormalization`: LayerNormalization as TFLite's int8 ops."""
+
+import keras
+from keras import ops
+
+from keras_tflq.quantization import precision
+from keras_tflq.quantization import schedule_state
+from keras_tflq.quantization.default_scheme import default_quantize_config
+from keras_tflq.quantization.default_scheme.base_layer import SchemeLayer
+from keras_tflq.quantization.quantizer_base import build_quantizer
+from keras_tflq.quantization.quantizers import LastValueQuantizer
+
+# The tensors TFLite's int8 graph of a layer normalization quantizes, in
+# the order they are computed (the output is `SchemeLayer`'s).
+_STEPS = (
+    "mean",  # MEAN(x)
+    "centered",  # SUB(x, mean)
+    "squared",  # MUL(centered, centered)
+    "variance",  # MEAN(squared)
+    "variance_epsilon",  # ADD(variance, epsilon)
+    "inverse_std",  # RSQRT
+)
+
+
+def check_layer_normalization(layer, rank):
+    """Refuses a LayerNormalization the int8 decomposition cannot run."""
+    axis = layer.axis
+    axes = [axis] if isinstance(axis, int) else list(axis)
+    if [a % rank for a in axes] != [rank - 1] or layer.rms_scaling:
+        raise ValueError(
+            "Expected a LayerNormalization over the last axis, without "
+            "`rms_scaling`, to quantize it (TFLite runs it as MEAN, SUB, "
+            "MUL, RSQRT ops over the last axis). Received: "
+            f"layer={layer.name!r} with axis={axis!r}, "
+            f"rms_scaling={layer.rms_scaling!r}. Pass "
+            '`unsupported="float"` to keep it float.'
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_tflq")
+class QuantizeLayerNormalization(SchemeLayer, keras.layers.Wrapper):
+    """Runs a `LayerNormalization` as the int8 ops TFLite runs it with.
+
+    TFLite has no layer-normalization kernel: the converter keeps the
+    ops of `(x - mean) * rsqrt(variance + epsilon) * gamma + beta`, each
+    with an int8 output. This layer computes those ops and fake-quantizes
+    each of their outputs with a range of its own (the mean, the centered
+    input, its square, the variance, plus epsilon, the reciprocal square
+    root, the normalized input, times gamma), and gamma and beta as the
+    converter stores those constants (8-bit, one range each), so the
+    trained model computes what the int8 artifact computes.
+
+    Args:
+        layer: a `LayerNormalization` over the last axis.
+        quantize_output: fake-quantize the output. Defaults to `True`.
+        activation_bits: 8 or 16. Defaults to `8`.
+        **kwargs: base layer arguments.
+
+    Example:
+
+    ```python
+    import keras
+    from keras_tflq.quantization.default_scheme.layer_normalization import (
+        QuantizeLayerNormalization,
+    )
+
+    norm = QuantizeLayerNormalization(keras.layers.LayerNormalization())
+    y = norm(keras.ops.ones((1, 4, 8)))
+    ```
+    """
+
+    def __init__(
+        self, layer, quantize_output=True, activation_bits=8, **kwargs
+    ):
+        if not isinstance(layer, keras.layers.LayerNormalization):
+            raise ValueError(
+                "Expected `layer` to be a LayerNormalization layer. "
+                f"Received: layer={layer!r}"
+            )
+        kwargs.setdefault("name", f"quant_{layer.name}")
+        super().__init__(
+            quantize_output,
+            activation_bits,
+            layer=layer,
+            **precision.float32_kwargs(kwargs, layer),
+        )
+
+    def build(self, input_shape):
+        check_layer_normalization(self.layer, len(input_shape))
+        if not self.layer.built:
+            self.layer.build(input_shape)
+        schedule_state.add_schedule_variables(self)
+        self._steps = {}
+        for name in _STEPS + self._affine_steps():
+            quantizer = default_quantize_config.activation_quantizer(
+                self.activation_bits
+            )
+            weights = build_quantizer(quantizer, None, name, self)
+            self._steps[name] = (quantizer, weights)
+        # The converter stores gamma and beta as 8-bit constants with
+        # min/max ranges (16-bit symmetric ones in 16x8 graphs).
+        self._constants = {}
+        for name in ("gamma", "beta"):
+            if getattr(self.layer, name) is None:
+                continue
+            quantizer = self._constant_quantizer()
+            weights = build_quantizer(quantizer, None, name, self)
+            self._constants[name] = (quantizer, weights)
+        self.build_output_quantizer(input_shape)
+        self.built = True
+
+    def _constant_quantizer(self):
+        sixteen = self.activation_bits == 16
+        return LastValueQuantizer(
+            num_bits=self.activation_bits,
+            per_axis=False,
+            symmetric=sixteen,
+            narrow_range=sixteen,
+        )
+
+    def _affine_steps(self):
+        """`normalized` (`centered * inverse_std`) before gamma or beta,
+        and `scaled` (times gamma) before beta: their own ranges."""
+        gamma = self.layer.gamma is not None
+        beta = self.layer.beta is not None
+        return (("normalized",) if gamma or beta else ()) + (
+            ("scaled",) if gamma and beta else ()
+        )
+
+    def _step(self, name, values, training):
+        quantizer, weights = self._steps[name]
+        return schedule_state.quantize(
+            self, quantizer, values, training, weights
+        )
+
+    def _constant(self, name, training):
+        quantizer, weights = self._constants[name]
+        value = ops.convert_to_tensor(getattr(self.layer, name))
+        return schedule_state.quantize(
+            self, quantizer, value, training, weights
+        )
+
+    def call(self, inputs, training=None):
+        training = bool(training)
+        layer = self.layer
+        mean = self._step(
+            "mean", ops.mean(inputs, axis=-1, keepdims=True), training
+        )
+        centered = self._step("centered", inputs - mean, training)
+        squared = self._step("squared", centered * centered, training)
+        variance = self._step(
+            "variance", ops.mean(squared, axis=-1, keepdims=True), training
+        )
+        variance = self._step(
+            "variance_epsilon", variance + layer.epsilon, training
+        )
+        inverse_std = self._step("inverse_std", ops.rsqrt(variance), training)
+        outputs = centered * inverse_std
+        if layer.gamma is None and layer.beta is None:
+            return self.quantized_output(outputs, training)
+        outputs = self._step("normalized", outputs, training)
+        if layer.gamma is not None:
+            outputs = outputs * self._constant("gamma", training)
+            if layer.beta is None:
+                return self.quantized_output(outputs, training)
+            outputs = self._step("scaled", outputs, training)
+        outputs = outputs + self._constant("beta", training)
+        return self.quantized_output(outputs, training)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
