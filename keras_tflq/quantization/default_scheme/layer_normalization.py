@@ -1,5 +1,7 @@
 """`QuantizeLayerNormalization`: LayerNormalization as TFLite's int8 ops."""
 
+import math
+
 import keras
 from keras import ops
 
@@ -8,7 +10,6 @@ from keras_tflq.quantization import schedule_state
 from keras_tflq.quantization.default_scheme import default_quantize_config
 from keras_tflq.quantization.default_scheme.base_layer import SchemeLayer
 from keras_tflq.quantization.quantizer_base import build_quantizer
-from keras_tflq.quantization.quantizers import LastValueQuantizer
 
 # The tensors TFLite's int8 graph of a layer normalization quantizes, in
 # the order they are computed (the output is `SchemeLayer`'s).
@@ -17,7 +18,7 @@ _STEPS = (
     "centered",  # SUB(x, mean)
     "squared",  # MUL(centered, centered)
     "variance",  # MEAN(squared)
-    "variance_epsilon",  # ADD(variance, epsilon)
+    "variance_epsilon",  # variance + epsilon (1x1 DEPTHWISE_CONV_2D)
     "inverse_std",  # RSQRT
 )
 
@@ -91,41 +92,26 @@ class QuantizeLayerNormalization(SchemeLayer, keras.layers.Wrapper):
             self.layer.build(input_shape)
         schedule_state.add_schedule_variables(self)
         self._steps = {}
-        for name in _STEPS + self._affine_steps():
+        affine = self.layer.gamma is not None or self.layer.beta is not None
+        for name in _STEPS + (("normalized",) if affine else ()):
             quantizer = default_quantize_config.activation_quantizer(
                 self.activation_bits
             )
             weights = build_quantizer(quantizer, None, name, self)
             self._steps[name] = (quantizer, weights)
-        # The converter stores gamma and beta as 8-bit constants with
-        # min/max ranges (16-bit symmetric ones in 16x8 graphs).
-        self._constants = {}
-        for name in ("gamma", "beta"):
-            if getattr(self.layer, name) is None:
-                continue
-            quantizer = self._constant_quantizer()
-            weights = build_quantizer(quantizer, None, name, self)
-            self._constants[name] = (quantizer, weights)
+        # `+ epsilon` and `* gamma + beta` run as 1x1 depthwise
+        # convolutions (kernel per channel, the addend in the bias): the
+        # converter rejects the ADD of a constant in 16x8 graphs, and a
+        # per-channel kernel stores gamma exactly.
+        self._kernels = {}
+        for name, channels in (("epsilon", 1), ("affine", input_shape[-1])):
+            quantizer = default_quantize_config.weight_quantizer(2)
+            weights = build_quantizer(
+                quantizer, (1, 1, channels, 1), f"{name}_kernel", self
+            )
+            self._kernels[name] = (quantizer, weights)
         self.build_output_quantizer(input_shape)
         self.built = True
-
-    def _constant_quantizer(self):
-        sixteen = self.activation_bits == 16
-        return LastValueQuantizer(
-            num_bits=self.activation_bits,
-            per_axis=False,
-            symmetric=sixteen,
-            narrow_range=sixteen,
-        )
-
-    def _affine_steps(self):
-        """`normalized` (`centered * inverse_std`) before gamma or beta,
-        and `scaled` (times gamma) before beta: their own ranges."""
-        gamma = self.layer.gamma is not None
-        beta = self.layer.beta is not None
-        return (("normalized",) if gamma or beta else ()) + (
-            ("scaled",) if gamma and beta else ()
-        )
 
     def _step(self, name, values, training):
         quantizer, weights = self._steps[name]
@@ -133,12 +119,24 @@ class QuantizeLayerNormalization(SchemeLayer, keras.layers.Wrapper):
             self, quantizer, values, training, weights
         )
 
-    def _constant(self, name, training):
-        quantizer, weights = self._constants[name]
-        value = ops.convert_to_tensor(getattr(self.layer, name))
-        return schedule_state.quantize(
-            self, quantizer, value, training, weights
+    def _depthwise(self, name, values, scale, offset, training):
+        """`values * scale + offset` over the last axis, as TFLite's
+        `DEPTHWISE_CONV_2D` with a fake-quantized per-channel kernel."""
+        shape = values.shape
+        channels = shape[-1]
+        quantizer, weights = self._kernels[name]
+        kernel = schedule_state.quantize(
+            self,
+            quantizer,
+            ops.reshape(scale, (1, 1, channels, 1)),
+            training,
+            weights,
         )
+        images = ops.reshape(values, (-1, 1, math.prod(shape[1:-1]), channels))
+        outputs = ops.depthwise_conv(images, kernel, padding="valid")
+        if offset is not None:
+            outputs = outputs + offset
+        return ops.reshape(outputs, (-1,) + tuple(shape[1:]))
 
     def call(self, inputs, training=None):
         training = bool(training)
@@ -151,20 +149,24 @@ class QuantizeLayerNormalization(SchemeLayer, keras.layers.Wrapper):
         variance = self._step(
             "variance", ops.mean(squared, axis=-1, keepdims=True), training
         )
+        epsilon = ops.full((1,), layer.epsilon, "float32")
         variance = self._step(
-            "variance_epsilon", variance + layer.epsilon, training
+            "variance_epsilon",
+            self._depthwise(
+                "epsilon", variance, ops.ones((1,)), epsilon, training
+            ),
+            training,
         )
         inverse_std = self._step("inverse_std", ops.rsqrt(variance), training)
         outputs = centered * inverse_std
         if layer.gamma is None and layer.beta is None:
             return self.quantized_output(outputs, training)
         outputs = self._step("normalized", outputs, training)
-        if layer.gamma is not None:
-            outputs = outputs * self._constant("gamma", training)
-            if layer.beta is None:
-                return self.quantized_output(outputs, training)
-            outputs = self._step("scaled", outputs, training)
-        outputs = outputs + self._constant("beta", training)
+        channels = inputs.shape[-1]
+        gamma = ops.ones((channels,)) if layer.gamma is None else layer.gamma
+        outputs = self._depthwise(
+            "affine", outputs, gamma, layer.beta, training
+        )
         return self.quantized_output(outputs, training)
 
     def compute_output_shape(self, input_shape):

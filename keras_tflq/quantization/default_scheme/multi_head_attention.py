@@ -159,7 +159,7 @@ class QuantizeMultiHeadAttention(SchemeLayer, keras.layers.Wrapper):
         matrix = schedule_state.quantize(
             self, quantizer, matrix, training, weights
         )
-        outputs = ops.matmul(inputs, matrix)
+        outputs = ops.einsum("abc,cd->abd", inputs, matrix)
         bias = getattr(dense, "bias", None)
         if bias is not None:
             outputs = outputs + ops.reshape(bias, (-1,)) * scale
