@@ -42,14 +42,17 @@ def check_layer_normalization(layer, rank):
 class QuantizeLayerNormalization(SchemeLayer, keras.layers.Wrapper):
     """Runs a `LayerNormalization` as the int8 ops TFLite runs it with.
 
-    TFLite has no layer-normalization kernel: the converter keeps the
-    ops of `(x - mean) * rsqrt(variance + epsilon) * gamma + beta`, each
-    with an int8 output. This layer computes those ops and fake-quantizes
-    each of their outputs with a range of its own (the mean, the centered
-    input, its square, the variance, plus epsilon, the reciprocal square
-    root, the normalized input, times gamma), and gamma and beta as the
-    converter stores those constants (8-bit, one range each), so the
-    trained model computes what the int8 artifact computes.
+    TFLite has no layer-normalization kernel: the converter keeps the ops
+    of `(x - mean) * rsqrt(variance + epsilon) * gamma + beta`, each with
+    an integer output. This layer computes those ops and fake-quantizes
+    each of their outputs with a range of its own: the mean, the centered
+    input, its square, the variance, the variance plus epsilon, the
+    reciprocal square root, the normalized input and the output. The two
+    constant affine steps run as 1x1 `DEPTHWISE_CONV_2D` ops (the addend
+    in the bias, the factor as a per-channel kernel): `variance * 1 +
+    epsilon` and `normalized * gamma + beta`. So gamma is stored exactly
+    (one scale per channel), and 16x8 models convert (the converter
+    rejects an int16 `ADD` of a broadcast constant).
 
     Args:
         layer: a `LayerNormalization` over the last axis.

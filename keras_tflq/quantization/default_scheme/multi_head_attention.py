@@ -146,7 +146,13 @@ class QuantizeMultiHeadAttention(SchemeLayer, keras.layers.Wrapper):
 
     def _projection(self, name, inputs, training, scale=1.0):
         """`inputs @ kernel + bias` of one EinsumDense as a 2-D kernel,
-        the kernel fake-quantized (after `scale`)."""
+        the kernel fake-quantized (after `scale`).
+
+        An einsum, not `ops.matmul`: the converter then keeps the 3-D
+        output of the `FULLY_CONNECTED` (after a matmul it drops the
+        reshape back to 3-D and broadcasts the next `ADD`, which its
+        int16 `ADD` rejects in 16x8 models).
+        """
         dense = self._dense(name)
         kernel = ops.convert_to_tensor(dense.kernel)
         if name == "output":  # (heads, value_dim, features)

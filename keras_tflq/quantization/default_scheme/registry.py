@@ -217,6 +217,10 @@ SUPPORTED_ACTIVATIONS = KEPT_ACTIVATIONS + FIXED_RANGE_ACTIVATIONS + (
     "leaky_relu",
     "gelu",
 )
+# Activations TFLite runs in int8 only: no int16 kernel for 16x8 models
+# (the converter: "'tfl.gelu' op operand #0 must be tensor of 32-bit
+# float or QI8 type or QUI8 type values").
+INT8_ONLY_ACTIVATIONS = ("gelu",)
 # Depthwise convolutions: (..., in, multiplier) kernels.
 DEPTHWISE_CONVS = (L.DepthwiseConv1D, L.DepthwiseConv2D)
 
@@ -267,6 +271,10 @@ def info(layer):
         and activation_name(layer) not in SUPPORTED_ACTIVATIONS
     ):
         return None  # a ReLU with other bounds runs as several TFLite ops
+    if row is not None and row.kind is Kind.LAYER_NORM and (
+        layer.rms_scaling or layer.axis not in (-1, [-1], (-1,))
+    ):
+        return None  # the scheme's ops normalize over the last axis only
     return row
 
 
@@ -372,9 +380,10 @@ _KIND_TEXT = {
         "inputs, no masks"
     ),
     Kind.LAYER_NORM: (
-        "the ops TFLite runs (MEAN, SUB, MUL, MEAN, ADD, RSQRT, MUL, then "
-        "gamma and beta), a range on each output; gamma and beta as 8-bit "
-        "constants; last axis only"
+        "the ops TFLite runs (MEAN, SUB, MUL, MEAN, RSQRT, MUL), a range on "
+        "each output; `+ epsilon` and `* gamma + beta` as 1x1 depthwise "
+        "convolutions (per-channel kernel, addend in the bias); last axis "
+        "only"
     ),
     Kind.FIXED_RANGE_OP: (
         "TFLite's fixed output range (int8: scale 1/256, zero point -128; "

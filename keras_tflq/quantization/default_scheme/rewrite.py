@@ -160,6 +160,19 @@ class Rewriter:
                 activation_bits=self.activation_bits,
                 quantize_output=step.quantize_output,
             )
+        activation = registry.activation_name(step.layer)
+        if (
+            self.activation_bits == 16
+            and activation in registry.INT8_ONLY_ACTIVATIONS
+        ):
+            raise ValueError(
+                "Expected activations TFLite runs in 16 bits with "
+                f"`activation_bits=16`: its {activation.upper()} op has an "
+                "int8 kernel only, so a 16x8 export would fail. Received: "
+                f"layer={step.layer.name!r} with activation={activation!r}. "
+                "Use `activation_bits=8`, or an activation with an int16 "
+                "kernel (relu, tanh, sigmoid, ...)."
+            )
         method = getattr(self, self.KIND_REPLACEMENTS[step.kind])
         return method(step.layer, step.quantize_output, step.info)
 
