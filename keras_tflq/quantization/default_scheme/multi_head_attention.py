@@ -191,23 +191,15 @@ class QuantizeMultiHeadAttention(SchemeLayer, keras.layers.Wrapper):
         training=None,
         use_causal_mask=False,
     ):
-        masks = {
-            "query_mask": query_mask,
-            "value_mask": value_mask,
-            "key_mask": key_mask,
-            "attention_mask": attention_mask,
-        }
-        for tensor, name in ((query, "query"), (value, "value"), (key, "key")):
-            masks[f"a Keras mask on `{name}`"] = getattr(
-                tensor, "_keras_mask", None
-            )
-        given = [name for name, mask in masks.items() if mask is not None]
-        if use_causal_mask:
-            given.append("use_causal_mask=True")
-        if return_attention_scores:
-            given.append("return_attention_scores=True")
-        if given:
-            raise _refusal(self.layer, ", ".join(given))
+        self._check_call(
+            (query, value, key),
+            query_mask=query_mask,
+            value_mask=value_mask,
+            key_mask=key_mask,
+            attention_mask=attention_mask,
+            return_attention_scores=return_attention_scores,
+            use_causal_mask=use_causal_mask,
+        )
         training = bool(training)
         key = value if key is None else key
         layer = self.layer
@@ -247,7 +239,23 @@ class QuantizeMultiHeadAttention(SchemeLayer, keras.layers.Wrapper):
             query_shape, value_shape, key_shape
         )
 
+    def _check_call(self, tensors, **kwargs):
+        """Refuses masks and attention scores (checked when the layer is
+        called on symbolic tensors, so before any training step)."""
+        masks = ("query_mask", "value_mask", "key_mask", "attention_mask")
+        given = [name for name in masks if kwargs.get(name) is not None]
+        names = ("query", "value", "key")
+        for tensor, name in zip(tensors, names, strict=True):
+            if getattr(tensor, "_keras_mask", None) is not None:
+                given.append(f"a Keras mask on `{name}`")
+        for flag in ("use_causal_mask", "return_attention_scores"):
+            if kwargs.get(flag):
+                given.append(f"{flag}=True")
+        if given:
+            raise _refusal(self.layer, ", ".join(given))
+
     def compute_output_spec(self, query, value, key=None, **kwargs):
+        self._check_call((query, value, key), **kwargs)
         return keras.KerasTensor(
             self.compute_output_shape(
                 query.shape, value.shape, None if key is None else key.shape

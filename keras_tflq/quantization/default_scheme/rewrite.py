@@ -7,6 +7,7 @@ the callable that replaces the operation in the rebuilt graph.
 """
 
 import keras
+from keras import ops
 
 from keras_tflq.quantization import graph as keras_graph
 from keras_tflq.quantization import in_place
@@ -75,6 +76,30 @@ def _chain(*callables):
         for function in callables[1:]:
             outputs = function(outputs)
         return outputs
+
+    return call
+
+
+def _on_rows(replacement):
+    """`replacement` of a Dense layer, run on 2-D rows for inputs of higher
+    rank with static inner dimensions.
+
+    A Dense layer on (batch, steps, features) traces to a reshape, a
+    matmul, a reshape back and the bias add; with a dynamic batch the
+    reshapes keep the converter from fusing the bias into its
+    `FULLY_CONNECTED`, whose output then has no range and stays float.
+    On rows, the `FULLY_CONNECTED` takes the bias and the output range,
+    and the reshapes around it (to `(-1, features)` and back) keep their
+    input's range.
+    """
+
+    def call(inputs, *args, **kwargs):
+        inner = tuple(inputs.shape[1:-1])
+        if not inner or None in inner or inputs.shape[-1] is None:
+            return replacement(inputs, *args, **kwargs)
+        rows = ops.reshape(inputs, (-1, inputs.shape[-1]))
+        outputs = replacement(rows, *args, **kwargs)
+        return ops.reshape(outputs, (-1, *inner, outputs.shape[-1]))
 
     return call
 
@@ -174,7 +199,10 @@ class Rewriter:
                 "kernel (relu, tanh, sigmoid, ...)."
             )
         method = getattr(self, self.KIND_REPLACEMENTS[step.kind])
-        return method(step.layer, step.quantize_output, step.info)
+        replacement = method(step.layer, step.quantize_output, step.info)
+        if isinstance(step.layer, keras.layers.Dense):
+            return _on_rows(replacement)
+        return replacement
 
     def nested_model(self, model):
         """A nested model quantized on its own (a subclassed one in
