@@ -24,13 +24,16 @@
 * QAT int8: from the float weights, `--qat-epochs` epochs at Adam 1e-3,
   int8 export calibrated on the validation split. LSTM:
   `RecurrentWeightsQuantizeConfig` (kernels); GRU and SimpleRNN:
-  `RecurrentQuantizeConfig` (kernels and output range); Embedding:
-  `EmbeddingQuantizeConfig` (int8 table); Dense layers and residual adds:
-  the default scheme; the Bidirectional LSTM, attention and
-  LayerNormalization layers have no QAT config yet
-  (`unsupported="float"`) and are calibrated (PTQ) in that export. Its
-  agreement is with the Keras QAT model. Control: the float model
+  `RecurrentQuantizeConfig` (kernels and output range); Dense layers:
+  the default scheme; the Bidirectional LSTM has no QAT config yet
+  (`unsupported="float"`) and is calibrated (PTQ) in that export. The ViT
+  and the Embedding model: `quantize_model` alone (MultiHeadAttention,
+  LayerNormalization, Dense on 3-D inputs, residual adds from the default
+  scheme; Embedding with `EmbeddingQuantizeConfig`, its int8 table), and
+  their int8 export gets no calibration data (the learned ranges only).
+  Its agreement is with the Keras QAT model. Control: the float model
   fine-tuned for the same epochs at the same rate, no quantization.
+* `--kinds` runs some of the models only (default: all).
 """
 
 import argparse
@@ -145,6 +148,8 @@ QAT_CONFIGS = {
     "simple_rnn": RecurrentQuantizeConfig,
 }
 KINDS = ("lstm", "gru", "simple_rnn", "bidirectional_lstm", "vit", "embedding")
+# Models `quantize_model` quantizes whole (no float layer, no calibration).
+FULL_QAT = ("vit", "embedding")
 
 
 def latency_ms(path, sample, runs):
@@ -208,9 +213,10 @@ def qat_int8(model, view, folder, args):
     """QAT from the float weights; PTQ for layers without a QAT config.
 
     LSTM, GRU and SimpleRNN carry the recurrent QAT configs; Dense layers
-    and residual adds the default scheme's; the other layers (the
-    Bidirectional LSTM, attention, normalization, embedding) stay float in
-    training and are calibrated on the validation split in the export.
+    and residual adds the default scheme's; the Bidirectional LSTM stays
+    float in training and is calibrated on the validation split in the
+    export. The ViT and the Embedding model are quantized whole and
+    exported from their learned ranges, without calibration data.
     Also returns the float fine-tune control: the float model trained for
     the same extra epochs without quantization.
     """
@@ -226,7 +232,10 @@ def qat_int8(model, view, folder, args):
     control.fit(x, y, batch_size=32, epochs=args.qat_epochs, verbose=0)
     annotated = build(model.name, annotate=True)
     annotated.set_weights(model.get_weights())
-    qat = keras_tflq.quantize_model(annotated, unsupported="float")
+    full = model.name in FULL_QAT
+    qat = keras_tflq.quantize_model(
+        annotated, unsupported="error" if full else "float"
+    )
     qat.compile(
         keras.optimizers.Adam(1e-3),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -234,8 +243,11 @@ def qat_int8(model, view, folder, args):
     )
     qat.fit(x, y, batch_size=32, epochs=args.qat_epochs, verbose=0)
     path = os.path.join(folder, f"{model.name}_qat_int8.tflite")
-    keras_tflq.export_tflite(qat, path, mode="int8", calibration_data=x_val)
+    report = keras_tflq.export_tflite(
+        qat, path, mode="int8", calibration_data=None if full else x_val
+    )
     row = score(path, qat, x_test, y_test, args.runs)
+    row["calibrated"] = report["calibration"] is not None
     row["keras_qat_accuracy"] = round(
         float(qat.evaluate(x_test, y_test, verbose=0)[1]), 4
     )
@@ -251,6 +263,9 @@ def main():
     parser.add_argument("--qat-epochs", type=int, default=2)
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument(
+        "--kinds", nargs="+", choices=KINDS, default=list(KINDS)
+    )
+    parser.add_argument(
         "--output",
         default=os.path.join("bench", "results", "sequence_models.md"),
     )
@@ -259,7 +274,7 @@ def main():
     views = load_views()
     folder = tempfile.mkdtemp(prefix="seq_bench_")
     rows = {}
-    for kind in KINDS:
+    for kind in args.kinds:
         view = views[VIEW.get(kind, "sequence")]
         (x, y), (x_val, y_val) = view["train"], view["val"]
         x_test, y_test = view["test"]
