@@ -5,10 +5,11 @@ import math
 import keras
 from keras import ops
 
-from keras_tflq.quantization import precision
 from keras_tflq.quantization import schedule_state
 from keras_tflq.quantization.default_scheme import default_quantize_config
-from keras_tflq.quantization.default_scheme.base_layer import SchemeLayer
+from keras_tflq.quantization.default_scheme.wrapping_layer import (
+    WrappingSchemeLayer,
+)
 from keras_tflq.quantization.quantizer_base import build_quantizer
 
 # The tensors TFLite's int8 graph of a layer normalization quantizes, in
@@ -39,7 +40,7 @@ def check_layer_normalization(layer, rank):
 
 
 @keras.saving.register_keras_serializable(package="keras_tflq")
-class QuantizeLayerNormalization(SchemeLayer, keras.layers.Wrapper):
+class QuantizeLayerNormalization(WrappingSchemeLayer):
     """Runs a `LayerNormalization` as the int8 ops TFLite runs it with.
 
     TFLite has no layer-normalization kernel: the converter keeps the ops
@@ -73,21 +74,7 @@ class QuantizeLayerNormalization(SchemeLayer, keras.layers.Wrapper):
     ```
     """
 
-    def __init__(
-        self, layer, quantize_output=True, activation_bits=8, **kwargs
-    ):
-        if not isinstance(layer, keras.layers.LayerNormalization):
-            raise ValueError(
-                "Expected `layer` to be a LayerNormalization layer. "
-                f"Received: layer={layer!r}"
-            )
-        kwargs.setdefault("name", f"quant_{layer.name}")
-        super().__init__(
-            quantize_output,
-            activation_bits,
-            layer=layer,
-            **precision.float32_kwargs(kwargs, layer),
-        )
+    wrapped_class = keras.layers.LayerNormalization
 
     def build(self, input_shape):
         check_layer_normalization(self.layer, len(input_shape))

@@ -5,12 +5,13 @@ import math
 import keras
 from keras import ops
 
-from keras_tflq.quantization import precision
 from keras_tflq.quantization import schedule_state
 from keras_tflq.quantization.default_scheme import default_quantize_config
-from keras_tflq.quantization.default_scheme.base_layer import SchemeLayer
 from keras_tflq.quantization.default_scheme.softmax_output import (
     fixed_softmax_quant,
+)
+from keras_tflq.quantization.default_scheme.wrapping_layer import (
+    WrappingSchemeLayer,
 )
 from keras_tflq.quantization.quantizer_base import build_quantizer
 
@@ -52,7 +53,7 @@ def check_attention(layer, *shapes):
 
 
 @keras.saving.register_keras_serializable(package="keras_tflq")
-class QuantizeMultiHeadAttention(SchemeLayer, keras.layers.Wrapper):
+class QuantizeMultiHeadAttention(WrappingSchemeLayer):
     """Runs a `MultiHeadAttention` as the int8 ops TFLite runs it with.
 
     The converter turns the layer into three `FULLY_CONNECTED`
@@ -94,22 +95,11 @@ class QuantizeMultiHeadAttention(SchemeLayer, keras.layers.Wrapper):
     ```
     """
 
-    def __init__(
-        self, layer, quantize_output=True, activation_bits=8, **kwargs
-    ):
-        if not isinstance(layer, keras.layers.MultiHeadAttention):
-            raise ValueError(
-                "Expected `layer` to be a MultiHeadAttention layer. "
-                f"Received: layer={layer!r}"
-            )
+    wrapped_class = keras.layers.MultiHeadAttention
+
+    def __init__(self, layer, **kwargs):
+        super().__init__(layer, **kwargs)
         check_attention(layer)
-        kwargs.setdefault("name", f"quant_{layer.name}")
-        super().__init__(
-            quantize_output,
-            activation_bits,
-            layer=layer,
-            **precision.float32_kwargs(kwargs, layer),
-        )
         self._dropout = keras.layers.Dropout(layer.dropout)
 
     def build(self, query_shape, value_shape, key_shape=None):

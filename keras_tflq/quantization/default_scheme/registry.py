@@ -86,6 +86,16 @@ def _conv(match):
     )
 
 
+def _dense(match):
+    return LayerInfo(
+        match,
+        Kind.DENSE,
+        ("kernel",),
+        split_activation=True,
+        fuses_relu=True,
+    )
+
+
 def _rows(kind, matches):
     return tuple(LayerInfo(match, kind) for match in matches)
 
@@ -108,13 +118,7 @@ TABLE = (
         ("kernel",),
         split_activation=True,
     ),
-    LayerInfo(
-        L.Dense,
-        Kind.DENSE,
-        ("kernel",),
-        split_activation=True,
-        fuses_relu=True,
-    ),
+    _dense(L.Dense),
     LayerInfo(L.SeparableConv2D, Kind.SEPARABLE),
     LayerInfo(L.BatchNormalization, Kind.BATCH_NORM),
     LayerInfo(L.Rescaling, Kind.AFFINE),
@@ -185,13 +189,7 @@ TABLE = (
         ("Reshape", "Transpose", "ExpandDims", "Squeeze", "GetItem"),
     ),
     # Attention models: a block of its own.
-    LayerInfo(
-        L.EinsumDense,
-        Kind.DENSE,
-        ("kernel",),
-        split_activation=True,
-        fuses_relu=True,
-    ),
+    _dense(L.EinsumDense),
     LayerInfo(L.MultiHeadAttention, Kind.ATTENTION),
     LayerInfo(L.LayerNormalization, Kind.LAYER_NORM),
     LayerInfo("Matmul", Kind.OP),
