@@ -200,7 +200,9 @@ class Rewriter:
             )
         method = getattr(self, self.KIND_REPLACEMENTS[step.kind])
         replacement = method(step.layer, step.quantize_output, step.info)
-        if isinstance(step.layer, keras.layers.Dense):
+        if isinstance(step.layer, keras.layers.Dense) and step.quantize_output:
+            # (Not before a ReLU TFLite fuses into the op: no reshape
+            # may stand between them.)
             return _on_rows(replacement)
         return replacement
 
