@@ -24,7 +24,7 @@ _STEPS = (
 )
 
 
-def check_layer_normalization(layer, rank):
+def _check_layer_normalization(layer, rank):
     """Refuses a LayerNormalization the int8 decomposition cannot run."""
     axis = layer.axis
     axes = [axis] if isinstance(axis, int) else list(axis)
@@ -77,7 +77,7 @@ class QuantizeLayerNormalization(WrappingSchemeLayer):
     wrapped_class = keras.layers.LayerNormalization
 
     def build(self, input_shape):
-        check_layer_normalization(self.layer, len(input_shape))
+        _check_layer_normalization(self.layer, len(input_shape))
         if not self.layer.built:
             self.layer.build(input_shape)
         schedule_state.add_schedule_variables(self)

@@ -33,7 +33,7 @@ def _refusal(layer, what):
     )
 
 
-def check_attention(layer, *shapes):
+def _check_attention(layer, *shapes):
     """Refuses a MultiHeadAttention the int8 decomposition cannot run."""
     config = layer.get_config()
     for shape in shapes:
@@ -99,11 +99,11 @@ class QuantizeMultiHeadAttention(WrappingSchemeLayer):
 
     def __init__(self, layer, **kwargs):
         super().__init__(layer, **kwargs)
-        check_attention(layer)
+        _check_attention(layer)
         self._dropout = keras.layers.Dropout(layer.dropout)
 
     def build(self, query_shape, value_shape, key_shape=None):
-        check_attention(self.layer, query_shape, value_shape, key_shape)
+        _check_attention(self.layer, query_shape, value_shape, key_shape)
         if not self.layer.built:
             self.layer.build(query_shape, value_shape, key_shape)
         schedule_state.add_schedule_variables(self)

@@ -26,6 +26,13 @@ def fixed_softmax_quant(layer, probabilities, training, activation_bits):
 
     Returns:
         The fake-quantized probabilities.
+
+    Example:
+
+    >>> layer = SoftmaxOutputQuantizer()
+    >>> layer.build((1, 4))
+    >>> probabilities = keras.ops.softmax(keras.ops.ones((1, 4)))
+    >>> p = fixed_softmax_quant(layer, probabilities, False, 8)
     """
     low, high = _RANGES[activation_bits]
     quantized = fake_quant(
