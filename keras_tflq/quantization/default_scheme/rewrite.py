@@ -200,9 +200,15 @@ class Rewriter:
             )
         method = getattr(self, self.KIND_REPLACEMENTS[step.kind])
         replacement = method(step.layer, step.quantize_output, step.info)
-        if isinstance(step.layer, keras.layers.Dense) and step.quantize_output:
-            # (Not before a ReLU TFLite fuses into the op: no reshape
-            # may stand between them.)
+        if (
+            isinstance(step.layer, keras.layers.Dense)
+            and step.quantize_output
+            and self.activation_bits == 8
+        ):
+            # Not before a ReLU TFLite fuses into the op (no reshape may
+            # stand between them), nor in 16x8 models: the converter folds
+            # the reshape back into a broadcasting ADD after it, which its
+            # int16 ADD rejects.
             return _on_rows(replacement)
         return replacement
 
