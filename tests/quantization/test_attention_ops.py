@@ -135,3 +135,13 @@ def test_attention_layer_checks_its_arguments():
         QuantizeMultiHeadAttention(
             L.MultiHeadAttention(2, 4, attention_axes=(2,))
         )
+
+
+def test_attention_over_other_axes_is_unsupported_or_kept_float():
+    inputs = keras.Input((3, 5, 8))
+    layer = L.MultiHeadAttention(2, 4, attention_axes=(2,), name="axes")
+    model = keras.Model(inputs, layer(inputs, inputs))
+    with pytest.raises(ValueError, match="Received: layer='axes'"):
+        tflq.quantize_model(model)
+    kept = tflq.quantize_model(model, unsupported="float")
+    assert type(kept.get_layer("axes")) is L.MultiHeadAttention

@@ -28,28 +28,46 @@ def _refusal(layer, what):
         "features), attending over the sequence, without masks, gating or "
         "a sliding window, to quantize it (the form TFLite runs as "
         f"FULLY_CONNECTED, BATCH_MATMUL and SOFTMAX ops). Received: "
-        f"layer={layer.name!r} with {what}. Pass `unsupported=\"float\"` to "
-        "keep it float."
+        f"layer={layer.name!r} with {what}. To keep it float, annotate the "
+        "other layers (`quantize_annotate_layer`) and call `quantize_apply`."
     )
 
 
-def _check_attention(layer, *shapes):
-    """Refuses a MultiHeadAttention the int8 decomposition cannot run."""
+def unsupported_form(layer):
+    """What keeps the default scheme from running `layer` (a
+    MultiHeadAttention), as text, or None.
+
+    The registry treats such a layer as unsupported (refused, or kept
+    float with `unsupported="float"`).
+
+    Example:
+
+    >>> unsupported_form(keras.layers.MultiHeadAttention(2, 4, use_gate=True))
+    'use_gate=True'
+    """
     config = layer.get_config()
-    for shape in shapes:
-        if shape is not None and len(shape) != 3:
-            raise _refusal(layer, f"an input of shape {tuple(shape)}")
     if config["attention_axes"] not in (None, (1,), [1], 1, (-2,), [-2]):
-        raise _refusal(layer, f"attention_axes={config['attention_axes']!r}")
+        return f"attention_axes={config['attention_axes']!r}"
     output_shape = config["output_shape"]
     if output_shape is not None and len(
         output_shape if isinstance(output_shape, (list, tuple)) else [1]
     ) != 1:
-        raise _refusal(layer, f"output_shape={output_shape!r}")
+        return f"output_shape={output_shape!r}"
     if config.get("use_gate"):
-        raise _refusal(layer, "use_gate=True")
+        return "use_gate=True"
     if config.get("sliding_window") is not None:
-        raise _refusal(layer, f"sliding_window={config['sliding_window']!r}")
+        return f"sliding_window={config['sliding_window']!r}"
+    return None
+
+
+def _check_attention(layer, *shapes):
+    """Refuses a MultiHeadAttention the int8 decomposition cannot run."""
+    for shape in shapes:
+        if shape is not None and len(shape) != 3:
+            raise _refusal(layer, f"an input of shape {tuple(shape)}")
+    form = unsupported_form(layer)
+    if form is not None:
+        raise _refusal(layer, form)
 
 
 @keras.saving.register_keras_serializable(package="keras_tflq")

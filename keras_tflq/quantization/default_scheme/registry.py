@@ -13,6 +13,7 @@ import sys
 
 import keras
 
+from keras_tflq.quantization.default_scheme import multi_head_attention
 from keras_tflq.quantization.default_scheme.default_quantize_config import (
     DefaultQuantizeConfig,
 )
@@ -273,6 +274,12 @@ def info(layer):
         layer.rms_scaling or layer.axis not in (-1, [-1], (-1,))
     ):
         return None  # the scheme's ops normalize over the last axis only
+    if (
+        row is not None
+        and row.kind is Kind.ATTENTION
+        and multi_head_attention.unsupported_form(layer) is not None
+    ):
+        return None  # other attention axes, gating, a sliding window
     return row
 
 
