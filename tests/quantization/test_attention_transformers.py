@@ -81,7 +81,7 @@ def token_transformer():
 # builder, features, float epochs, float learning rate
 _MODELS = {
     "vit": (vision_transformer, _patches, 10, 3e-3),
-    "tokens": (token_transformer, _tokens, 6, 1e-2),
+    "tokens": (token_transformer, _tokens, 10, 1e-2),
 }
 
 
