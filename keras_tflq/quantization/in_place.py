@@ -59,6 +59,12 @@ def refusal(layer, input_shape):
             "a subclassed model cannot be split off: use activation=None and "
             "an annotated keras.layers.Activation after it"
         )
+    if info.kind in (Kind.ATTENTION, Kind.LAYER_NORM):
+        return (
+            "TFLite runs it as several ops, whose ranges the default "
+            "scheme's layer for it learns only in a Functional model: "
+            "quantize a Functional view of the model (`quantize_model`)"
+        )
     if info.kind is Kind.ACTIVATION and activation == "hard_sigmoid":
         return (
             "hard_sigmoid runs as several TFLite ops: inside a subclassed "

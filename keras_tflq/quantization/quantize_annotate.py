@@ -70,6 +70,29 @@ class QuantizeAnnotate(keras.layers.Wrapper):
         self.quantized = None
         self._applied = None
 
+    def build(self, input_shape=None):
+        if isinstance(self.layer, keras.layers.MultiHeadAttention):
+            # Built from the shapes of all its inputs, when first called.
+            self.built = True
+            return
+        super().build(input_shape)
+
+    def _build_attention(self, args, kwargs):
+        """Builds a MultiHeadAttention from its (query, value, key)."""
+        if self.layer.built or not isinstance(
+            self.layer, keras.layers.MultiHeadAttention
+        ):
+            return
+        names = ("query", "value", "key")
+        tensors = dict(zip(names, args, strict=False))
+        tensors.update({k: kwargs[k] for k in names if k in kwargs})
+        key = tensors.get("key")
+        self.layer.build(
+            tensors["query"].shape,
+            tensors["value"].shape,
+            None if key is None else key.shape,
+        )
+
     @property
     def applied_options(self):
         """`(per_channel, activation_bits, unsupported)` of the in-place
@@ -97,6 +120,7 @@ class QuantizeAnnotate(keras.layers.Wrapper):
         return self.layer.compute_output_shape(*args, **kwargs)
 
     def compute_output_spec(self, *args, **kwargs):
+        self._build_attention(args, kwargs)
         return self.layer.compute_output_spec(*args, **kwargs)
 
     def save_own_variables(self, store):

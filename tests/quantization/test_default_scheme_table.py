@@ -42,8 +42,9 @@ def test_row_is_consistent(row):
     if isinstance(row.match, type):
         assert issubclass(row.match, L.Layer)
     else:
-        # Keras ops are matched by class name: arithmetic or range-free.
-        assert row.kind in (Kind.OP, Kind.PASSTHROUGH)
+        # Keras ops are matched by class name: arithmetic, range-free or
+        # with TFLite's fixed output range.
+        assert row.kind in (Kind.OP, Kind.PASSTHROUGH, Kind.FIXED_RANGE_OP)
     # Only layers with weights quantize weights, split their activation
     # and may have per-channel weights (convolutions).
     weighted = (Kind.CONV, Kind.TRANSPOSED_CONV, Kind.DENSE)
@@ -78,10 +79,22 @@ def test_derived_class_lists_come_from_the_table():
         (L.ReLU(6.0), Kind.ACTIVATION),
         (L.ReLU(4.0), None),  # several TFLite ops
         (L.Dense(2, activation="elu"), None),  # no int8 ELU kernel
-        (L.LayerNormalization(), None),
+        (L.LayerNormalization(), Kind.LAYER_NORM),
+        (L.LayerNormalization(axis=1), None),  # the last axis only
+        (L.RMSNormalization(), None),
         (keras.Sequential([L.Dense(2)]), Kind.MODEL),
     ],
-    ids=["conv", "subclass", "relu6", "relu4", "dense_elu", "ln", "model"],
+    ids=[
+        "conv",
+        "subclass",
+        "relu6",
+        "relu4",
+        "dense_elu",
+        "ln",
+        "ln_axis_1",
+        "rms",
+        "model",
+    ],
 )
 def test_kind_of_a_layer(layer, kind):
     assert registry.kind(layer) is kind

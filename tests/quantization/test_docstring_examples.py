@@ -15,7 +15,10 @@ from keras_tflq.quantization.default_scheme import attention_configs
 from keras_tflq.quantization.default_scheme import channel_affine
 from keras_tflq.quantization.default_scheme import conv_batchnorm_fold
 from keras_tflq.quantization.default_scheme import default_quantize_config
+from keras_tflq.quantization.default_scheme import layer_normalization
+from keras_tflq.quantization.default_scheme import multi_head_attention
 from keras_tflq.quantization.default_scheme import sequence_configs
+from keras_tflq.quantization.default_scheme import softmax_output
 from tests.helpers.docstrings import documented
 from tests.helpers.docstrings import run_example
 
@@ -31,6 +34,9 @@ MODULES = [
     default_quantize_config,
     sequence_configs,
     attention_configs,
+    layer_normalization,
+    multi_head_attention,
+    softmax_output,
 ]
 
 

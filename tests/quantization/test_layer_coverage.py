@@ -109,7 +109,7 @@ def test_conv1d_bn_relu_converts_to_int8():
 
 
 UNSUPPORTED = {
-    "layer_normalization": lambda: L.LayerNormalization(),
+    "rms_normalization": lambda: L.RMSNormalization(),
     "elu": lambda: L.Activation("elu"),
     "relu_max_4": lambda: L.ReLU(max_value=4.0),
     "conv_with_elu": lambda: L.Conv2D(4, 1, activation="elu"),

@@ -115,7 +115,7 @@ def test_python_lambda_left_in_float_is_reused(quantize):
 
 def test_float_layer_with_weights_is_copied_not_shared():
     inputs = keras.Input((6,))
-    x = L.LayerNormalization(name="norm")(L.Dense(4)(inputs))
+    x = L.RMSNormalization(name="norm")(L.Dense(4)(inputs))
     model = keras.Model(inputs, L.Dense(2)(x))
     qat = tflq.quantize_model(model, unsupported="float")
     copy, original = qat.get_layer("norm"), model.get_layer("norm")

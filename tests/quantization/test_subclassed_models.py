@@ -234,12 +234,12 @@ def test_custom_quantize_config_is_used():
 
 
 def test_unsupported_annotated_layer_named():
-    unsupported = tflq.quantize_annotate_layer(L.LayerNormalization(name="ln"))
+    unsupported = tflq.quantize_annotate_layer(L.RMSNormalization(name="ln"))
     model = _Blocks(last=unsupported)
     model(np.ones((2, 6, 6, 4), "float32"))
     with pytest.raises(
         ValueError,
-        match=r"Received: layer='ln' of type LayerNormalization: it is not "
+        match=r"Received: layer='ln' of type RMSNormalization: it is not "
         r"supported by the default quantization scheme\. Pass "
         r'`unsupported="float"`',
     ):

@@ -13,6 +13,7 @@ import sys
 
 import keras
 
+from keras_tflq.quantization.default_scheme import multi_head_attention
 from keras_tflq.quantization.default_scheme.attention_configs import (
     EmbeddingQuantizeConfig,
 )
@@ -45,6 +46,9 @@ class Kind(enum.Enum):
     PASSTHROUGH = "passthrough"  # moves values: no range of its own
     OUTPUT = "output"  # no weights, an output range of its own
     OP = "op"  # an arithmetic Keras op used on symbolic tensors
+    ATTENTION = "attention"  # projections, two matmuls, softmax
+    LAYER_NORM = "layer_norm"  # TFLite's MEAN/SUB/MUL/RSQRT ops
+    FIXED_RANGE_OP = "fixed_range_op"  # an op with TFLite's fixed range
     MODEL = "model"  # a nested model, quantized on its own
     RECURRENT = "recurrent"  # kernels, fixed-range gates, output range
     EMBEDDING = "embedding"  # int8 table; GATHER keeps its scale
@@ -98,6 +102,16 @@ def _conv(match):
     )
 
 
+def _dense(match):
+    return LayerInfo(
+        match,
+        Kind.DENSE,
+        ("kernel",),
+        split_activation=True,
+        fuses_relu=True,
+    )
+
+
 def _rows(kind, matches):
     return tuple(LayerInfo(match, kind) for match in matches)
 
@@ -106,7 +120,8 @@ _RECURRENT_WEIGHTS = ("cell.kernel", "cell.recurrent_kernel")
 
 # TFLite FullyConnected int8 is per-tensor only; the converter rejects a
 # per-channel transposed-convolution kernel (it transposes the kernel).
-# Layers TFLite runs as several ops, such as LayerNormalization, or has no
+# Layers TFLite runs as several ops get a layer of their own computing
+# those ops (MultiHeadAttention, LayerNormalization); layers TFLite has no
 # int8 kernel for, such as ELU, are not listed: they would leave float ops.
 # So are Conv3D (TFLite's CONV_3D is float only) and MaxPooling3D and
 # AveragePooling3D (no TFLite builtin: the converter refuses them).
@@ -121,13 +136,7 @@ TABLE = (
         ("kernel",),
         split_activation=True,
     ),
-    LayerInfo(
-        L.Dense,
-        Kind.DENSE,
-        ("kernel",),
-        split_activation=True,
-        fuses_relu=True,
-    ),
+    _dense(L.Dense),
     LayerInfo(L.SeparableConv2D, Kind.SEPARABLE),
     LayerInfo(L.BatchNormalization, Kind.BATCH_NORM),
     LayerInfo(L.Rescaling, Kind.AFFINE),
@@ -205,6 +214,12 @@ TABLE = (
         Kind.PASSTHROUGH,
         ("Reshape", "Transpose", "ExpandDims", "Squeeze", "GetItem"),
     ),
+    # Attention models: a block of its own.
+    _dense(L.EinsumDense),
+    LayerInfo(L.MultiHeadAttention, Kind.ATTENTION),
+    LayerInfo(L.LayerNormalization, Kind.LAYER_NORM),
+    LayerInfo("Matmul", Kind.OP),
+    LayerInfo("Softmax", Kind.FIXED_RANGE_OP),
 )
 _LAYER_ROWS = {row.match: row for row in TABLE if isinstance(row.match, type)}
 _OP_ROWS = {row.match: row for row in TABLE if isinstance(row.match, str)}
@@ -226,6 +241,10 @@ SUPPORTED_ACTIVATIONS = KEPT_ACTIVATIONS + FIXED_RANGE_ACTIVATIONS + (
     "leaky_relu",
     "gelu",
 )
+# Activations TFLite runs in int8 only: no int16 kernel for 16x8 models
+# (the converter: "'tfl.gelu' op operand #0 must be tensor of 32-bit
+# float or QI8 type or QUI8 type values").
+INT8_ONLY_ACTIVATIONS = ("gelu",)
 # Depthwise convolutions: (..., in, multiplier) kernels.
 DEPTHWISE_CONVS = (L.DepthwiseConv1D, L.DepthwiseConv2D)
 
@@ -280,6 +299,16 @@ def info(layer):
         return row if _supported_recurrent(layer) else None
     if row is not None and row.kind is Kind.TIME_DISTRIBUTED:
         return row if _supported_time_distributed(layer) else None
+    if row is not None and row.kind is Kind.LAYER_NORM and (
+        layer.rms_scaling or layer.axis not in (-1, [-1], (-1,))
+    ):
+        return None  # the scheme's ops normalize over the last axis only
+    if (
+        row is not None
+        and row.kind is Kind.ATTENTION
+        and multi_head_attention.unsupported_form(layer) is not None
+    ):
+        return None  # other attention axes, gating, a sliding window
     return row
 
 
@@ -434,6 +463,24 @@ _KIND_TEXT = {
     Kind.OP: (
         "output range when the whole model is quantized (`quantize_model`, "
         "`quantize_annotate_model`)"
+    ),
+    Kind.ATTENTION: (
+        "the ops TFLite runs: query/key/value/output projections with int8 "
+        "symmetric per-tensor kernels and output ranges (the query scaled "
+        "by 1/sqrt(key_dim) in its kernel), a range on the scores and the "
+        "context (both operands of both matmuls have ranges), the softmax "
+        "output on TFLite's fixed grid (1/256, zero point -128); 3-D "
+        "inputs, no masks"
+    ),
+    Kind.LAYER_NORM: (
+        "the ops TFLite runs (MEAN, SUB, MUL, MEAN, RSQRT, MUL), a range on "
+        "each output; `+ epsilon` and `* gamma + beta` as 1x1 depthwise "
+        "convolutions (per-channel kernel, addend in the bias); last axis "
+        "only"
+    ),
+    Kind.FIXED_RANGE_OP: (
+        "TFLite's fixed output range (int8: scale 1/256, zero point -128; "
+        "int16: 1/32768, 0) when the whole model is quantized"
     ),
 }
 _MERGE_TEXT = {

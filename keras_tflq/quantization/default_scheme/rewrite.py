@@ -7,6 +7,7 @@ the callable that replaces the operation in the rebuilt graph.
 """
 
 import keras
+from keras import ops
 
 from keras_tflq.quantization import graph as keras_graph
 from keras_tflq.quantization import in_place
@@ -20,10 +21,19 @@ from keras_tflq.quantization.default_scheme.conv_batchnorm_fold import (
 from keras_tflq.quantization.default_scheme.default_quantize_config import (
     DefaultQuantizeConfig,
 )
+from keras_tflq.quantization.default_scheme.layer_normalization import (
+    QuantizeLayerNormalization,
+)
+from keras_tflq.quantization.default_scheme.multi_head_attention import (
+    QuantizeMultiHeadAttention,
+)
 from keras_tflq.quantization.default_scheme.plan import Action
 from keras_tflq.quantization.default_scheme.plan import plan
 from keras_tflq.quantization.default_scheme.registry import Kind
 from keras_tflq.quantization.default_scheme.registry import Merge
+from keras_tflq.quantization.default_scheme.softmax_output import (
+    SoftmaxOutputQuantizer,
+)
 from keras_tflq.quantization.quantize_annotate import QuantizeAnnotate
 from keras_tflq.quantization.quantize_annotate import annotations_in
 from keras_tflq.quantization.quantize_wrapper import QuantizeWrapper
@@ -70,6 +80,30 @@ def _chain(*callables):
     return call
 
 
+def _on_rows(replacement):
+    """`replacement` of a Dense layer, run on 2-D rows for inputs of higher
+    rank with static inner dimensions.
+
+    A Dense layer on (batch, steps, features) traces to a reshape, a
+    matmul, a reshape back and the bias add; with a dynamic batch the
+    reshapes keep the converter from fusing the bias into its
+    `FULLY_CONNECTED`, whose output then has no range and stays float.
+    On rows, the `FULLY_CONNECTED` takes the bias and the output range,
+    and the reshapes around it (to `(-1, features)` and back) keep their
+    input's range.
+    """
+
+    def call(inputs, *args, **kwargs):
+        inner = tuple(inputs.shape[1:-1])
+        if not inner or None in inner or inputs.shape[-1] is None:
+            return replacement(inputs, *args, **kwargs)
+        rows = ops.reshape(inputs, (-1, inputs.shape[-1]))
+        outputs = replacement(rows, *args, **kwargs)
+        return ops.reshape(outputs, (-1, *inner, outputs.shape[-1]))
+
+    return call
+
+
 class Rewriter:
     """Builds the quantized replacement of each operation of a graph.
 
@@ -94,6 +128,9 @@ class Rewriter:
         Kind.RECURRENT: "wrapped",
         Kind.EMBEDDING: "wrapped",
         Kind.TIME_DISTRIBUTED: "wrapped",
+        Kind.ATTENTION: "attention",
+        Kind.LAYER_NORM: "layer_normalization",
+        Kind.FIXED_RANGE_OP: "fixed_range_op",
     }
 
     def __init__(self, per_channel, activation_bits, unsupported):
@@ -151,8 +188,32 @@ class Rewriter:
                 activation_bits=self.activation_bits,
                 quantize_output=step.quantize_output,
             )
+        activation = registry.activation_name(step.layer)
+        if (
+            self.activation_bits == 16
+            and activation in registry.INT8_ONLY_ACTIVATIONS
+        ):
+            raise ValueError(
+                "Expected activations TFLite runs in 16 bits with "
+                f"`activation_bits=16`: its {activation.upper()} op has an "
+                "int8 kernel only, so a 16x8 export would fail. Received: "
+                f"layer={step.layer.name!r} with activation={activation!r}. "
+                "Use `activation_bits=8`, or an activation with an int16 "
+                "kernel (relu, tanh, sigmoid, ...)."
+            )
         method = getattr(self, self.KIND_REPLACEMENTS[step.kind])
-        return method(step.layer, step.quantize_output, step.info)
+        replacement = method(step.layer, step.quantize_output, step.info)
+        if (
+            isinstance(step.layer, keras.layers.Dense)
+            and step.quantize_output
+            and self.activation_bits == 8
+        ):
+            # Not before a ReLU TFLite fuses into the op (no reshape may
+            # stand between them), nor in 16x8 models: the converter folds
+            # the reshape back into a broadcasting ADD after it, which its
+            # int16 ADD rejects.
+            return _on_rows(replacement)
+        return replacement
 
     def nested_model(self, model):
         """A nested model quantized on its own (a subclassed one in
@@ -240,6 +301,26 @@ class Rewriter:
         if not quantize_output:
             return op
         return _chain(op, self.output_quantizer())
+
+    def attention(self, layer, quantize_output, info=None):
+        """A MultiHeadAttention as the int8 ops TFLite runs it with."""
+        return QuantizeMultiHeadAttention(
+            self.copy(layer),
+            quantize_output=quantize_output,
+            activation_bits=self.activation_bits,
+        )
+
+    def layer_normalization(self, layer, quantize_output, info=None):
+        """A LayerNormalization as the int8 ops TFLite runs it with."""
+        return QuantizeLayerNormalization(
+            self.copy(layer),
+            quantize_output=quantize_output,
+            activation_bits=self.activation_bits,
+        )
+
+    def fixed_range_op(self, op, quantize_output, info=None):
+        """A softmax op, its output on TFLite's fixed grid."""
+        return _chain(op, SoftmaxOutputQuantizer(self.activation_bits))
 
     def activation(self, layer, quantize_output, info=None):
         """An activation layer; hard_sigmoid as `relu6(x + 3) / 6`, the
