@@ -209,57 +209,129 @@ def measure(framework, name, mode, steps, rounds):
     return summarize(ratios, float_ms, qat_ms, cpu_ratios, cpu_ms)
 
 
-def graph_profile(name, steps):
-    """Op counts of one traced float and QAT train step (keras_tflq, graph
-    mode), and each step's median time when run alone."""
+def _op_self_times(xplane_dir, steps):
+    """{op type: (self us per step, ops run per step)} from the trace
+    written to `xplane_dir` (TensorFlow's `framework_op_stats` tool)."""
+    import glob
+
+    from tensorflow.python.profiler.internal import (
+        _pywrap_profiler_plugin as plugin,
+    )
+
+    paths = glob.glob(
+        os.path.join(xplane_dir, "**", "*.xplane.pb"), recursive=True
+    )
+    data, ok = plugin.xspace_to_tools_data(paths, "framework_op_stats", {})
+    if not ok:
+        raise RuntimeError(f"the trace was not readable: {data[:200]!r}")
+    table = json.loads(data)[0]
+    columns = [column["id"] for column in table["cols"]]
+    self_us = collections.Counter()
+    runs = collections.Counter()
+    for row in table["rows"]:
+        values = (cell.get("v") for cell in row["c"])
+        cells = dict(zip(columns, values, strict=True))
+        if cells["type"] == "IDLE":
+            continue
+        self_us[cells["type"]] += cells["total_self_time"] / steps
+        runs[cells["type"]] += cells["occurrences"] / steps
+    return {op: (self_us[op], runs[op]) for op in self_us}
+
+
+def _op_counts(keras, tf, model, data):
+    """{op type: count} of one traced train step of `model` (the forward
+    pass, the gradient and the optimizer update, as `fit()` traces it)."""
+    optimizer = model.optimizer
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+
+    @tf.function
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True))
+        variables = model.trainable_variables
+        optimizer.apply(tape.gradient(loss, variables), variables)
+        return loss
+
+    x, y = next(iter(data))
+    graph = step.get_concrete_function(x, y).graph
+    return collections.Counter(op.type for op in graph.get_operations())
+
+
+def graph_profile(name, steps, rounds=2):
+    """Where one QAT step's time goes, against one float step (keras_tflq,
+    graph mode, the same `fit()` as `measure()`).
+
+    Counts the ops of each traced train step, then traces `rounds`
+    interleaved one-epoch fits of `steps` steps each with
+    `tf.profiler` and sums each op type's self time (the time an op runs,
+    not counting ops it waits on) per step. Returns the op counts, the
+    process CPU ms per step of the traced fits, the self ms per step of
+    all ops, and the op types ranked by the time QAT adds.
+    """
+    import tempfile
+
     import keras
     import tensorflow as tf
 
     import keras_tflq
 
-    shape, classes, batch = MODELS[name]
-    rng = np.random.default_rng(0)
-    x = tf.constant(rng.uniform(0, 1, (batch, *shape)).astype("float32"))
-    y = tf.constant(rng.integers(0, classes, batch).astype("int32"))
+    data = _dataset(tf, name, steps)
+    models = {
+        "float": build(keras, name),
+        "qat": keras_tflq.quantize_model(build(keras, name)),
+    }
     result = {}
-    for label, model in (
-        ("float", build(keras, name)),
-        ("qat", keras_tflq.quantize_model(build(keras, name))),
-    ):
-        optimizer = keras.optimizers.Adam(1e-3)
-        optimizer.build(model.trainable_variables)
-        loss_fn = keras.losses.SparseCategoricalCrossentropy()
-
-        @tf.function
-        def step(x, y, model=model, optimizer=optimizer, loss_fn=loss_fn):
-            with tf.GradientTape() as tape:
-                loss = loss_fn(y, model(x, training=True))
-            variables = model.trainable_variables
-            grads = tape.gradient(loss, variables)
-            optimizer.apply(grads, variables)
-            return loss
-
-        graph = step.get_concrete_function(x, y).graph
-        counts = collections.Counter(op.type for op in graph.get_operations())
-        step(x, y)
-        times = []
-        for _ in range(steps):
-            started = time.perf_counter()
-            step(x, y).numpy()
-            times.append((time.perf_counter() - started) * 1e3)
-        result[label] = {
-            "ops": sum(counts.values()),
-            "op_counts": dict(counts),
-            "step_ms": round(statistics.median(times), 3),
+    for label, model in models.items():
+        model.compile(
+            keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy"
+        )
+        model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+        counts = _op_counts(keras, tf, model, data)
+        result[label] = {"ops": sum(counts.values()), "op_counts": counts}
+    times = {label: collections.Counter() for label in models}
+    runs = {label: collections.Counter() for label in models}
+    cpu = {label: [] for label in models}
+    for index in range(rounds):
+        order = list(models) if index % 2 == 0 else list(models)[::-1]
+        for label in order:
+            with tempfile.TemporaryDirectory(prefix="qat_profile_") as logdir:
+                tf.profiler.experimental.start(logdir)
+                started = time.process_time()
+                models[label].fit(
+                    data, steps_per_epoch=steps, epochs=1, verbose=0
+                )
+                cpu[label].append((time.process_time() - started) / steps)
+                tf.profiler.experimental.stop()
+                for op, (us, count) in _op_self_times(logdir, steps).items():
+                    times[label][op] += us / rounds
+                    runs[label][op] += count / rounds
+    for label in models:
+        result[label]["cpu_ms"] = round(statistics.median(cpu[label]) * 1e3, 3)
+        result[label]["op_self_ms"] = round(
+            sum(times[label].values()) / 1e3, 3
+        )
+    types = set(times["float"]) | set(times["qat"])
+    ranked = sorted(
+        types,
+        key=lambda op: times["float"][op] - times["qat"][op],
+    )
+    result["op_types"] = [
+        {
+            "op": op,
+            "float_us": round(times["float"][op], 1),
+            "qat_us": round(times["qat"][op], 1),
+            "float_runs": round(runs["float"][op], 1),
+            "qat_runs": round(runs["qat"][op], 1),
         }
-    float_counts = result["float"]["op_counts"]
+        for op in ranked[:12]
+    ]
+    float_counts = result["float"].pop("op_counts")
+    qat_counts = result["qat"].pop("op_counts")
     extra = {
         op: count - float_counts.get(op, 0)
-        for op, count in result["qat"]["op_counts"].items()
+        for op, count in qat_counts.items()
         if count > float_counts.get(op, 0)
     }
-    for label in result:
-        del result[label]["op_counts"]
     result["extra_qat_ops"] = dict(
         sorted(extra.items(), key=lambda item: -item[1])[:12]
     )

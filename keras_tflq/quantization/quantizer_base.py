@@ -276,6 +276,7 @@ class RangeQuantizer(Quantizer):
             num_bits=self.num_bits,
             narrow_range=self.narrow_range,
             axis=self.axis if self.per_axis else None,
+            training=bool(training),
         )
 
     def get_config(self):
