@@ -7,7 +7,9 @@ model and mode (`graph`: `compile(jit_compile=False)`; `xla`:
 
 * the process fixes its thread pools first
   (`tf.config.threading.set_intra_op_parallelism_threads(threads)`,
-  inter-op 1), so both frameworks use the same cores whatever the load;
+  inter-op 1; default 1 thread: on a shared 2-core machine a second
+  intra-op thread mostly waits, and its spinning is CPU time that is not
+  work), so both frameworks use the same pools whatever the load;
 * a float model and `quantize_model` of the same architecture, Adam,
   random data (the step time does not depend on the values) as a cached,
   repeated `tf.data` pipeline, so no step waits for input;
@@ -24,11 +26,17 @@ model and mode (`graph`: `compile(jit_compile=False)`; `xla`:
   cores, so on a busy machine it carries the overhead that wall time
   drowns in waiting.
 
+The whole measurement runs `repeats` times (default 2), the frameworks
+taking turns; the rounds of all runs are pooled for the median, and each
+run's own ratios are kept: the runs agree when their CPU-time ratios
+differ by at most `AGREEMENT` (0.05).
+
 The fastest mode of a framework is the one with the lowest QAT step time
 (CPU time per step).
 
 `graph_profile()` counts the ops of one traced float and QAT train step
-(where QAT's extra ops are) and times each step alone.
+and traces interleaved float and QAT `fit()`s with `tf.profiler`: the
+op types ranked by the self time QAT adds per step.
 
 Usage:
     python bench/qat_step_time.py --quick
@@ -54,14 +62,19 @@ MODELS = {
     "tiny_cnn": ((8, 8, 1), 10, 16),
 }
 
+# Runs agree when their CPU-time ratios differ by at most AGREEMENT (the
+# issue's +-0.05, read strictly: one run within 0.05 of the other).
+AGREEMENT = 0.05
+
 DEFAULTS = {
     "models": ["digits_cnn", "mobilenetv2_32"],
     "modes": ["graph", "xla"],
     "frameworks": ["keras_tflq", "tfmot"],
     # Steps per round per model (a digits step is ~50x shorter).
-    "steps": {"digits_cnn": 120, "mobilenetv2_32": 24, "tiny_cnn": 8},
+    "steps": {"digits_cnn": 200, "mobilenetv2_32": 24, "tiny_cnn": 8},
     "rounds": 8,
-    "threads": 2,
+    "threads": 1,
+    "repeats": 2,
     "profile_steps": 20,
 }
 
@@ -70,8 +83,14 @@ def fix_threads(threads):
     """Fixed thread pools; must run before TensorFlow runs any op."""
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    threading = tf.config.threading
+    if (
+        threading.get_intra_op_parallelism_threads() == threads
+        and threading.get_inter_op_parallelism_threads() == 1
+    ):
+        return
+    threading.set_intra_op_parallelism_threads(threads)
+    threading.set_inter_op_parallelism_threads(1)
 
 
 def build(K, name):
@@ -184,8 +203,7 @@ def measure(framework, name, mode, steps, rounds):
             jit_compile=mode == "xla",
         )
         model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
-    float_ms, qat_ms, ratios, cpu_ratios = [], [], [], []
-    cpu_ms = {"float_step_cpu_ms": [], "qat_step_cpu_ms": []}
+    raw = {key: [] for key in RAW_KEYS}
     for index in range(rounds):
         medians, cpu = [None, None], [None, None]
         for which in (0, 1) if index % 2 == 0 else (1, 0):
@@ -198,15 +216,39 @@ def measure(framework, name, mode, steps, rounds):
                 verbose=0,
             )
             medians[which] = statistics.median(timer.times) * 1e3
-            cpu[which] = statistics.mean(timer.cpu_times)
-        float_ms.append(medians[0])
-        qat_ms.append(medians[1])
-        ratios.append(medians[1] / medians[0])
-        cpu_ratios.append(cpu[1] / cpu[0])
-        cpu_ms["float_step_cpu_ms"].append(cpu[0] * 1e3)
-        cpu_ms["qat_step_cpu_ms"].append(cpu[1] * 1e3)
+            cpu[which] = statistics.mean(timer.cpu_times) * 1e3
+        raw["float_ms"].append(medians[0])
+        raw["qat_ms"].append(medians[1])
+        raw["float_cpu_ms"].append(cpu[0])
+        raw["qat_cpu_ms"].append(cpu[1])
     K.backend.clear_session()
-    return summarize(ratios, float_ms, qat_ms, cpu_ratios, cpu_ms)
+    return raw
+
+
+# The per-round values `measure()` returns.
+RAW_KEYS = ("float_ms", "qat_ms", "float_cpu_ms", "qat_cpu_ms")
+
+
+def summarize_raw(raw):
+    """`summarize()` of the per-round values of `measure()` (of one run,
+    or of several runs concatenated in order)."""
+    ratios = [
+        q / f for f, q in zip(raw["float_ms"], raw["qat_ms"], strict=True)
+    ]
+    cpu_ratios = [
+        q / f
+        for f, q in zip(raw["float_cpu_ms"], raw["qat_cpu_ms"], strict=True)
+    ]
+    return summarize(
+        ratios,
+        raw["float_ms"],
+        raw["qat_ms"],
+        cpu_ratios,
+        {
+            "float_step_cpu_ms": raw["float_cpu_ms"],
+            "qat_step_cpu_ms": raw["qat_cpu_ms"],
+        },
+    )
 
 
 def _op_self_times(xplane_dir, steps):
@@ -340,7 +382,8 @@ def graph_profile(name, steps, rounds=2):
 
 
 def run_framework(framework, config):
-    """Every model and mode of `config` in this process."""
+    """Every model and mode of `config` in this process: the per-round
+    values of `measure()` (or an error) per `model/mode`."""
     fix_threads(config["threads"])
     results = {}
     for name in config["models"]:
@@ -358,9 +401,47 @@ def run_framework(framework, config):
                 row = {"error": f"{type(error).__name__}: {error}"[:300]}
             row["wall_s"] = round(time.perf_counter() - started, 1)
             results[f"{name}/{mode}"] = row
-            print(f"[qat_step_time] {framework} {name} {mode}: {row}",
-                  file=sys.stderr)
+            print(
+                f"[qat_step_time] {framework} {name} {mode}: "
+                f"{summarize_raw(row) if 'error' not in row else row}",
+                file=sys.stderr,
+            )
     return results
+
+
+def pool_runs(runs, tolerance=AGREEMENT):
+    """One row per `model/mode` from the runs of one framework: the
+    summary of all rounds in run order (so with two runs the "halves" are
+    the two runs), each run's own ratios, and whether the runs' CPU-time
+    ratios agree within `tolerance`."""
+    rows = {}
+    for key in runs[0]:
+        per_run = [run[key] for run in runs]
+        errors = [row["error"] for row in per_run if "error" in row]
+        if errors:
+            rows[key] = {"error": errors[0]}
+            continue
+        pooled = {name: [] for name in RAW_KEYS}
+        for row in per_run:
+            for name in RAW_KEYS:
+                pooled[name].extend(row[name])
+        summary = summarize_raw(pooled)
+        summary["wall_s"] = round(sum(row["wall_s"] for row in per_run), 1)
+        each = [summarize_raw(row) for row in per_run]
+        summary["runs"] = [
+            {
+                "overhead": run["overhead"],
+                "cpu_overhead": run["cpu_overhead"],
+                "cpu_overhead_iqr": run["cpu_overhead_iqr"],
+            }
+            for run in each
+        ]
+        if len(each) > 1:
+            values = [run["cpu_overhead"] for run in each]
+            summary["runs_cpu_spread"] = round(max(values) - min(values), 3)
+            summary["runs_agree"] = max(values) - min(values) <= tolerance
+        rows[key] = summary
+    return rows
 
 
 def run_tfmot(config):
@@ -404,13 +485,18 @@ def fastest(results, name, modes):
 
 
 def run(config):
-    """Both frameworks (keras_tflq here, tfmot in a subprocess)."""
+    """Every framework (keras_tflq here, tfmot in a subprocess),
+    `repeats` times in turn, pooled by `pool_runs()`."""
     result = {"config": config}
-    for framework in config["frameworks"]:
-        if framework == "tfmot":
-            result[framework] = run_tfmot(config)
-        else:
-            result[framework] = run_framework(framework, config)
+    runs = {framework: [] for framework in config["frameworks"]}
+    for _ in range(config.get("repeats", 1)):
+        for framework in config["frameworks"]:
+            if framework == "tfmot":
+                runs[framework].append(run_tfmot(config))
+            else:
+                runs[framework].append(run_framework(framework, config))
+    for framework, framework_runs in runs.items():
+        result[framework] = pool_runs(framework_runs)
         result[f"{framework}_fastest"] = {
             name: fastest(result[framework], name, config["modes"])
             for name in config["models"]
