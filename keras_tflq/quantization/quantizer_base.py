@@ -219,7 +219,7 @@ class RangeQuantizer(Quantizer):
     def _batch_range(self, x):
         """The range of `x` (per channel when `per_axis`), containing zero,
         symmetric if asked, and at least 1e-6 wide. The minimum is the
-        Python float `0.0` when `x` comes from a ReLU."""
+        Python float `0.0` when `x` comes from a ReLU (one range)."""
         reduce_axes = self._reduce_axes(x)
         if self.symmetric:
             bound = ops.maximum(ops.max(ops.abs(x), axis=reduce_axes), 1e-6)
@@ -228,6 +228,8 @@ class RangeQuantizer(Quantizer):
         if _non_negative(x):
             # min(min(x), 0) is 0: one pass over the tensor less, and a
             # Python 0.0 lets the range update skip its arithmetic.
+            if self.per_axis:
+                return ops.zeros_like(range_max), range_max
             return 0.0, range_max
         range_min = ops.minimum(ops.min(x, axis=reduce_axes), 0.0)
         return range_min, range_max
