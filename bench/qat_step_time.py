@@ -7,7 +7,9 @@ model and mode (`graph`: `compile(jit_compile=False)`; `xla`:
 
 * the process fixes its thread pools first
   (`tf.config.threading.set_intra_op_parallelism_threads(threads)`,
-  inter-op 1), so both frameworks use the same cores whatever the load;
+  inter-op 1; default 1 thread: on a shared 2-core machine a second
+  intra-op thread mostly waits, and its spinning is CPU time that is not
+  work), so both frameworks use the same pools whatever the load;
 * a float model and `quantize_model` of the same architecture, Adam,
   random data (the step time does not depend on the values) as a cached,
   repeated `tf.data` pipeline, so no step waits for input;
@@ -24,11 +26,17 @@ model and mode (`graph`: `compile(jit_compile=False)`; `xla`:
   cores, so on a busy machine it carries the overhead that wall time
   drowns in waiting.
 
+The whole measurement runs `repeats` times (default 2), the frameworks
+taking turns; the rounds of all runs are pooled for the median, and each
+run's own ratios are kept: the runs agree when their CPU-time ratios
+differ by at most `AGREEMENT` (0.05).
+
 The fastest mode of a framework is the one with the lowest QAT step time
 (CPU time per step).
 
 `graph_profile()` counts the ops of one traced float and QAT train step
-(where QAT's extra ops are) and times each step alone.
+and traces interleaved float and QAT `fit()`s with `tf.profiler`: the
+op types ranked by the self time QAT adds per step.
 
 Usage:
     python bench/qat_step_time.py --quick
@@ -54,14 +62,19 @@ MODELS = {
     "tiny_cnn": ((8, 8, 1), 10, 16),
 }
 
+# Runs agree when their CPU-time ratios differ by at most AGREEMENT (the
+# issue's +-0.05, read strictly: one run within 0.05 of the other).
+AGREEMENT = 0.05
+
 DEFAULTS = {
     "models": ["digits_cnn", "mobilenetv2_32"],
     "modes": ["graph", "xla"],
     "frameworks": ["keras_tflq", "tfmot"],
     # Steps per round per model (a digits step is ~50x shorter).
-    "steps": {"digits_cnn": 120, "mobilenetv2_32": 24, "tiny_cnn": 8},
+    "steps": {"digits_cnn": 200, "mobilenetv2_32": 24, "tiny_cnn": 8},
     "rounds": 8,
-    "threads": 2,
+    "threads": 1,
+    "repeats": 2,
     "profile_steps": 20,
 }
 
@@ -70,8 +83,14 @@ def fix_threads(threads):
     """Fixed thread pools; must run before TensorFlow runs any op."""
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    threading = tf.config.threading
+    if (
+        threading.get_intra_op_parallelism_threads() == threads
+        and threading.get_inter_op_parallelism_threads() == 1
+    ):
+        return
+    threading.set_intra_op_parallelism_threads(threads)
+    threading.set_inter_op_parallelism_threads(1)
 
 
 def build(K, name):
@@ -184,8 +203,7 @@ def measure(framework, name, mode, steps, rounds):
             jit_compile=mode == "xla",
         )
         model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
-    float_ms, qat_ms, ratios, cpu_ratios = [], [], [], []
-    cpu_ms = {"float_step_cpu_ms": [], "qat_step_cpu_ms": []}
+    raw = {key: [] for key in RAW_KEYS}
     for index in range(rounds):
         medians, cpu = [None, None], [None, None]
         for which in (0, 1) if index % 2 == 0 else (1, 0):
@@ -198,68 +216,164 @@ def measure(framework, name, mode, steps, rounds):
                 verbose=0,
             )
             medians[which] = statistics.median(timer.times) * 1e3
-            cpu[which] = statistics.mean(timer.cpu_times)
-        float_ms.append(medians[0])
-        qat_ms.append(medians[1])
-        ratios.append(medians[1] / medians[0])
-        cpu_ratios.append(cpu[1] / cpu[0])
-        cpu_ms["float_step_cpu_ms"].append(cpu[0] * 1e3)
-        cpu_ms["qat_step_cpu_ms"].append(cpu[1] * 1e3)
+            cpu[which] = statistics.mean(timer.cpu_times) * 1e3
+        raw["float_ms"].append(medians[0])
+        raw["qat_ms"].append(medians[1])
+        raw["float_cpu_ms"].append(cpu[0])
+        raw["qat_cpu_ms"].append(cpu[1])
     K.backend.clear_session()
-    return summarize(ratios, float_ms, qat_ms, cpu_ratios, cpu_ms)
+    return raw
 
 
-def graph_profile(name, steps):
-    """Op counts of one traced float and QAT train step (keras_tflq, graph
-    mode), and each step's median time when run alone."""
+# The per-round values `measure()` returns.
+RAW_KEYS = ("float_ms", "qat_ms", "float_cpu_ms", "qat_cpu_ms")
+
+
+def summarize_raw(raw):
+    """`summarize()` of the per-round values of `measure()` (of one run,
+    or of several runs concatenated in order)."""
+    ratios = [
+        q / f for f, q in zip(raw["float_ms"], raw["qat_ms"], strict=True)
+    ]
+    cpu_ratios = [
+        q / f
+        for f, q in zip(raw["float_cpu_ms"], raw["qat_cpu_ms"], strict=True)
+    ]
+    return summarize(
+        ratios,
+        raw["float_ms"],
+        raw["qat_ms"],
+        cpu_ratios,
+        {
+            "float_step_cpu_ms": raw["float_cpu_ms"],
+            "qat_step_cpu_ms": raw["qat_cpu_ms"],
+        },
+    )
+
+
+def _op_self_times(xplane_dir, steps):
+    """{op type: (self us per step, ops run per step)} from the trace
+    written to `xplane_dir` (TensorFlow's `framework_op_stats` tool)."""
+    import glob
+
+    from tensorflow.python.profiler.internal import (
+        _pywrap_profiler_plugin as plugin,
+    )
+
+    paths = glob.glob(
+        os.path.join(xplane_dir, "**", "*.xplane.pb"), recursive=True
+    )
+    data, ok = plugin.xspace_to_tools_data(paths, "framework_op_stats", {})
+    if not ok:
+        raise RuntimeError(f"the trace was not readable: {data[:200]!r}")
+    table = json.loads(data)[0]
+    columns = [column["id"] for column in table["cols"]]
+    self_us = collections.Counter()
+    runs = collections.Counter()
+    for row in table["rows"]:
+        values = (cell.get("v") for cell in row["c"])
+        cells = dict(zip(columns, values, strict=True))
+        if cells["type"] == "IDLE":
+            continue
+        self_us[cells["type"]] += cells["total_self_time"] / steps
+        runs[cells["type"]] += cells["occurrences"] / steps
+    return {op: (self_us[op], runs[op]) for op in self_us}
+
+
+def _op_counts(keras, tf, model, data):
+    """{op type: count} of one traced train step of `model` (the forward
+    pass, the gradient and the optimizer update, as `fit()` traces it)."""
+    optimizer = model.optimizer
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+
+    @tf.function
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True))
+        variables = model.trainable_variables
+        optimizer.apply(tape.gradient(loss, variables), variables)
+        return loss
+
+    x, y = next(iter(data))
+    graph = step.get_concrete_function(x, y).graph
+    return collections.Counter(op.type for op in graph.get_operations())
+
+
+def graph_profile(name, steps, rounds=2):
+    """Where one QAT step's time goes, against one float step (keras_tflq,
+    graph mode, the same `fit()` as `measure()`).
+
+    Counts the ops of each traced train step, then traces `rounds`
+    interleaved one-epoch fits of `steps` steps each with
+    `tf.profiler` and sums each op type's self time (the time an op runs,
+    not counting ops it waits on) per step. Returns the op counts, the
+    process CPU ms per step of the traced fits, the self ms per step of
+    all ops, and the op types ranked by the time QAT adds.
+    """
+    import tempfile
+
     import keras
     import tensorflow as tf
 
     import keras_tflq
 
-    shape, classes, batch = MODELS[name]
-    rng = np.random.default_rng(0)
-    x = tf.constant(rng.uniform(0, 1, (batch, *shape)).astype("float32"))
-    y = tf.constant(rng.integers(0, classes, batch).astype("int32"))
+    data = _dataset(tf, name, steps)
+    models = {
+        "float": build(keras, name),
+        "qat": keras_tflq.quantize_model(build(keras, name)),
+    }
     result = {}
-    for label, model in (
-        ("float", build(keras, name)),
-        ("qat", keras_tflq.quantize_model(build(keras, name))),
-    ):
-        optimizer = keras.optimizers.Adam(1e-3)
-        optimizer.build(model.trainable_variables)
-        loss_fn = keras.losses.SparseCategoricalCrossentropy()
-
-        @tf.function
-        def step(x, y, model=model, optimizer=optimizer, loss_fn=loss_fn):
-            with tf.GradientTape() as tape:
-                loss = loss_fn(y, model(x, training=True))
-            variables = model.trainable_variables
-            grads = tape.gradient(loss, variables)
-            optimizer.apply(grads, variables)
-            return loss
-
-        graph = step.get_concrete_function(x, y).graph
-        counts = collections.Counter(op.type for op in graph.get_operations())
-        step(x, y)
-        times = []
-        for _ in range(steps):
-            started = time.perf_counter()
-            step(x, y).numpy()
-            times.append((time.perf_counter() - started) * 1e3)
-        result[label] = {
-            "ops": sum(counts.values()),
-            "op_counts": dict(counts),
-            "step_ms": round(statistics.median(times), 3),
+    for label, model in models.items():
+        model.compile(
+            keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy"
+        )
+        model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+        counts = _op_counts(keras, tf, model, data)
+        result[label] = {"ops": sum(counts.values()), "op_counts": counts}
+    times = {label: collections.Counter() for label in models}
+    runs = {label: collections.Counter() for label in models}
+    cpu = {label: [] for label in models}
+    for index in range(rounds):
+        order = list(models) if index % 2 == 0 else list(models)[::-1]
+        for label in order:
+            with tempfile.TemporaryDirectory(prefix="qat_profile_") as logdir:
+                tf.profiler.experimental.start(logdir)
+                started = time.process_time()
+                models[label].fit(
+                    data, steps_per_epoch=steps, epochs=1, verbose=0
+                )
+                cpu[label].append((time.process_time() - started) / steps)
+                tf.profiler.experimental.stop()
+                for op, (us, count) in _op_self_times(logdir, steps).items():
+                    times[label][op] += us / rounds
+                    runs[label][op] += count / rounds
+    for label in models:
+        result[label]["cpu_ms"] = round(statistics.median(cpu[label]) * 1e3, 3)
+        result[label]["op_self_ms"] = round(
+            sum(times[label].values()) / 1e3, 3
+        )
+    types = set(times["float"]) | set(times["qat"])
+    ranked = sorted(
+        types,
+        key=lambda op: times["float"][op] - times["qat"][op],
+    )
+    result["op_types"] = [
+        {
+            "op": op,
+            "float_us": round(times["float"][op], 1),
+            "qat_us": round(times["qat"][op], 1),
+            "float_runs": round(runs["float"][op], 1),
+            "qat_runs": round(runs["qat"][op], 1),
         }
-    float_counts = result["float"]["op_counts"]
+        for op in ranked[:12]
+    ]
+    float_counts = result["float"].pop("op_counts")
+    qat_counts = result["qat"].pop("op_counts")
     extra = {
         op: count - float_counts.get(op, 0)
-        for op, count in result["qat"]["op_counts"].items()
+        for op, count in qat_counts.items()
         if count > float_counts.get(op, 0)
     }
-    for label in result:
-        del result[label]["op_counts"]
     result["extra_qat_ops"] = dict(
         sorted(extra.items(), key=lambda item: -item[1])[:12]
     )
@@ -268,7 +382,8 @@ def graph_profile(name, steps):
 
 
 def run_framework(framework, config):
-    """Every model and mode of `config` in this process."""
+    """Every model and mode of `config` in this process: the per-round
+    values of `measure()` (or an error) per `model/mode`."""
     fix_threads(config["threads"])
     results = {}
     for name in config["models"]:
@@ -286,9 +401,47 @@ def run_framework(framework, config):
                 row = {"error": f"{type(error).__name__}: {error}"[:300]}
             row["wall_s"] = round(time.perf_counter() - started, 1)
             results[f"{name}/{mode}"] = row
-            print(f"[qat_step_time] {framework} {name} {mode}: {row}",
-                  file=sys.stderr)
+            print(
+                f"[qat_step_time] {framework} {name} {mode}: "
+                f"{summarize_raw(row) if 'error' not in row else row}",
+                file=sys.stderr,
+            )
     return results
+
+
+def pool_runs(runs, tolerance=AGREEMENT):
+    """One row per `model/mode` from the runs of one framework: the
+    summary of all rounds in run order (so with two runs the "halves" are
+    the two runs), each run's own ratios, and whether the runs' CPU-time
+    ratios agree within `tolerance`."""
+    rows = {}
+    for key in runs[0]:
+        per_run = [run[key] for run in runs]
+        errors = [row["error"] for row in per_run if "error" in row]
+        if errors:
+            rows[key] = {"error": errors[0]}
+            continue
+        pooled = {name: [] for name in RAW_KEYS}
+        for row in per_run:
+            for name in RAW_KEYS:
+                pooled[name].extend(row[name])
+        summary = summarize_raw(pooled)
+        summary["wall_s"] = round(sum(row["wall_s"] for row in per_run), 1)
+        each = [summarize_raw(row) for row in per_run]
+        summary["runs"] = [
+            {
+                "overhead": run["overhead"],
+                "cpu_overhead": run["cpu_overhead"],
+                "cpu_overhead_iqr": run["cpu_overhead_iqr"],
+            }
+            for run in each
+        ]
+        if len(each) > 1:
+            values = [run["cpu_overhead"] for run in each]
+            summary["runs_cpu_spread"] = round(max(values) - min(values), 3)
+            summary["runs_agree"] = max(values) - min(values) <= tolerance
+        rows[key] = summary
+    return rows
 
 
 def run_tfmot(config):
@@ -332,13 +485,18 @@ def fastest(results, name, modes):
 
 
 def run(config):
-    """Both frameworks (keras_tflq here, tfmot in a subprocess)."""
+    """Every framework (keras_tflq here, tfmot in a subprocess),
+    `repeats` times in turn, pooled by `pool_runs()`."""
     result = {"config": config}
-    for framework in config["frameworks"]:
-        if framework == "tfmot":
-            result[framework] = run_tfmot(config)
-        else:
-            result[framework] = run_framework(framework, config)
+    runs = {framework: [] for framework in config["frameworks"]}
+    for _ in range(config.get("repeats", 1)):
+        for framework in config["frameworks"]:
+            if framework == "tfmot":
+                runs[framework].append(run_tfmot(config))
+            else:
+                runs[framework].append(run_framework(framework, config))
+    for framework, framework_runs in runs.items():
+        result[framework] = pool_runs(framework_runs)
         result[f"{framework}_fastest"] = {
             name: fastest(result[framework], name, config["modes"])
             for name in config["models"]

@@ -9,7 +9,8 @@ Sections (each can be left out or resized by the configuration):
   (`bench/qat_vs_tfmot.py` in a subprocess; tfmot in its own).
 * `step_time`: QAT / float step time, keras_tflq and tfmot, graph mode and
   XLA (`bench/qat_step_time.py` in a subprocess; tfmot in its own), and a
-  profile of one traced QAT step vs one float step (op counts, step ms).
+  profile of one QAT step vs one float step (op counts, CPU ms, the op
+  types ranked by the self time QAT adds, from `tf.profiler`).
 * `artifacts`: size and LiteRT latency (XNNPACK, batch 1, each thread
   count) of float32, float16, dynamic, PTQ int8 and QAT int8 artifacts.
 * `batched`: `keras_tflq.LiteRTModel.predict` vs a one-sample invoke loop.
@@ -59,9 +60,12 @@ FULL = {
         "modes": ["graph", "xla"],
         "frameworks": ["keras_tflq", "tfmot"],
         "rounds": 8,
-        "steps": {"digits_cnn": 120, "mobilenetv2_32": 24},
+        "steps": {"digits_cnn": 200, "mobilenetv2_32": 24},
+        "threads": 1,
+        "repeats": 2,
         "profile": ["digits_cnn", "mobilenetv2_32"],
         "profile_steps": 20,
+        "profile_rounds": 2,
     },
     "artifacts": {
         "models": ["mobilenetv2_224", "digits_cnn"],
@@ -96,9 +100,12 @@ QUICK = {
         "modes": ["graph"],
         "frameworks": ["keras_tflq", "tfmot"],
         "rounds": 4,
-        "steps": {"digits_cnn": 60, "mobilenetv2_32": 12},
+        "steps": {"digits_cnn": 100, "mobilenetv2_32": 12},
+        "threads": 1,
+        "repeats": 1,
         "profile": ["digits_cnn"],
         "profile_steps": 10,
+        "profile_rounds": 2,
     },
     "artifacts": {
         "models": ["mobilenetv2_224", "digits_cnn"],
@@ -248,7 +255,9 @@ def section_step_time(config, threads):
         key: config[key]
         for key in ("models", "modes", "frameworks", "rounds", "steps")
     }
-    step_config["threads"] = threads
+    # The step-time protocol's own pools (default: one intra-op thread).
+    step_config["threads"] = config.get("threads", threads)
+    step_config["repeats"] = config.get("repeats", 1)
     result = _json_line(
         [
             sys.executable,
@@ -265,7 +274,9 @@ def section_profile(config):
     import qat_step_time
 
     return {
-        name: qat_step_time.graph_profile(name, config["profile_steps"])
+        name: qat_step_time.graph_profile(
+            name, config["profile_steps"], config.get("profile_rounds", 2)
+        )
         for name in config.get("profile") or ()
     }
 
@@ -664,6 +675,84 @@ def _artifact_structure_lines(artifacts):
     return lines
 
 
+def _step_time_lines(step):
+    """The step-time table: per framework, model and mode, the QAT / float
+    ratio in process CPU time (the one to read on a busy machine) with its
+    spread and each run's value, then the wall-clock ratio."""
+    lines = [
+        "QAT step time over float step time, interleaved rounds "
+        "(`bench/qat_step_time.py`): the median of the per-round ratios in "
+        "process CPU time per step, which other processes' load does not "
+        "inflate, [interquartile range], and each run's median (the runs "
+        "agree when they differ by at most 0.05); then the same in wall "
+        "time; float / QAT median CPU ms per step:",
+        "",
+        "| framework | model | mode | CPU QAT / float | IQR | runs | agree "
+        "| wall QAT / float | float CPU ms | QAT CPU ms |",
+        "|---|---|---|---:|---|---|---|---:|---:|---:|",
+    ]
+    for framework in ("keras_tflq", "tfmot"):
+        for key, row in (step.get(framework) or {}).items():
+            name, mode = key.split("/")
+            if "error" in row:
+                lines.append(
+                    f"| {framework} | {name} | {mode} | "
+                    f"failed: {row['error'][:80]} | | | | | | |"
+                )
+                continue
+            fastest = step[f"{framework}_fastest"].get(name) == mode
+            runs = [run["cpu_overhead"] for run in row.get("runs", ())]
+            agree = {True: "yes", False: "**no**", None: "-"}[
+                row.get("runs_agree")
+            ]
+            lines.append(
+                f"| {framework} | {name} | {mode}"
+                f"{' (fastest)' if fastest else ''} | "
+                f"{_cell(row.get('cpu_overhead'))} | "
+                f"{row.get('cpu_overhead_iqr', '')} | "
+                f"{', '.join(f'{value:.2f}' for value in runs)} | {agree} | "
+                f"{row['overhead']:.2f} | "
+                f"{_cell(row.get('float_step_cpu_ms'), 1)} | "
+                f"{_cell(row.get('qat_step_cpu_ms'), 1)} |"
+            )
+    lines.append("")
+    return lines
+
+
+def _profile_lines(profile):
+    """Where a QAT step's time goes: op counts of the traced steps, then
+    per model the op types ranked by the self time QAT adds per step."""
+    lines = [
+        "One QAT step against one float step (keras_tflq, graph mode, "
+        "`tf.profiler` over interleaved `fit()`s): ops in the traced "
+        "step, process CPU ms per step, and the op types ranked by the "
+        "self time (us per step) QAT adds:",
+        "",
+        "| model | float ops | QAT ops | float CPU ms | QAT CPU ms |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, row in profile.items():
+        lines.append(
+            f"| {name} | {row['float']['ops']} | {row['qat']['ops']} | "
+            f"{row['float']['cpu_ms']:.1f} | {row['qat']['cpu_ms']:.1f} |"
+        )
+    lines.append("")
+    for name, row in profile.items():
+        lines += [
+            f"| {name}: op type | float us | QAT us | added us | "
+            "float runs | QAT runs |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for op in row["op_types"]:
+            lines.append(
+                f"| {op['op']} | {op['float_us']:.0f} | {op['qat_us']:.0f} "
+                f"| {op['qat_us'] - op['float_us']:.0f} | "
+                f"{op['float_runs']:.1f} | {op['qat_runs']:.1f} |"
+            )
+        lines.append("")
+    return lines
+
+
 def markdown(result):
     machine = result["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
@@ -710,56 +799,9 @@ def markdown(result):
         lines.append("")
     step = result.get("step_time")
     if step:
-        lines += [
-            "QAT step time over float step time (median of interleaved "
-            "rounds, [interquartile range], first-half / second-half "
-            "medians; float / QAT median step ms; the same ratio in "
-            "process CPU time per step, which other processes' load does "
-            "not inflate):",
-            "",
-            "| framework | model | mode | QAT / float | IQR | halves | "
-            "float ms | QAT ms | CPU-time QAT / float [IQR] |",
-            "|---|---|---|---:|---|---|---:|---:|---|",
-        ]
-        for framework in ("keras_tflq", "tfmot"):
-            for key, row in (step.get(framework) or {}).items():
-                name, mode = key.split("/")
-                if "error" in row:
-                    lines.append(
-                        f"| {framework} | {name} | {mode} | "
-                        f"failed: {row['error'][:80]} | | | | | |"
-                    )
-                    continue
-                fastest = step[f"{framework}_fastest"].get(name) == mode
-                lines.append(
-                    f"| {framework} | {name} | {mode}"
-                    f"{' (fastest)' if fastest else ''} | "
-                    f"{row['overhead']:.2f} | {row['overhead_iqr']} | "
-                    f"{row['overhead_halves']} | {row['float_step_ms']:.1f} | "
-                    f"{row['qat_step_ms']:.1f} | "
-                    f"{_cell(row.get('cpu_overhead'))} "
-                    f"{row.get('cpu_overhead_iqr', '')} |"
-                )
-        lines.append("")
+        lines += _step_time_lines(step)
     if result.get("profile"):
-        lines += [
-            "One traced train step (keras_tflq, graph mode, run alone): "
-            "ops in the graph, median ms, and QAT's most added op types:",
-            "",
-            "| model | float ops | QAT ops | float ms | QAT ms | "
-            "added ops |",
-            "|---|---:|---:|---:|---:|---|",
-        ]
-        for name, row in result["profile"].items():
-            extra = ", ".join(
-                f"{op} +{n}" for op, n in list(row["extra_qat_ops"].items())[:6]
-            )
-            lines.append(
-                f"| {name} | {row['float']['ops']} | {row['qat']['ops']} | "
-                f"{row['float']['step_ms']:.1f} | "
-                f"{row['qat']['step_ms']:.1f} | {extra} |"
-            )
-        lines.append("")
+        lines += _profile_lines(result["profile"])
     qat = result.get("qat_accuracy")
     if qat:
         lines += [

@@ -10,9 +10,64 @@ def _scalar(value):
     return ops.reshape(value, ()) if len(value.shape) else value
 
 
-def fake_quant(inputs, range_min, range_max, num_bits, narrow_range, axis):
+def _per_channel_training_op(num_bits, narrow_range):
+    """`tf.quantization.fake_quant_with_min_max_vars_per_channel` (channels
+    last) as element-wise ops, with the same values and gradients.
+
+    TensorFlow's per-channel kernels (forward and gradient) run one small
+    parallel loop per channel: on a convolution kernel they cost as much
+    as the convolution. The same maths broadcast over the channels runs
+    in a few element-wise passes. Training only: the traced inference
+    graph keeps TensorFlow's op, which the converter reads.
+    """
+    import tensorflow as tf
+
+    quant_min = 1.0 if narrow_range else 0.0
+    quant_max = float((1 << num_bits) - 1)
+    steps = quant_max - quant_min
+
+    @tf.custom_gradient
+    def per_channel(x, range_min, range_max):
+        # TensorFlow's nudging: the zero point is rounded half away from
+        # zero (std::round; never negative here) and clamped.
+        scale = (range_max - range_min) / steps
+        inv_scale = steps / (range_max - range_min)
+        zero_from_min = quant_min - range_min / scale
+        zero = tf.floor(zero_from_min)
+        zero += tf.cast(zero_from_min - zero >= 0.5, zero.dtype)
+        zero = tf.clip_by_value(zero, quant_min, quant_max)
+        nudged_min = (quant_min - zero) * scale
+        nudged_max = (quant_max - zero) * scale
+        quant_zero = tf.floor(-nudged_min * inv_scale + 0.5)
+        clamped = tf.maximum(tf.minimum(x, nudged_max), nudged_min)
+        shifted = (clamped - nudged_min) * inv_scale - quant_zero
+        outputs = tf.floor(shifted + 0.5) * scale
+
+        def grad(upstream):
+            zeros = tf.zeros_like(upstream)
+            axes = list(range(len(x.shape) - 1))
+            below = tf.where(x < nudged_min, upstream, zeros)
+            above = tf.where(x > nudged_max, upstream, zeros)
+            inside = tf.where(tf.equal(clamped, x), upstream, zeros)
+            return (
+                inside,
+                tf.reduce_sum(below, axes),
+                tf.reduce_sum(above, axes),
+            )
+
+        return outputs, grad
+
+    return per_channel
+
+
+def fake_quant(
+    inputs, range_min, range_max, num_bits, narrow_range, axis, training=False
+):
     """`keras.quantizers.fake_quant_with_min_max_vars`, with the TensorFlow
-    op called directly when Keras would only add reshapes or transposes."""
+    op called directly when Keras would only add reshapes or transposes.
+
+    With `training=True`, a per-channel range runs as element-wise ops
+    (same values, same gradients; see `_per_channel_training_op`)."""
     if keras.backend.backend() == "tensorflow" and not (
         keras.backend.is_keras_tensor(inputs)
     ):
@@ -33,6 +88,7 @@ def fake_quant(inputs, range_min, range_max, num_bits, narrow_range, axis):
                     num_bits,
                     narrow_range,
                     axis=-1,
+                    training=training,
                 )
                 return ops.reshape(outputs, shape)
         if x.dtype == tf.float32 and (
@@ -47,6 +103,14 @@ def fake_quant(inputs, range_min, range_max, num_bits, narrow_range, axis):
                     _scalar(range_max),
                     num_bits=num_bits,
                     narrow_range=narrow_range,
+                )
+            if training:
+                # Tensors, not variables: the gradient is for values.
+                op = _per_channel_training_op(num_bits, narrow_range)
+                return op(
+                    tf.convert_to_tensor(x),
+                    tf.convert_to_tensor(range_min),
+                    tf.convert_to_tensor(range_max),
                 )
             return tf.quantization.fake_quant_with_min_max_vars_per_channel(
                 x,

@@ -218,15 +218,19 @@ class RangeQuantizer(Quantizer):
 
     def _batch_range(self, x):
         """The range of `x` (per channel when `per_axis`), containing zero,
-        symmetric if asked, and at least 1e-6 wide."""
+        symmetric if asked, and at least 1e-6 wide. The minimum is the
+        Python float `0.0` when `x` comes from a ReLU (one range)."""
         reduce_axes = self._reduce_axes(x)
         if self.symmetric:
             bound = ops.maximum(ops.max(ops.abs(x), axis=reduce_axes), 1e-6)
             return -bound, bound
         range_max = ops.maximum(ops.max(x, axis=reduce_axes), 1e-6)
         if _non_negative(x):
-            # min(min(x), 0) is 0: one pass over the tensor less.
-            return ops.zeros_like(range_max), range_max
+            # min(min(x), 0) is 0: one pass over the tensor less, and a
+            # Python 0.0 lets the range update skip its arithmetic.
+            if self.per_axis:
+                return ops.zeros_like(range_max), range_max
+            return 0.0, range_max
         range_min = ops.minimum(ops.min(x, axis=reduce_axes), 0.0)
         return range_min, range_max
 
@@ -252,8 +256,11 @@ class RangeQuantizer(Quantizer):
                 self._mark_seen(weights)
             return min_var, max_var
         values = ops.stop_gradient(ops.convert_to_tensor(inputs))
+        batch_min, batch_max = self._batch_range(values)
+        if isinstance(batch_min, float) and replicas.is_multi_replica():
+            batch_min = ops.zeros_like(batch_max)
         new_min, new_max = self._updated_range(
-            *replicas.global_range(*self._batch_range(values)), weights
+            *replicas.global_range(batch_min, batch_max), weights
         )
         if ranges_frozen is not None and ranges_frozen is not False:
             new_min = ops.where(ranges_frozen, min_var, new_min)
@@ -276,6 +283,7 @@ class RangeQuantizer(Quantizer):
             num_bits=self.num_bits,
             narrow_range=self.narrow_range,
             axis=self.axis if self.per_axis else None,
+            training=bool(training),
         )
 
     def get_config(self):

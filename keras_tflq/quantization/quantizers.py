@@ -95,8 +95,12 @@ class MovingAverageQuantizer(RangeQuantizer):
         # `initialized` is 0 before the first training step, then 1: the
         # first step takes the batch range.
         decay = self.ema_decay * initialized
-        # decay * range + (1 - decay) * batch, in one op less.
-        new_min = batch_min + decay * (weights["min_var"] - batch_min)
+        # decay * range + (1 - decay) * batch, in one op less; the same
+        # value in three ops less when the batch minimum is 0.0 (a ReLU).
+        if isinstance(batch_min, float) and batch_min == 0.0:
+            new_min = decay * weights["min_var"]
+        else:
+            new_min = batch_min + decay * (weights["min_var"] - batch_min)
         new_max = batch_max + decay * (weights["max_var"] - batch_max)
         initialized.assign(1.0)
         return new_min, new_max

@@ -201,6 +201,7 @@ class ConvBatchNormFold(SchemeLayer):
             num_bits=self._weight_quantizer.num_bits,
             narrow_range=self._weight_quantizer.narrow_range,
             axis=self._weight_quantizer.axis,
+            training=bool(training),
         )
         if not training:
             return quantized
