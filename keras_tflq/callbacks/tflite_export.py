@@ -13,6 +13,7 @@ from keras_tflq.argument_checks import check_positive_int
 from keras_tflq.callbacks import distributed
 from keras_tflq.callbacks.fit_validation_data import find_fit_validation_data
 from keras_tflq.callbacks.monitor import metric_direction
+from keras_tflq.conversion import isolated
 from keras_tflq.conversion import micro_target
 from keras_tflq.conversion import modes
 from keras_tflq.conversion import precision_search
@@ -267,6 +268,8 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
                 self._prepare()
             except Exception as caught:  # noqa: BLE001 - re-raised below
                 error = caught
+            finally:
+                isolated.shutdown()  # no idle conversion child in training
         if distributed.agree(strategy, error is not None) and error is None:
             raise distributed.chief_failed_error("checks before training")
         if error is not None:
@@ -371,6 +374,8 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
                 self._export_on_chief(epoch, logs)
             except Exception as caught:  # noqa: BLE001 - re-raised below
                 error = caught
+            finally:
+                isolated.shutdown()
         failed = distributed.agree(self._strategy, error is not None)
         if failed and error is None:
             raise distributed.chief_failed_error(f"export at epoch {epoch + 1}")

@@ -16,6 +16,7 @@ inspection. A child killed by a signal becomes a `ConversionError` in the
 parent, which stays alive.
 """
 
+import atexit
 import json
 import os
 import signal
@@ -181,11 +182,7 @@ def convert_isolated(model, mode, representative_dataset=None, **options):
         }
         with open(os.path.join(folder, "job.json"), "w") as handle:
             json.dump(job, handle)
-        log_path = os.path.join(folder, "log.txt")
-        with open(log_path, "wb") as log:
-            returncode = _run_child(folder, log)
-        with open(log_path, encoding="utf-8", errors="replace") as handle:
-            log = handle.read()
+        returncode, log = _run_job(folder)
         if returncode < 0:
             raise ConversionError(
                 f"The TFLite converter crashed ({_signal_name(returncode)} "
@@ -214,24 +211,96 @@ def convert_isolated(model, mode, representative_dataset=None, **options):
             return handle.read(), inspection
 
 
-def _run_child(folder, log):
-    """Runs the conversion child on `folder`, its output into `log`;
-    returns its exit status (negative: the signal that killed it)."""
-    return subprocess.run(
+class _Worker:
+    """A conversion child kept warm between conversions.
+
+    It reads one job folder a line on stdin and answers its exit status on
+    the descriptor that was its stdout; everything it prints (TensorFlow's
+    start-up lines, a crash's traceback) goes to a log file. It ends at
+    the end of its stdin, so with this process too.
+    """
+
+    def __init__(self, env):
+        self.env = env
+        self.log = tempfile.TemporaryFile(prefix="keras_tflq_child_log_")
+        self.process = _spawn(env, self.log)
+
+    def run(self, folder):
+        """Runs one job; returns `(status, log)`: a negative status is the
+        signal that killed the child, the log what it printed meanwhile."""
+        self.log.seek(0, os.SEEK_END)
+        offset = self.log.tell()
+        try:
+            self.process.stdin.write(f"{folder}\n")
+            self.process.stdin.flush()
+            answer = self.process.stdout.readline()
+        except BrokenPipeError:
+            answer = ""
+        status = int(answer) if answer.strip() else self.process.wait()
+        self.log.seek(offset)
+        return status, self.log.read().decode("utf-8", errors="replace")
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process.stdout.close()
+        self.log.close()
+
+
+_worker = None
+
+
+def _spawn(env, log):
+    """Starts a conversion child (`isolated_child`) with `env`."""
+    return subprocess.Popen(
         [
             sys.executable,
             "-X",
             "faulthandler",
             "-m",
             "keras_tflq.conversion.isolated_child",
-            folder,
         ],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=_child_env(),
-        check=False,
-    ).returncode
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        env=env,
+        text=True,
+    )
+
+
+def _run_job(folder):
+    """Runs the job in `folder` in the warm child, started (or restarted,
+    when the environment changed or the last one died) as needed; returns
+    `(status, log)`."""
+    global _worker
+    env = _child_env()
+    if _worker is not None and (
+        _worker.env != env or _worker.process.poll() is not None
+    ):
+        shutdown()
+    if _worker is None:
+        _worker = _Worker(env)
+    status, log = _worker.run(folder)
+    if status < 0:
+        shutdown()
+    return status, log
+
+
+def shutdown():
+    """Ends the warm conversion child, if one runs (`TFLiteExport` calls it
+    when training ends; it also ends with this process)."""
+    global _worker
+    if _worker is not None:
+        worker, _worker = _worker, None
+        worker.close()
+
+
+atexit.register(shutdown)
 
 
 def _child_env():

@@ -1,11 +1,14 @@
 """The child process of `isolated.convert_isolated` (not for direct use).
 
-`python -m keras_tflq.conversion.isolated_child FOLDER` loads
-`FOLDER/model.keras`, calls `convert_and_inspect` on it with the mode and
-options of `FOLDER/job.json` and the calibration samples of
-`FOLDER/samples.npz` (the in-process conversion, `isolate=False`), and
-writes `FOLDER/model.tflite` with `FOLDER/inspection.json`, or
-`FOLDER/error.json` (the message and converter log of the error).
+`python -m keras_tflq.conversion.isolated_child` reads job folders, one a
+line, on stdin. For each FOLDER it loads `FOLDER/model.keras`, calls
+`convert_and_inspect` on it with the mode and options of
+`FOLDER/job.json` and the calibration samples of `FOLDER/samples.npz`
+(the in-process conversion, `isolate=False`), writes
+`FOLDER/model.tflite` with `FOLDER/inspection.json`, or
+`FOLDER/error.json` (the message and converter log of the error), and
+answers the job's status (`0` or `1`) on a line of its original stdout;
+all it prints goes to stderr. It ends at the end of stdin.
 """
 
 import importlib
@@ -73,7 +76,8 @@ def _write_error(folder, message, converter_log=None):
     return 1
 
 
-def main(folder):
+def convert_job(folder):
+    """Runs the job in `folder`; returns `0`, or `1` with `error.json`."""
     with open(os.path.join(folder, "job.json")) as handle:
         job = json.load(handle)
     try:
@@ -115,5 +119,24 @@ def main(folder):
     return 0
 
 
+def main():
+    answers = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # prints go to the log, answers alone to the parent
+    for line in sys.stdin:
+        try:
+            status = convert_job(line.strip())
+        except Exception as error:  # noqa: BLE001 - reported to the parent
+            status = _write_error(
+                line.strip(),
+                f"The conversion process failed: {type(error).__name__}: "
+                f"{error}",
+            )
+        answers.write(f"{status}\n")
+        import keras
+
+        keras.backend.clear_session()  # forget the converted model
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main())

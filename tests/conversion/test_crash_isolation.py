@@ -53,27 +53,28 @@ def _lstm_data(count=8):
 
 
 @pytest.fixture
-def spawns(monkeypatch):
-    """The conversion children started, counted (they still run)."""
+def jobs(monkeypatch):
+    """The conversions run in a child process, counted (they still run)."""
     started = []
-    run_child = isolated._run_child
+    run_job = isolated._run_job
 
-    def counted(folder, log):
+    def counted(folder):
         started.append(folder)
-        return run_child(folder, log)
+        return run_job(folder)
 
-    monkeypatch.setattr(isolated, "_run_child", counted)
+    monkeypatch.setattr(isolated, "_run_job", counted)
     return started
 
 
 @pytest.fixture
 def no_child(monkeypatch):
-    """Fails the test if a conversion child is started."""
+    """Fails the test if a conversion child is started or used."""
 
-    def refused(folder, log):
-        raise AssertionError("a conversion child process was started")
+    def refused(*args):
+        raise AssertionError("a conversion child process was used")
 
-    monkeypatch.setattr(isolated, "_run_child", refused)
+    monkeypatch.setattr(isolated, "_run_job", refused)
+    monkeypatch.setattr(isolated, "_spawn", refused)
 
 
 def test_the_rule_isolates_recurrent_layers_at_any_depth():
@@ -169,7 +170,7 @@ def test_a_cnn_is_not_isolated_under_auto(tmp_path, digits, no_child):
 
 
 def test_lstm_in_fit_is_isolated_and_equals_the_in_process_export(
-    tmp_path, spawns
+    tmp_path, jobs
 ):
     model = _lstm_model()
     x, y = _lstm_data()
@@ -181,7 +182,7 @@ def test_lstm_in_fit_is_isolated_and_equals_the_in_process_export(
     )
     model.fit(x, y, batch_size=1, validation_data=(x, y), epochs=1,
               callbacks=[export], verbose=0)
-    assert len(spawns) == 1  # isolated without being asked
+    assert len(jobs) == 1  # isolated without being asked
     report = export.report
     assert report["op_counts"]["UNIDIRECTIONAL_SEQUENCE_LSTM"] == 1
     assert report["all_integer"]
@@ -193,7 +194,7 @@ def test_lstm_in_fit_is_isolated_and_equals_the_in_process_export(
         validation_data=(x, y),
         isolate_conversion=False,
     )
-    assert len(spawns) == 1
+    assert len(jobs) == 1
     # The same artifact but for the fused op's generated function name.
     for key in ("op_counts", "inputs", "outputs", "bytes", "sequence_layers"):
         assert report[key] == in_process[key], key
@@ -262,7 +263,7 @@ def test_simulated_crash_at_the_final_export_keeps_the_trained_model(
     assert sorted(os.listdir(tmp_path)) == ["lstm.keras"]
 
 
-def test_the_child_loads_custom_layers_and_keeps_input_names(tmp_path, spawns):
+def test_the_child_loads_custom_layers_and_keeps_input_names(tmp_path, jobs):
     keras.utils.set_random_seed(0)
     inputs = keras.Input((6,))  # unnamed: loading would rename it
     model = keras.Model(inputs, keras.layers.Dense(3)(Doubled()(inputs)))
@@ -276,7 +277,7 @@ def test_the_child_loads_custom_layers_and_keeps_input_names(tmp_path, spawns):
         )
         for isolate in (False, True)
     ]
-    assert len(spawns) == 1
+    assert len(jobs) == 1
     assert reports[1]["inputs"][0]["name"] == inputs.name
     assert (tmp_path / "True.tflite").read_bytes() == (
         tmp_path / "False.tflite"
