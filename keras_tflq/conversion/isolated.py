@@ -216,14 +216,14 @@ class _Worker:
 
     It reads one job folder a line on stdin and answers its exit status on
     the descriptor that was its stdout; everything it prints (TensorFlow's
-    start-up lines, a crash's traceback) goes to a log file. It ends at
-    the end of its stdin, so with this process too.
+    start-up lines, a crash's traceback) goes to a log file. It keeps the
+    environment it was started with, and ends at the end of its stdin, so
+    with this process too.
     """
 
-    def __init__(self, env):
-        self.env = env
+    def __init__(self):
         self.log = tempfile.TemporaryFile(prefix="keras_tflq_child_log_")
-        self.process = _spawn(env, self.log)
+        self.process = _spawn(_child_env(), self.log)
 
     def run(self, folder):
         """Runs one job; returns `(status, log)`: a negative status is the
@@ -275,16 +275,12 @@ def _spawn(env, log):
 
 def _run_job(folder):
     """Runs the job in `folder` in the warm child, started (or restarted,
-    when the environment changed or the last one died) as needed; returns
-    `(status, log)`."""
+    when the last one died) as needed; returns `(status, log)`."""
     global _worker
-    env = _child_env()
-    if _worker is not None and (
-        _worker.env != env or _worker.process.poll() is not None
-    ):
+    if _worker is not None and _worker.process.poll() is not None:
         shutdown()
     if _worker is None:
-        _worker = _Worker(env)
+        _worker = _Worker()
     status, log = _worker.run(folder)
     if status < 0:
         shutdown()

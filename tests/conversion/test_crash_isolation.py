@@ -67,6 +67,15 @@ def jobs(monkeypatch):
 
 
 @pytest.fixture
+def crashing_child(monkeypatch):
+    """The next conversion child crashes as a converter in native code."""
+    isolated.shutdown()  # a warm child keeps the environment it started in
+    monkeypatch.setenv(SIMULATE_CRASH_ENV, "1")
+    yield
+    isolated.shutdown()
+
+
+@pytest.fixture
 def no_child(monkeypatch):
     """Fails the test if a conversion child is started or used."""
 
@@ -211,9 +220,8 @@ def test_lstm_in_fit_is_isolated_and_equals_the_in_process_export(
 
 
 def test_simulated_crash_at_the_trial_conversion_stops_before_training(
-    tmp_path, monkeypatch
+    tmp_path, crashing_child
 ):
-    monkeypatch.setenv(SIMULATE_CRASH_ENV, "1")
     model = _lstm_model()
     x, y = _lstm_data()
     counter = BatchCounter()
@@ -234,9 +242,8 @@ def test_simulated_crash_at_the_trial_conversion_stops_before_training(
 
 
 def test_simulated_crash_at_the_final_export_keeps_the_trained_model(
-    tmp_path, monkeypatch
+    tmp_path, crashing_child
 ):
-    monkeypatch.setenv(SIMULATE_CRASH_ENV, "1")
     model = _lstm_model()
     x, y = _lstm_data()
     export = keras_tflq.TFLiteExport(
