@@ -63,7 +63,8 @@ def export_artifact(
         amend_report: A function of `(path, content, report)` that adds
             to the report in place once the artifact is written at `path`
             and before the report is, so that the report is written once,
-            complete (the micro target's results). Defaults to `None`.
+            complete (the micro target's results); if it raises, the
+            report is written as it stands. Defaults to `None`.
 
     Returns:
         The report (a dict); the artifact is at `path`, the report beside it.
@@ -105,8 +106,10 @@ def export_artifact(
         write_artifact(path, content, report)
         return report
     write_atomic(path, content)
-    amend_report(path, content, report)
-    write_report(path, report)
+    try:
+        amend_report(path, content, report)
+    finally:
+        write_report(path, report)  # once, with what was added
     return report
 
 
