@@ -52,6 +52,10 @@ def _lstm_data(count=8):
     )
 
 
+def _int8_export(path, **kwargs):
+    return keras_tflq.TFLiteExport(str(path), mode="int8", verbose=0, **kwargs)
+
+
 @pytest.fixture
 def jobs(monkeypatch):
     """The conversions run in a child process, counted (they still run)."""
@@ -183,12 +187,8 @@ def test_lstm_in_fit_is_isolated_and_equals_the_in_process_export(
 ):
     model = _lstm_model()
     x, y = _lstm_data()
-    export = keras_tflq.TFLiteExport(
-        str(tmp_path / "auto.tflite"),
-        mode="int8",
-        check_conversion=False,  # one child, for the final export
-        verbose=0,
-    )
+    # One child, for the final export.
+    export = _int8_export(tmp_path / "auto.tflite", check_conversion=False)
     model.fit(x, y, batch_size=1, validation_data=(x, y), epochs=1,
               callbacks=[export], verbose=0)
     assert len(jobs) == 1  # isolated without being asked
@@ -225,9 +225,7 @@ def test_simulated_crash_at_the_trial_conversion_stops_before_training(
     model = _lstm_model()
     x, y = _lstm_data()
     counter = BatchCounter()
-    export = keras_tflq.TFLiteExport(
-        str(tmp_path / "lstm.tflite"), mode="int8", verbose=0
-    )
+    export = _int8_export(tmp_path / "lstm.tflite")
     with pytest.raises(
         keras_tflq.ConversionError,
         match=r"crashed \(SIGSEGV in its native code\) converting model "
@@ -246,12 +244,7 @@ def test_simulated_crash_at_the_final_export_keeps_the_trained_model(
 ):
     model = _lstm_model()
     x, y = _lstm_data()
-    export = keras_tflq.TFLiteExport(
-        str(tmp_path / "lstm.tflite"),
-        mode="int8",
-        check_conversion=False,
-        verbose=0,
-    )
+    export = _int8_export(tmp_path / "lstm.tflite", check_conversion=False)
     counter = BatchCounter()
     with pytest.raises(
         keras_tflq.ConversionError,
