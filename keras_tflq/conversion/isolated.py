@@ -8,12 +8,17 @@ process. `CRASH_PRONE_LAYERS` names the layers for which that is known
 
 The child runs the very conversion of the parent: the parent saves the
 model (already the float32 twin of a mixed-precision model) as `.keras`
-with the calibration samples; a fresh `python` loads it and calls
-`convert_and_inspect` with the same mode and options (`isolate=False`), so
-the sequence-export route, the int16x8 bias widening and the integer check
-all run there as they would here, and sends back the bytes and their
-inspection. A child killed by a signal becomes a `ConversionError` in the
-parent, which stays alive.
+with the calibration samples and its input names; a child `python` loads
+it and calls `convert_and_inspect` with the same mode and options
+(`isolate=False`), so the sequence-export route, the int16x8 bias widening
+and the integer check all run there as they would here, and sends back the
+bytes and their inspection. A child killed by a signal becomes a
+`ConversionError` in the parent, which stays alive.
+
+A cold child costs a process start and a TensorFlow import (tens of seconds
+on a loaded 2-core machine, against ~5 s for the LSTM conversion itself),
+so one child is kept warm for successive conversions (`shutdown` ends it);
+it is restarted after a crash.
 """
 
 import atexit
