@@ -13,6 +13,7 @@ from keras_tflq.argument_checks import check_positive_int
 from keras_tflq.callbacks import distributed
 from keras_tflq.callbacks.fit_validation_data import find_fit_validation_data
 from keras_tflq.callbacks.monitor import metric_direction
+from keras_tflq.conversion import isolated
 from keras_tflq.conversion import micro_target
 from keras_tflq.conversion import modes
 from keras_tflq.conversion import precision_search
@@ -22,6 +23,7 @@ from keras_tflq.conversion.converter import convert_model
 from keras_tflq.conversion.data_source import DataSource
 from keras_tflq.conversion.errors import ConversionError
 from keras_tflq.conversion.export import export_artifact
+from keras_tflq.conversion.export import write_report
 from keras_tflq.conversion.isolated import check_isolate
 from keras_tflq.conversion.layer_report import layer_samples
 from keras_tflq.conversion.layer_report import write_layer_report_for
@@ -108,9 +110,13 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
         isolate_conversion: Convert in a child process, so that a crash in
             the converter's native code (a segmentation fault, not an
             exception) raises a `ConversionError` and training survives:
-            `True`; `False` or `None` convert in process (a child process
-            adds seconds to each export, and recurrent models need the
-            in-process sequence-export route). Defaults to `None`.
+            `True`, `False`, or `"auto"`: only models holding a layer the
+            converter is known to crash on (recurrent layers, at any depth;
+            see `keras_tflq.conversion.isolated.CRASH_PRONE_LAYERS`), since
+            a child adds seconds to each export. The child runs the same
+            conversion and gives the same artifact; its model must load
+            from `.keras` (custom layers registered in an importable
+            module). `None` reads as `"auto"`. Defaults to `"auto"`.
         verbose: `0` silent, `1` one line per export and a progress bar for
             evaluation. Defaults to `1`.
         max_drop: An accuracy budget for `"int8"`/`"int16x8"` on a float
@@ -169,7 +175,7 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
         allow_float_ops=False,
         check_conversion=True,
         verbose=1,
-        isolate_conversion=None,
+        isolate_conversion="auto",
         max_drop=None,
         layer_report=False,
         target="litert",
@@ -263,6 +269,8 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
                 self._prepare()
             except Exception as caught:  # noqa: BLE001 - re-raised below
                 error = caught
+            finally:
+                isolated.shutdown()  # no idle conversion child in training
         if distributed.agree(strategy, error is not None) and error is None:
             raise distributed.chief_failed_error("checks before training")
         if error is not None:
@@ -364,6 +372,8 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
                 self._export_on_chief(epoch, logs)
             except Exception as caught:  # noqa: BLE001 - re-raised below
                 error = caught
+            finally:
+                isolated.shutdown()
         failed = distributed.agree(self._strategy, error is not None)
         if failed and error is None:
             raise distributed.chief_failed_error(f"export at epoch {epoch + 1}")
@@ -372,30 +382,40 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
 
     def _export_on_chief(self, epoch, logs):
         path = self._path_for(epoch, logs, strict=True)
+        amend = self._add_micro if self.target == "micro" else None
+        options = dict(
+            calibration=self._calibration,
+            input_type=self.input_type,
+            output_type=self.output_type,
+            allow_float_ops=self.allow_float_ops,
+            evaluator=self._evaluator,
+            validation=self._validation,
+            epoch=epoch + 1,
+            keras_metrics=dict(logs),
+            verbose=self.verbose,
+            isolate=self.isolate_conversion,
+        )
         try:
-            export = export_artifact
-            if self._budget is not None:
-                export = precision_search.budgeted(self._budget)
-            report = export(
-                self.model,
-                path,
-                self.mode,
-                self._model_inputs,
-                calibration=self._calibration,
-                input_type=self.input_type,
-                output_type=self.output_type,
-                allow_float_ops=self.allow_float_ops,
-                evaluator=self._evaluator,
-                validation=self._validation,
-                epoch=epoch + 1,
-                keras_metrics=dict(logs),
-                verbose=self.verbose,
-                isolate=self.isolate_conversion,
-            )
-            if self.target == "micro":
-                micro_target.add_micro_target(
-                    path, report, self.model, self._micro_samples
+            if self._budget is None:
+                report = export_artifact(
+                    self.model,
+                    path,
+                    self.mode,
+                    self._model_inputs,
+                    amend_report=amend,
+                    **options,
                 )
+            else:
+                export = precision_search.budgeted(self._budget)
+                report = export(
+                    self.model, path, self.mode, self._model_inputs, **options
+                )
+                if amend is not None:
+                    # The budget search writes its own report; the micro
+                    # results are added to it afterwards.
+                    with open(path, "rb") as handle:
+                        amend(path, handle.read(), report)
+                    write_report(path, report)
         except ConversionError as error:
             saved = self._save_trained_model(path)
             raise ConversionError(
@@ -426,6 +446,13 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
                 f"({report['bytes'] / 1024:.1f} KiB, "
                 f"mode={self.mode}{', ' + scores if scores else ''})"
             )
+
+    def _add_micro(self, path, content, report):
+        """Adds the micro target's results to the report before it is
+        written."""
+        micro_target.add_micro_target(
+            path, content, report, self.model, self._micro_samples
+        )
 
     def _convert(self, representative_dataset):
         return convert_model(

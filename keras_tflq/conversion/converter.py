@@ -54,7 +54,7 @@ def convert_and_inspect(
     input_type="float32",
     output_type="float32",
     allow_float_ops=False,
-    isolate=None,
+    isolate="auto",
 ):
     """Converts a Keras 3 model to a TFLite flatbuffer with TensorFlow's
     converter.
@@ -74,11 +74,12 @@ def convert_and_inspect(
         output_type: Output tensor type name. Defaults to `"float32"`.
         allow_float_ops: Allow float fallback in integer modes.
             Defaults to `False`.
-        isolate: Convert in a child process, so that a crash of the
-            converter's native code raises a `ConversionError` instead of
-            ending this process: `True`; `False` or `None` convert in this
-            process (the route recurrent models need: their sequence export
-            is not taken in the child). Defaults to `None`.
+        isolate: Run this conversion in a child process, so that a crash
+            of the converter's native code raises a `ConversionError`
+            instead of ending this process: `True`, `False`, or `"auto"`
+            (or `None`): only for a model holding one of
+            `isolated.CRASH_PRONE_LAYERS`. The child takes the same route
+            and gives the same artifact. Defaults to `"auto"`.
 
     Returns:
         `(content, inspection)`: the TFLite model as `bytes` and what
@@ -103,7 +104,8 @@ def convert_and_inspect(
     """
     model = float32_twin(model)  # Mixed precision: the float32 graph.
     if needs_isolation(model, isolate):
-        content, log = convert_isolated(
+        # This very function, with isolate=False, in a child process.
+        return convert_isolated(
             model,
             mode,
             representative_dataset=representative_dataset,
@@ -111,7 +113,6 @@ def convert_and_inspect(
             output_type=output_type,
             allow_float_ops=allow_float_ops,
         )
-        return _finish(content, log, model, mode, allow_float_ops)
     sequence_paths = None
     with contextlib.ExitStack() as stack:
         if needs_static_export(model):

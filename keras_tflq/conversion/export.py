@@ -1,17 +1,20 @@
 """Exporting a Keras model to a TFLite artifact and its report, in or out of
 `fit()`."""
 
+import json
 import time
 
 from keras_tflq.conversion import modes
 from keras_tflq.conversion.artifact import check_writable_folder
 from keras_tflq.conversion.artifact import write_artifact
+from keras_tflq.conversion.artifact import write_atomic
 from keras_tflq.conversion.calibration import CalibrationSet
 from keras_tflq.conversion.converter import convert_and_inspect
 from keras_tflq.conversion.data_source import DataSource
 from keras_tflq.conversion.isolated import check_isolate
 from keras_tflq.conversion.model_inputs import ModelInputs
 from keras_tflq.conversion.report import build_report
+from keras_tflq.conversion.report import report_path
 from keras_tflq.conversion.sequence_export import calibration_need
 from keras_tflq.conversion.sequence_export import calibration_subject
 from keras_tflq.conversion.sequence_export import check_sequence_export
@@ -32,7 +35,8 @@ def export_artifact(
     epoch=None,
     keras_metrics=None,
     verbose=0,
-    isolate=None,
+    isolate="auto",
+    amend_report=None,
 ):
     """Converts `model`, scores the artifact, and writes it with its report.
 
@@ -56,7 +60,12 @@ def export_artifact(
             Defaults to `None`.
         verbose: Progress bar during evaluation. Defaults to `0`.
         isolate: Convert in a child process (see `convert_and_inspect`).
-            Defaults to `None`.
+            Defaults to `"auto"`.
+        amend_report: A function of `(path, content, report)` that adds
+            to the report in place once the artifact is written at `path`
+            and before the report is, so that the report is written once,
+            complete (the micro target's results); if it raises, the
+            report is written as it stands. Defaults to `None`.
 
     Returns:
         The report (a dict); the artifact is at `path`, the report beside it.
@@ -94,8 +103,20 @@ def export_artifact(
         tflite_metrics=tflite_metrics,
         conversion_seconds=seconds,
     )
-    write_artifact(path, content, report)
+    if amend_report is None:
+        write_artifact(path, content, report)
+        return report
+    write_atomic(path, content)
+    try:
+        amend_report(path, content, report)
+    finally:
+        write_report(path, report)  # once, with what was added
     return report
+
+
+def write_report(path, report):
+    """Writes `report` atomically beside the artifact at `path`."""
+    write_atomic(report_path(path), json.dumps(report, indent=2))
 
 
 def export_tflite(
@@ -109,7 +130,7 @@ def export_tflite(
     allow_float_ops=False,
     validation_data=None,
     verbose=0,
-    isolate_conversion=None,
+    isolate_conversion="auto",
 ):
     """Exports a trained Keras model to a TFLite artifact, outside `fit()`.
 
@@ -135,8 +156,12 @@ def export_tflite(
         verbose: Progress bar during evaluation. Defaults to `0`.
         isolate_conversion: Convert in a child process, so that a crash in
             the converter's native code raises a `ConversionError` instead
-            of ending this process: `True`; `False` or `None` convert in
-            this process. Defaults to `None`.
+            of ending this process: `True`, `False`, or `"auto"` (`None`
+            reads as `"auto"`): only a model holding a layer the
+            converter is known to crash on (recurrent layers, see
+            `keras_tflq.conversion.isolated.CRASH_PRONE_LAYERS`). The
+            child runs the same conversion and writes the same artifact.
+            Defaults to `"auto"`.
 
     Returns:
         The report, a dict (also written beside the artifact).

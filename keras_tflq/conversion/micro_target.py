@@ -9,15 +9,12 @@ in TFLM and compared with LiteRT, its arena measured, the report given a
 `micro` key and the C++ sources written beside it (`add_micro_target`).
 """
 
-import json
 import os
 
 from keras_tflq.argument_checks import check_one_of
-from keras_tflq.conversion.artifact import write_atomic
 from keras_tflq.conversion.calibration import CalibrationSet
 from keras_tflq.conversion.errors import ConversionError
 from keras_tflq.conversion.micro_sources import write_micro_sources
-from keras_tflq.conversion.report import report_path
 
 TARGETS = ("litert", "micro")
 """Where an artifact runs: LiteRT (phones, desktops) or TFLite Micro."""
@@ -91,16 +88,19 @@ def micro_samples(source, model_inputs, count=MICRO_SAMPLES):
     return list(samples.representative_dataset())
 
 
-def add_micro_target(path, report, model=None, samples=None):
-    """Runs the artifact at `path` in TFLM and adds the `micro` key.
+def add_micro_target(path, content, report, model=None, samples=None):
+    """Runs the artifact `content`, just written at `path`, in TFLM and adds
+    the `micro` key to its report.
 
     The artifact is checked op by op, its smallest arena measured, and its
-    TFLM outputs compared with LiteRT's on `samples`; the report (in memory
-    and the JSON beside the artifact) gains `micro`, and `<stem>.h` and
-    `<stem>.cc` are written beside the artifact, each atomically.
+    TFLM outputs compared with LiteRT's on `samples`; `report` gains
+    `micro`, and `<stem>.h` and `<stem>.cc` are written beside the
+    artifact, each atomically. The caller writes the report, once, after
+    this (`export_artifact(..., amend_report=...)`).
 
     Args:
-        path: The artifact just written.
+        path: Where the artifact is written.
+        content: The artifact's bytes.
         report: Its report (a dict), updated in place.
         model: The Keras model, to name layers in errors. Defaults to `None`.
         samples: A list of `{input name: array}` samples of batch 1, or
@@ -112,12 +112,16 @@ def add_micro_target(path, report, model=None, samples=None):
     Raises:
         ConversionError: TFLM cannot run the artifact, or its outputs
             differ from LiteRT's by more than one quantization step.
+
+    Example:
+
+    >>> export_artifact(model, "m.tflite", "int8", inputs, amend_report=(
+    ...     lambda path, content, report: add_micro_target(
+    ...         path, content, report, model)))
     """
     from keras_tflq.runtime.micro import MicroError
     from keras_tflq.runtime.micro import analyze_micro
 
-    with open(path, "rb") as handle:
-        content = handle.read()
     try:
         micro = analyze_micro(
             content,
@@ -135,7 +139,6 @@ def add_micro_target(path, report, model=None, samples=None):
     folder = os.path.dirname(os.path.abspath(path))
     micro["sources"] = write_micro_sources(content, micro, folder, stem)
     report["micro"] = micro
-    write_atomic(report_path(path), json.dumps(report, indent=2))
     return report
 
 

@@ -48,7 +48,20 @@ def test_missing_tflite_micro_names_the_extra(monkeypatch):
     TFLiteExport()  # The LiteRT target does not need it.
 
 
-def test_digits_cnn_exports_a_checked_micro_artifact(workdir, digits, cnn):
+def test_digits_cnn_exports_a_checked_micro_artifact(
+    workdir, digits, cnn, monkeypatch
+):
+    # Every report written, as the reader of the path sees it.
+    reports = []
+    replace = os.replace
+
+    def recording(source, destination):
+        if str(destination).endswith("digits_int8.json"):
+            with open(source) as handle:
+                reports.append(json.load(handle))
+        return replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", recording)
     x, y = digits
     export = TFLiteExport("digits_{mode}.tflite", target="micro", verbose=0)
     cnn.fit(
@@ -73,8 +86,11 @@ def test_digits_cnn_exports_a_checked_micro_artifact(workdir, digits, cnn):
     content = open("digits_int8.tflite", "rb").read()
     assert allocates(content, micro["arena_bytes"])
     assert not allocates(content, int(micro["arena_bytes"] * 0.9))
-    # The report on disk and the C++ sources beside the artifact.
+    # The report on disk, written once with its micro key, and the C++
+    # sources beside the artifact.
     assert json.load(open("digits_int8.json"))["micro"] == micro
+    assert len(reports) == 1
+    assert reports[0]["micro"] == micro
     assert sorted(os.listdir(workdir)) == [
         "digits_int8.cc",
         "digits_int8.h",
