@@ -78,21 +78,3 @@ def _import_tensorflow_quietly():
     finally:
         os.dup2(saved, 2)
         os.close(saved)
-
-
-def _import_tensorflow_quietly():
-    """Imports TensorFlow with file descriptor 2 pointed at /dev/null.
-
-    TensorFlow's C++ start-up lines (oneDNN, CUDA drivers, absl's
-    "InitializeLog" warning) go straight to fd 2 during the import, before
-    `TF_CPP_MIN_LOG_LEVEL` is read; Python's own errors are unaffected.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
