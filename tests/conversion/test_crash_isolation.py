@@ -99,7 +99,7 @@ def test_the_rule_isolates_recurrent_layers_at_any_depth():
         [
             keras.Input((8, 8)),
             keras.layers.Bidirectional(
-                keras.layers.GRU(2, return_sequences=True)
+                keras.layers.GRU(2, return_sequences=True, name="gru")
             ),
             keras.layers.TimeDistributed(keras.layers.Dense(2)),
         ]
