@@ -88,3 +88,25 @@ def test_saved_qat_model_reloads_without_scope_and_resumes(
     reloaded.fit(x_train[:256], y_train[:256], epochs=2, verbose=0)
     after = reloaded.evaluate(x_train[:256], y_train[:256], verbose=0)[0]
     assert after < before
+
+
+def test_time_distributed_qat_model_reloads_without_scope(tmp_path):
+    # TimeDistributed's QAT config must be registered: the isolated
+    # conversion of recurrent models reloads the model from a .keras file.
+    model = tflq.quantize_model(
+        keras.Sequential(
+            [
+                keras.Input((8, 8)),
+                L.TimeDistributed(L.Dense(4)),
+                L.Flatten(),
+                L.Dense(3),
+            ]
+        )
+    )
+    x = np.random.default_rng(0).random((4, 8, 8), dtype="float32")
+    path = str(tmp_path / "td.keras")
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    np.testing.assert_array_equal(
+        reloaded.predict(x, verbose=0), model.predict(x, verbose=0)
+    )

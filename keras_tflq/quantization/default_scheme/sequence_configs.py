@@ -392,6 +392,7 @@ def _gates(rnn):
     return gates
 
 
+@keras.saving.register_keras_serializable(package=_PACKAGE)
 class TimeDistributedQuantizeConfig(QuantizeConfig):
     """QAT of the layer inside a `TimeDistributed`, with its own config.
 
