@@ -9,6 +9,7 @@ sequence_models.py, so each is defined once).
   (the models of tests/conversion/test_precision_search.py).
 * `sequence_model(kind)`: the recurrent, attention and
   Embedding models of the sequence benchmark (logits, compiled).
+* `digits_patches(images)`: 8x8 digits as the ViT's 4 patches of 4x4.
 """
 
 import keras
@@ -107,3 +108,10 @@ def sequence_model(kind):
         metrics=["accuracy"],
     )
     return model
+
+
+def digits_patches(images):
+    """`(n, 8, 8)` images as `(n, 4, 16)`: 4 patches of 4x4, row-major, the
+    tokens of the `"vit"` model."""
+    patches = images.reshape(-1, 2, 4, 2, 4).transpose(0, 1, 3, 2, 4)
+    return patches.reshape(-1, 4, 16)

@@ -9,7 +9,9 @@ validate, calibrate and score on):
   where full int8 breaks;
 * digits_cnn: the same CNN without the outlier;
 * lstm: LSTM(32) over the digits as 8 rows of 8 pixels;
-* embedding: Embedding(17, 8) over the 64 pixel intensities as tokens.
+* embedding: Embedding(17, 8) over the 64 pixel intensities as tokens;
+* vit: a small vision transformer (MultiHeadAttention, LayerNormalization,
+  Dense(gelu)) over the digits as 4 patches of 4x4.
 
 For each, from the same weights: the float32, full int8 and int16x8
 exports, the `max_drop={"accuracy": 0.02}` export, and QAT int8
@@ -47,8 +49,9 @@ LATENCY_RUNS = 2000
 def digits(view):
     """The digits shuffled once (seed 0): 1,400 to train on, 397 to
     validate, calibrate and score on. `view`: "flat" (64 pixels in
-    [0, 1]), "image" (8x8x1), "sequence" (8 rows of 8) or "tokens" (the
-    64 pixel intensities, integers 0-16)."""
+    [0, 1]), "image" (8x8x1), "sequence" (8 rows of 8), "patches" (4
+    patches of 4x4) or "tokens" (the 64 pixel intensities, integers
+    0-16)."""
     from sklearn.datasets import load_digits
 
     data = load_digits()
@@ -60,6 +63,7 @@ def digits(view):
             "flat": x.reshape(len(x), -1),
             "image": x[..., None],
             "sequence": x,
+            "patches": _models.digits_patches(x),
         }[view]
     order = np.random.default_rng(0).permutation(len(x))
     x, y = x[order], data.target[order].astype("int32")
@@ -104,6 +108,7 @@ MODELS = {
     ),
     "lstm": Spec(_sequence("lstm"), "sequence", 15, logits=True),
     "embedding": Spec(_sequence("embedding"), "tokens", 15, logits=True),
+    "vit": Spec(_sequence("vit"), "patches", 15, logits=True),
 }
 
 

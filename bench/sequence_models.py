@@ -49,6 +49,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from _models import SEQUENCE_KINDS  # noqa: E402
+from _models import digits_patches  # noqa: E402
 from _models import sequence_model as build  # noqa: E402
 from _report import machine_info  # noqa: E402
 from _report import write_results  # noqa: E402
@@ -75,10 +76,9 @@ def load_views(seed=0):
         rest, test_size=200, stratify=labels[rest], random_state=seed
     )
     images = pixels.reshape(-1, 8, 8) / 16.0
-    patches = images.reshape(-1, 2, 4, 2, 4).transpose(0, 1, 3, 2, 4)
     views = {
         "sequence": images,
-        "patches": patches.reshape(-1, 4, 16),
+        "patches": digits_patches(images),
         "tokens": pixels.astype("int32"),
     }
     split = {"train": train, "val": val, "test": test}
