@@ -633,7 +633,7 @@ def _artifact_structure_lines(artifacts):
     """Byte breakdown of the integer artifacts, QAT vs PTQ op counts and
     their paired latency ratio."""
     lines = [
-        "Bytes by category (`keras_tflq.runtime.inspection.byte_breakdown`;"
+        "Bytes by category (`byte_breakdown` of `runtime/inspection.py`;"
         " quantization = float32 scales + int64 zero points, per channel for"
         " kernels and biases; structure = tables, shapes, op options,"
         " padding):",
