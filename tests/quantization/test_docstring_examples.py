@@ -19,6 +19,7 @@ from keras_tflq.quantization.default_scheme import layer_normalization
 from keras_tflq.quantization.default_scheme import multi_head_attention
 from keras_tflq.quantization.default_scheme import sequence_configs
 from keras_tflq.quantization.default_scheme import softmax_output
+from keras_tflq.quantization.default_scheme import time_distributed_config
 from tests.helpers.docstrings import documented
 from tests.helpers.docstrings import run_example
 
@@ -37,6 +38,7 @@ MODULES = [
     layer_normalization,
     multi_head_attention,
     softmax_output,
+    time_distributed_config,
 ]
 
 

@@ -13,7 +13,7 @@ from keras_tflq.quantization.default_scheme.registry import Kind
 from keras_tflq.quantization.default_scheme.sequence_configs import (
     FixedRangeQuantizer,
 )
-from keras_tflq.quantization.default_scheme.sequence_configs import (
+from keras_tflq.quantization.default_scheme.time_distributed_config import (
     TimeDistributedQuantizeConfig,
 )
 from keras_tflq.runtime.litert_model import LiteRTModel

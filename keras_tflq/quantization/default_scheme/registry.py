@@ -24,10 +24,10 @@ from keras_tflq.quantization.default_scheme.sequence_configs import (
     RecurrentQuantizeConfig,
 )
 from keras_tflq.quantization.default_scheme.sequence_configs import (
-    TimeDistributedQuantizeConfig,
-)
-from keras_tflq.quantization.default_scheme.sequence_configs import (
     recurrent_layers_of,
+)
+from keras_tflq.quantization.default_scheme.time_distributed_config import (
+    TimeDistributedQuantizeConfig,
 )
 
 L = keras.layers
