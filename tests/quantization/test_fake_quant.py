@@ -1,10 +1,12 @@
 """`fake_quant` in training: the element-wise per-channel path gives
-TensorFlow's per-channel op's values and gradients, bit for bit."""
+TensorFlow's per-channel op's values and gradients, bit for bit, and runs
+from `ELEMENT_WISE_FROM` elements up."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_tflq.quantization.fake_quant import ELEMENT_WISE_FROM
 from keras_tflq.quantization.fake_quant import fake_quant
 
 CASES = [(8, True), (8, False), (4, False), (16, True), (2, False)]
@@ -19,7 +21,7 @@ def _ranges(rng, channels, symmetric):
 @pytest.mark.parametrize("num_bits,narrow_range", CASES)
 def test_training_per_channel_matches_tensorflow_op(num_bits, narrow_range):
     rng = np.random.default_rng(num_bits)
-    for trial, shape in enumerate([(3, 3, 4, 24), (1, 1, 96, 40), (5, 7)]):
+    for trial, shape in enumerate([(3, 3, 16, 48), (1, 1, 96, 64), (97, 80)]):
         x = tf.constant(rng.normal(size=shape) * 2, "float32")
         low, high = _ranges(rng, shape[-1], symmetric=trial % 2 == 0)
         upstream = tf.constant(rng.normal(size=shape), "float32")
@@ -41,10 +43,16 @@ def test_training_per_channel_matches_tensorflow_op(num_bits, narrow_range):
             )
 
 
+def _op_types(function, x):
+    graph = function.get_concrete_function(x).graph
+    return {op.type for op in graph.get_operations()}
+
+
 def test_training_path_is_element_wise_and_inference_keeps_the_op():
-    x = tf.constant(np.linspace(-2, 2, 3 * 3 * 2 * 8), "float32")
-    x = tf.reshape(x, (3, 3, 2, 8))
-    low, high = -tf.ones((8,)), tf.ones((8,))
+    x = tf.constant(np.linspace(-2, 2, 3 * 3 * 32 * 24), "float32")
+    x = tf.reshape(x, (3, 3, 32, 24))
+    assert x.shape.num_elements() >= ELEMENT_WISE_FROM
+    low, high = -tf.ones((24,)), tf.ones((24,))
 
     @tf.function
     def train(values):
@@ -54,25 +62,34 @@ def test_training_path_is_element_wise_and_inference_keeps_the_op():
     def infer(values):
         return fake_quant(values, low, high, 8, True, axis=-1)
 
-    def op_types(function):
-        graph = function.get_concrete_function(x).graph
-        return {op.type for op in graph.get_operations()}
-
-    assert "FakeQuantWithMinMaxVarsPerChannel" not in op_types(train)
+    assert "FakeQuantWithMinMaxVarsPerChannel" not in _op_types(train, x)
     # The inference graph, which the converter reads, keeps the op.
-    assert "FakeQuantWithMinMaxVarsPerChannel" in op_types(infer)
+    assert "FakeQuantWithMinMaxVarsPerChannel" in _op_types(infer, x)
     np.testing.assert_array_equal(train(x).numpy(), infer(x).numpy())
+
+
+def test_small_kernel_keeps_the_tensorflow_op_in_training():
+    # Below ELEMENT_WISE_FROM, TensorFlow's kernel is the faster one.
+    x = tf.reshape(tf.linspace(-2.0, 2.0, 3 * 3 * 16 * 32), (3, 3, 16, 32))
+    assert x.shape.num_elements() < ELEMENT_WISE_FROM
+    low, high = -tf.ones((32,)), tf.ones((32,))
+
+    @tf.function
+    def train(values):
+        return fake_quant(values, low, high, 8, True, axis=-1, training=True)
+
+    assert "FakeQuantWithMinMaxVarsPerChannel" in _op_types(train, x)
 
 
 def test_depthwise_kernel_channel_axis_matches_tensorflow_op():
     rng = np.random.default_rng(1)
-    kernel = tf.constant(rng.normal(size=(3, 3, 6, 1)), "float32")
-    low, high = _ranges(rng, 6, symmetric=True)
+    kernel = tf.constant(rng.normal(size=(3, 3, 960, 1)), "float32")
+    low, high = _ranges(rng, 960, symmetric=True)
     expected = tf.reshape(
         tf.quantization.fake_quant_with_min_max_vars_per_channel(
-            tf.reshape(kernel, (3, 3, 6)), low, high, narrow_range=True
+            tf.reshape(kernel, (3, 3, 960)), low, high, narrow_range=True
         ),
-        (3, 3, 6, 1),
+        (3, 3, 960, 1),
     )
     actual = fake_quant(kernel, low, high, 8, True, axis=2, training=True)
     np.testing.assert_array_equal(actual.numpy(), expected.numpy())
