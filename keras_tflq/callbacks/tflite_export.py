@@ -23,7 +23,6 @@ from keras_tflq.conversion.converter import convert_model
 from keras_tflq.conversion.data_source import DataSource
 from keras_tflq.conversion.errors import ConversionError
 from keras_tflq.conversion.export import export_artifact
-from keras_tflq.conversion.export import write_report
 from keras_tflq.conversion.isolated import check_isolate
 from keras_tflq.conversion.layer_report import layer_samples
 from keras_tflq.conversion.layer_report import write_layer_report_for
@@ -395,27 +394,20 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
             verbose=self.verbose,
             isolate=self.isolate_conversion,
         )
+        export = (
+            export_artifact
+            if self._budget is None
+            else precision_search.budgeted(self._budget)
+        )
         try:
-            if self._budget is None:
-                report = export_artifact(
-                    self.model,
-                    path,
-                    self.mode,
-                    self._model_inputs,
-                    amend_report=amend,
-                    **options,
-                )
-            else:
-                export = precision_search.budgeted(self._budget)
-                report = export(
-                    self.model, path, self.mode, self._model_inputs, **options
-                )
-                if amend is not None:
-                    # The budget search writes its own report; the micro
-                    # results are added to it afterwards.
-                    with open(path, "rb") as handle:
-                        amend(path, handle.read(), report)
-                    write_report(path, report)
+            report = export(
+                self.model,
+                path,
+                self.mode,
+                self._model_inputs,
+                amend_report=amend,
+                **options,
+            )
         except ConversionError as error:
             saved = self._save_trained_model(path)
             raise ConversionError(

@@ -103,15 +103,22 @@ def export_artifact(
         tflite_metrics=tflite_metrics,
         conversion_seconds=seconds,
     )
+    write_with_report(path, content, report, amend_report)
+    return report
+
+
+def write_with_report(path, content, report, amend_report=None):
+    """Writes the artifact `content` at `path` and `report` beside it, each
+    atomically and once; `amend_report(path, content, report)`, if given,
+    runs between the two (see `export_artifact`)."""
     if amend_report is None:
         write_artifact(path, content, report)
-        return report
+        return
     write_atomic(path, content)
     try:
         amend_report(path, content, report)
     finally:
         write_report(path, report)  # once, with what was added
-    return report
 
 
 def write_report(path, report):

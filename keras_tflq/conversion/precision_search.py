@@ -19,9 +19,9 @@ import inspect
 import time
 import warnings
 
-from keras_tflq.conversion.artifact import write_artifact
 from keras_tflq.conversion.converter import convert_and_inspect
 from keras_tflq.conversion.export import export_artifact
+from keras_tflq.conversion.export import write_with_report
 from keras_tflq.conversion.mixed_precision import mixed_precision_artifact
 from keras_tflq.conversion.precision_candidates import Candidate
 from keras_tflq.conversion.precision_candidates import PrecisionSearch
@@ -179,7 +179,7 @@ def export_within_budget(model, path, mode, model_inputs, budget, **options):
             else "ai-edge-quantizer",
         },
     )
-    write_artifact(path, chosen.content, report)
+    write_with_report(path, chosen.content, report, args["amend_report"])
     return report
 
 

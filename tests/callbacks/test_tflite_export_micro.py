@@ -48,8 +48,11 @@ def test_missing_tflite_micro_names_the_extra(monkeypatch):
     TFLiteExport()  # The LiteRT target does not need it.
 
 
+@pytest.mark.parametrize(
+    "budget", [{}, {"max_drop": {"accuracy": 1.0}}], ids=["plain", "max_drop"]
+)
 def test_digits_cnn_exports_a_checked_micro_artifact(
-    workdir, digits, cnn, monkeypatch
+    workdir, digits, cnn, monkeypatch, budget
 ):
     # Every report written, as the reader of the path sees it.
     reports = []
@@ -63,7 +66,9 @@ def test_digits_cnn_exports_a_checked_micro_artifact(
 
     monkeypatch.setattr(os, "replace", recording)
     x, y = digits
-    export = TFLiteExport("digits_{mode}.tflite", target="micro", verbose=0)
+    export = TFLiteExport(
+        "digits_{mode}.tflite", target="micro", verbose=0, **budget
+    )
     cnn.fit(
         x[:240],
         y[:240],
@@ -73,6 +78,8 @@ def test_digits_cnn_exports_a_checked_micro_artifact(
         verbose=0,
     )
     micro = export.report["micro"]
+    # The budget search's report (when it ran) gains the micro results.
+    assert ("budget_met" in export.report) == bool(budget)
     assert {"AddConv2D", "AddMaxPool2D", "AddFullyConnected"} <= set(
         micro["ops"]
     )
