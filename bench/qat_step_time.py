@@ -307,8 +307,10 @@ def graph_profile(name, steps, rounds=2):
     interleaved one-epoch fits of `steps` steps each with
     `tf.profiler` and sums each op type's self time (the time an op runs,
     not counting ops it waits on) per step. Returns the op counts, the
-    process CPU ms per step of the traced fits, the self ms per step of
-    all ops, and the op types ranked by the time QAT adds.
+    process CPU ms per step of the traced fits, the ops run and the self
+    ms of all ops per step (the CPU time no op accounts for is the
+    executor's: scheduling, dispatch, Python), and the op types ranked by
+    the time QAT adds.
     """
     import tempfile
 
@@ -352,6 +354,7 @@ def graph_profile(name, steps, rounds=2):
         result[label]["op_self_ms"] = round(
             sum(times[label].values()) / 1e3, 3
         )
+        result[label]["ops_run"] = round(sum(runs[label].values()), 1)
     types = set(times["float"]) | set(times["qat"])
     ranked = sorted(
         types,

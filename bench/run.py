@@ -720,17 +720,22 @@ def _profile_lines(profile):
     lines = [
         "One QAT step against one float step (keras_tflq, graph mode, "
         "`tf.profiler` over interleaved `fit()`s): ops in the traced "
-        "step, process CPU ms per step, and the op types ranked by the "
-        "self time (us per step) QAT adds:",
+        "step, ops run per step, process CPU ms per step and the part of "
+        "it in op kernels (self time; the rest is the executor's per-op "
+        "scheduling and dispatch, and Python), then the op types ranked by "
+        "the self time (us per step) QAT adds:",
         "",
-        "| model | float ops | QAT ops | float CPU ms | QAT CPU ms |",
-        "|---|---:|---:|---:|---:|",
+        "| model | step | ops traced | ops run | CPU ms | in op kernels ms |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for name, row in profile.items():
-        lines.append(
-            f"| {name} | {row['float']['ops']} | {row['qat']['ops']} | "
-            f"{row['float']['cpu_ms']:.1f} | {row['qat']['cpu_ms']:.1f} |"
-        )
+        for label in ("float", "qat"):
+            step = row[label]
+            lines.append(
+                f"| {name} | {'QAT' if label == 'qat' else 'float'} | "
+                f"{step['ops']} | {step.get('ops_run', '-')} | "
+                f"{step['cpu_ms']:.1f} | {step['op_self_ms']:.1f} |"
+            )
     lines.append("")
     for name, row in profile.items():
         lines += [

@@ -72,6 +72,7 @@ def test_quick_run_on_a_tiny_configuration(tmp_path):
     assert step["qat_step_ms"] > 0 and step["float_step_ms"] > 0
     profile = result["profile"]["tiny_cnn"]
     assert profile["qat"]["ops"] > profile["float"]["ops"]
+    assert profile["qat"]["ops_run"] > profile["float"]["ops_run"] > 0
     artifacts = result["artifacts"]["tiny_cnn"]
     assert list(artifacts) == [
         "float32",
@@ -93,7 +94,7 @@ def test_quick_run_on_a_tiny_configuration(tmp_path):
         "| target (ratio) |",
         "| model | mode | callback s |",
         "| framework | model | mode |",
-        "| model | float ops |",
+        "| model | step | ops traced | ops run |",
         "| model | artifact | bytes |",
         "Batched evaluation:",
     ):
