@@ -10,7 +10,7 @@ from keras_tflq.quantization import schedule_state
 from keras_tflq.quantization.default_scheme import default_quantize_config
 from keras_tflq.quantization.default_scheme import registry
 from keras_tflq.quantization.default_scheme.base_layer import SchemeLayer
-from keras_tflq.quantization.default_scheme.batch_norm import batch_statistics
+from keras_tflq.quantization.default_scheme.batch_norm import batch_normalize
 from keras_tflq.quantization.quantizer_base import build_quantizer
 from keras_tflq.quantization.serialization import pop_objects
 
@@ -138,15 +138,6 @@ class QuantizeChannelAffine(SchemeLayer):
             outputs = ops.reshape(outputs, (-1,) + tuple(shape[1:]))
         return outputs
 
-    def _batch_normalize(self, inputs, frozen):
-        """Training-mode BatchNormalization until `bn_frozen` is set."""
-        bn = self.layer
-        mean, variance = batch_statistics(bn, inputs, frozen)
-        gamma = bn.gamma if bn.scale else 1.0
-        beta = bn.beta if bn.center else 0.0
-        normalized = (inputs - mean) / ops.sqrt(variance + bn.epsilon)
-        return normalized * gamma + beta
-
     def call(self, inputs, training=None, mask=None):
         if training and isinstance(self.layer, keras.layers.BatchNormalization):
             # Statistics first, so the kernel range stored in training is
@@ -156,11 +147,11 @@ class QuantizeChannelAffine(SchemeLayer):
             if frozen is True:
                 outputs = self._affine(inputs, training)
             elif frozen is False:
-                outputs = self._batch_normalize(inputs, frozen)
+                outputs = batch_normalize(self.layer, inputs, frozen)
                 # The kernel range still tracks the folded statistics.
                 self._quantized_kernel(training)
             else:
-                normalized = self._batch_normalize(inputs, frozen)
+                normalized = batch_normalize(self.layer, inputs, frozen)
                 outputs = ops.where(
                     frozen, self._affine(inputs, training), normalized
                 )

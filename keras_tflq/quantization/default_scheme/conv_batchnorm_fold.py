@@ -8,6 +8,7 @@ from keras_tflq.quantization import schedule_state
 from keras_tflq.quantization.default_scheme import default_quantize_config
 from keras_tflq.quantization.default_scheme import registry
 from keras_tflq.quantization.default_scheme.base_layer import SchemeLayer
+from keras_tflq.quantization.default_scheme.batch_norm import batch_normalize
 from keras_tflq.quantization.default_scheme.batch_norm import batch_statistics
 from keras_tflq.quantization.fake_quant import fake_quant
 from keras_tflq.quantization.quantizer_base import build_quantizer
@@ -235,11 +236,7 @@ class ConvBatchNormFold(SchemeLayer):
         outputs = self._convolve(inputs, quantized)
         if conv.use_bias:
             outputs = outputs + conv.bias
-        mean, variance = batch_statistics(
-            self.batch_norm, outputs, frozen
-        )
-        scale, offset = self._scale_and_offset(mean, variance)
-        return outputs * scale + offset
+        return batch_normalize(self.batch_norm, outputs, frozen)
 
     def _corrected_folded_conv(self, inputs, training, frozen):
         """Training with batch statistics and per-tensor weights.
