@@ -392,7 +392,7 @@ def default_config(
             activation_bits=activation_bits, quantize_output=quantize_output
         )
     if row.kind is Kind.EMBEDDING:
-        return EmbeddingQuantizeConfig()
+        return EmbeddingQuantizeConfig(activation_bits=activation_bits)
     if row.kind is Kind.TIME_DISTRIBUTED:
         return TimeDistributedQuantizeConfig(
             default_config(
