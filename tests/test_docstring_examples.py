@@ -8,6 +8,7 @@ from keras_tflq.conversion import artifact
 from keras_tflq.conversion import calibration
 from keras_tflq.conversion import converter
 from keras_tflq.conversion import data_source
+from keras_tflq.conversion import embedding_export
 from keras_tflq.conversion import export
 from keras_tflq.conversion import int16x8_bias
 from keras_tflq.conversion import micro_sources
@@ -32,6 +33,7 @@ MODULES = [
     calibration,
     converter,
     data_source,
+    embedding_export,
     export,
     micro_sources,
     int16x8_bias,
