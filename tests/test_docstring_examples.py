@@ -11,6 +11,7 @@ from keras_tflq.conversion import data_source
 from keras_tflq.conversion import embedding_export
 from keras_tflq.conversion import export
 from keras_tflq.conversion import int16x8_bias
+from keras_tflq.conversion import layer_calls
 from keras_tflq.conversion import micro_sources
 from keras_tflq.conversion import model_inputs
 from keras_tflq.conversion import modes
@@ -37,6 +38,7 @@ MODULES = [
     export,
     micro_sources,
     int16x8_bias,
+    layer_calls,
     model_inputs,
     modes,
     report,

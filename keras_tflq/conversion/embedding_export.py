@@ -20,10 +20,9 @@ bounds"). Token ids are indices in `[0, input_dim)`, as Keras documents
 for `Embedding`.
 """
 
-import contextlib
-
 import keras
 
+from keras_tflq.conversion.layer_calls import replaced_calls
 from keras_tflq.conversion.sequence_export import keras_layers
 
 
@@ -34,9 +33,9 @@ def needs_direct_lookups(model, mode):
     return mode == "int16x8" and bool(_embeddings(model))
 
 
-@contextlib.contextmanager
 def direct_embedding_lookups(model):
-    """Traces every `Embedding` of `model` as a plain `GATHER` while open.
+    """A context that traces every `Embedding` of `model` as a plain
+    `GATHER` while it is open.
 
     The layers' calls are replaced on the instances (a QAT model's
     `QuantizeWrapper` still substitutes the fake-quantized table) and
@@ -60,18 +59,9 @@ def direct_embedding_lookups(model):
         content = converter.convert()
     ```
     """
-    saved = []
-    try:
-        for layer in _embeddings(model):
-            saved.append((layer, layer.__dict__.get("call")))
-            object.__setattr__(layer, "call", _direct_call(layer))
-        yield
-    finally:
-        for layer, call in saved:
-            if call is None:
-                layer.__dict__.pop("call", None)
-            else:
-                object.__setattr__(layer, "call", call)
+    return replaced_calls(
+        (layer, _direct_call(layer)) for layer in _embeddings(model)
+    )
 
 
 def _embeddings(model):

@@ -53,6 +53,7 @@ import uuid
 import keras
 
 from keras_tflq.conversion import modes
+from keras_tflq.conversion.layer_calls import replaced_calls
 from keras_tflq.conversion.model_inputs import ModelInputs
 from keras_tflq.quantization.default_scheme.sequence_configs import fusable_lstm
 
@@ -577,29 +578,18 @@ def _attention_layers(model):
     ]
 
 
-@contextlib.contextmanager
 def _rewrite_layer_normalizations(model):
     """Traces `LayerNormalization` as (x - mean) * rsqrt(var + eps).
 
     Keras' own formula on TensorFlow negates the mean (a `NEG` op, float
     only in TFLite); this one uses only ops with int8 kernels.
     """
-    saved = []
-    try:
-        for layer in _attention_layers(model):
-            if not isinstance(layer, keras.layers.LayerNormalization):
-                continue
-            if layer.rms_scaling:
-                continue
-            saved.append((layer, layer.__dict__.get("call")))
-            object.__setattr__(layer, "call", _layer_normalization_call(layer))
-        yield
-    finally:
-        for layer, call in saved:
-            if call is None:
-                layer.__dict__.pop("call", None)
-            else:
-                object.__setattr__(layer, "call", call)
+    return replaced_calls(
+        (layer, _layer_normalization_call(layer))
+        for layer in _attention_layers(model)
+        if isinstance(layer, keras.layers.LayerNormalization)
+        and not layer.rms_scaling
+    )
 
 
 def _layer_normalization_call(layer):
