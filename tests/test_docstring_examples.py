@@ -8,8 +8,10 @@ from keras_tflq.conversion import artifact
 from keras_tflq.conversion import calibration
 from keras_tflq.conversion import converter
 from keras_tflq.conversion import data_source
+from keras_tflq.conversion import embedding_export
 from keras_tflq.conversion import export
 from keras_tflq.conversion import int16x8_bias
+from keras_tflq.conversion import layer_calls
 from keras_tflq.conversion import micro_sources
 from keras_tflq.conversion import model_inputs
 from keras_tflq.conversion import modes
@@ -32,9 +34,11 @@ MODULES = [
     calibration,
     converter,
     data_source,
+    embedding_export,
     export,
     micro_sources,
     int16x8_bias,
+    layer_calls,
     model_inputs,
     modes,
     report,

@@ -10,6 +10,8 @@ import warnings
 import keras
 import tensorflow as tf
 
+from keras_tflq.conversion.embedding_export import direct_embedding_lookups
+from keras_tflq.conversion.embedding_export import needs_direct_lookups
 from keras_tflq.conversion.errors import ConversionError
 from keras_tflq.conversion.float32_twin import float32_twin
 from keras_tflq.conversion.int16x8_bias import widen_int16x8_conv_bias
@@ -115,6 +117,9 @@ def convert_and_inspect(
         )
     sequence_paths = None
     with contextlib.ExitStack() as stack:
+        if needs_direct_lookups(model, mode):
+            # The 16x8 quantizer rejects Keras' negative-index wrapping.
+            stack.enter_context(direct_embedding_lookups(model))
         if needs_static_export(model):
             converter, sequence_paths = sequence_converter(
                 model, stack, fuse_lstm=mode != "int16x8"

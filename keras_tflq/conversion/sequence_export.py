@@ -37,8 +37,8 @@ quantizes the fused op's internals (cell state, gates, the output range
 it shares with the recurrent input) from calibration statistics only, and
 an unrolled cell's sums and products have no fake quant either: a QAT
 model with recurrent layers is calibrated in `"int8"`
-(`calibration_need`) and refused in `"int16x8"`
-(`check_sequence_export`).
+(`calibration_need`) and refused in `"int16x8"`, where the converter
+cannot calibrate a QAT model (`check_sequence_export`).
 
 Models with `MultiHeadAttention` or `LayerNormalization` take the same
 batch-1 route (no dynamic-shape ops), with `LayerNormalization` traced
@@ -53,6 +53,7 @@ import uuid
 import keras
 
 from keras_tflq.conversion import modes
+from keras_tflq.conversion.layer_calls import replaced_calls
 from keras_tflq.conversion.model_inputs import ModelInputs
 from keras_tflq.quantization.default_scheme.sequence_configs import fusable_lstm
 
@@ -148,9 +149,16 @@ def check_sequence_export(model, mode):
     The sequence length must be fixed (`check_sequence_lengths`), and a
     quantization-aware model with recurrent layers cannot be exported in
     `"int16x8"`: TFLite's converter takes the ranges of a QAT model from
-    its fake-quant ops only (it refuses calibration data for a QAT model
-    in 16x8), and the recurrent cells' internal tensors (the unrolled
-    cells' products and sums, the fused LSTM's cell state) have none.
+    its fake-quant ops, and the recurrent cells' internal tensors (the
+    unrolled cells' matmul outputs, sums and products, an LSTM's cell
+    state) have none, so their ops stay float. Measured on TF 2.21 (an
+    unrolled `SimpleRNN`, `LSTM`, `GRU` of 16 units over 8 steps, from
+    `quantize_model(..., activation_bits=16)`): 21, 64 and 103 ops left
+    in float; with calibration data as well, the converter's 16x8
+    quantizer runs over the partly quantized graph and fails
+    ("Quantization to 16x8-bit not yet supported for op: 'DEQUANTIZE'"
+    for the `SimpleRNN`, "Node number N (LOGISTIC) failed to prepare"
+    for the `LSTM` and `GRU`).
 
     Args:
         model: A built Keras model.
@@ -170,14 +178,17 @@ def check_sequence_export(model, mode):
         return
     raise ValueError(
         "Expected a float model for mode='int16x8' with recurrent layers: "
-        "TFLite's converter takes a quantization-aware model's ranges from "
-        "its fake-quant ops only and refuses calibration data in 16x8, "
-        "while the recurrent cells' internal tensors are quantized from "
-        "calibration statistics. Received: quantization-aware model "
+        "TFLite's converter quantizes a quantization-aware model from its "
+        "fake-quant ops, and the recurrent cells' internal tensors (matmul "
+        "outputs, sums and products in each unrolled step, an LSTM's cell "
+        "state) have none, so it leaves those ops in float; with "
+        "calibration data as well, TensorFlow's 16x8 quantizer fails on "
+        "the partly quantized graph. Received: quantization-aware model "
         f"{model.name!r} with recurrent layers ({_describe(layers)}). "
-        "Export it with mode='int8' (the cells' internals are calibrated "
-        "on the validation data), or export the float model with "
-        "mode='int16x8'."
+        "Export the float model (before quantize_model) with "
+        "mode='int16x8': post-training 16x8, calibrated on the validation "
+        "data; or export this model with mode='int8' (the cells' "
+        "internals are calibrated on the validation data)."
     )
 
 
@@ -567,29 +578,18 @@ def _attention_layers(model):
     ]
 
 
-@contextlib.contextmanager
 def _rewrite_layer_normalizations(model):
     """Traces `LayerNormalization` as (x - mean) * rsqrt(var + eps).
 
     Keras' own formula on TensorFlow negates the mean (a `NEG` op, float
     only in TFLite); this one uses only ops with int8 kernels.
     """
-    saved = []
-    try:
-        for layer in _attention_layers(model):
-            if not isinstance(layer, keras.layers.LayerNormalization):
-                continue
-            if layer.rms_scaling:
-                continue
-            saved.append((layer, layer.__dict__.get("call")))
-            object.__setattr__(layer, "call", _layer_normalization_call(layer))
-        yield
-    finally:
-        for layer, call in saved:
-            if call is None:
-                layer.__dict__.pop("call", None)
-            else:
-                object.__setattr__(layer, "call", call)
+    return replaced_calls(
+        (layer, _layer_normalization_call(layer))
+        for layer in _attention_layers(model)
+        if isinstance(layer, keras.layers.LayerNormalization)
+        and not layer.rms_scaling
+    )
 
 
 def _layer_normalization_call(layer):

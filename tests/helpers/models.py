@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
+from ai_edge_litert.interpreter import OpResolverType
 
 L = keras.layers
 
@@ -54,6 +55,29 @@ def tensor_dtypes(path):
     """{dtype name} of every tensor in a .tflite file."""
     interpreter = Interpreter(model_path=str(path))
     return {np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
+
+
+def op_dtypes(path):
+    """{op name: {(input dtype names, output dtype names)}} of a .tflite
+    file, one pair of tuples per distinct signature (-1 inputs: None)."""
+    interpreter = Interpreter(
+        model_path=str(path),
+        experimental_op_resolver_type=(
+            OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        ),
+    )
+    names = {
+        t["index"]: np.dtype(t["dtype"]).name
+        for t in interpreter.get_tensor_details()
+    }
+    found = {}
+    for op in interpreter._get_ops_details():
+        signature = (
+            tuple(names.get(i) for i in op["inputs"]),
+            tuple(names.get(i) for i in op["outputs"]),
+        )
+        found.setdefault(op["op_name"], set()).add(signature)
+    return found
 
 
 def io_dtypes(path):

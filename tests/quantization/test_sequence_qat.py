@@ -17,6 +17,7 @@ from keras_tflq.quantization.default_scheme.time_distributed_config import (
     TimeDistributedQuantizeConfig,
 )
 from keras_tflq.runtime.litert_model import LiteRTModel
+from tests.helpers.models import op_dtypes
 
 L = keras.layers
 
@@ -157,6 +158,35 @@ def test_qat_int8_within_one_point_of_float_and_agrees(trained):
     assert agreement >= (0.98 if kind == "bidirectional_lstm" else 0.99)
 
 
+def test_embedding_int16x8_qat_exports_an_int16_table_and_agrees(
+    digits_views, tmp_path
+):
+    x_train, y_train, x_test, _ = digits_views["tokens"]
+    model = _model("embedding")
+    model.fit(x_train, y_train, batch_size=32, epochs=3, verbose=0)
+    qat = _compile(tflq.quantize_model(model, activation_bits=16), 1e-3)
+    export = tflq.TFLiteExport(
+        mode="int16x8",
+        filepath=str(tmp_path / "embedding_qat16.tflite"),
+        evaluate=False,
+        check_conversion=False,
+    )
+    qat.fit(
+        x_train, y_train, batch_size=32, epochs=1, callbacks=[export],
+        verbose=0,
+    )
+    assert export.report["all_integer"], export.report["tensor_dtypes"]
+    ops = op_dtypes(export.exported_path)
+    # The lookup's output is the Dense's 16-bit input: an int8 table
+    # would hand int8 values to the int16 FULLY_CONNECTED.
+    assert ops["GATHER"] == {(("int16", "int32"), ("int16",))}
+    for inputs, outputs in ops["FULLY_CONNECTED"]:
+        assert inputs[:2] == ("int16", "int8") and outputs == ("int16",)
+    tflite = LiteRTModel(model_path=export.exported_path).predict(x_test)
+    keras_qat = qat.predict(x_test, verbose=0)
+    assert np.mean(tflite.argmax(1) == keras_qat.argmax(1)) >= 0.99
+
+
 @pytest.mark.parametrize(
     "layer, kind",
     [
@@ -195,6 +225,13 @@ def test_sequence_configs_round_trip_and_check_their_layer():
     assert again.config.get_config() == wrapped.config.get_config()
     with pytest.raises(ValueError, match="Received: activation_bits=4"):
         tflq.RecurrentQuantizeConfig(activation_bits=4)
+    table = tflq.EmbeddingQuantizeConfig(activation_bits=16)
+    again = tflq.EmbeddingQuantizeConfig.from_config(table.get_config())
+    assert again.get_config() == {"activation_bits": 16}
+    # A config saved before `activation_bits` existed: the int8 table.
+    assert tflq.EmbeddingQuantizeConfig.from_config({}).activation_bits == 8
+    with pytest.raises(ValueError, match="Received: activation_bits=4"):
+        tflq.EmbeddingQuantizeConfig(activation_bits=4)
     with pytest.raises(ValueError, match="Received: weight_bits=4"):
         tflq.RecurrentWeightsQuantizeConfig(weight_bits=4)
     with pytest.raises(ValueError, match="Received: range_min=1.0"):

@@ -2,6 +2,10 @@
 
 import keras
 
+from keras_tflq.argument_checks import check_one_of
+from keras_tflq.quantization.default_scheme.default_quantize_config import (
+    ACTIVATION_BITS,
+)
 from keras_tflq.quantization.default_scheme.weights_only_config import (
     WeightsOnlyQuantizeConfig,
 )
@@ -15,8 +19,15 @@ class EmbeddingQuantizeConfig(WeightsOnlyQuantizeConfig):
     """QAT of an `Embedding` table as TFLite stores it: int8, per tensor.
 
     The table is fake-quantized symmetric and narrow-range; the layer's
-    output needs no range of its own: TFLite's int8 `GATHER` gives its
-    output the table's scale.
+    output needs no range of its own: TFLite's `GATHER` gives its output
+    the table's scale. With 16-bit activations the table is int16: the
+    lookup's output is the next layer's 16-bit input, and TFLite's 16x8
+    mode quantizes a `GATHER` table as an activation (an int8 table would
+    feed int8 values to the 16-bit ops after it).
+
+    Args:
+        activation_bits: 8 for int8, 16 for TFLite's 16x8 mode (an int16
+            table). Defaults to `8`.
 
     Example:
 
@@ -31,6 +42,10 @@ class EmbeddingQuantizeConfig(WeightsOnlyQuantizeConfig):
     ```
     """
 
+    def __init__(self, activation_bits=8):
+        check_one_of("activation_bits", activation_bits, ACTIVATION_BITS)
+        self.activation_bits = activation_bits
+
     def get_weights_and_quantizers(self, layer):
         if not isinstance(layer, keras.layers.Embedding):
             raise ValueError(
@@ -38,9 +53,12 @@ class EmbeddingQuantizeConfig(WeightsOnlyQuantizeConfig):
                 f"layer={layer.name!r} of type {type(layer).__name__}"
             )
         quantizer = LastValueQuantizer(
-            num_bits=8, per_axis=False, symmetric=True, narrow_range=True
+            num_bits=self.activation_bits,
+            per_axis=False,
+            symmetric=True,
+            narrow_range=True,
         )
         return [(layer.embeddings, quantizer)]
 
     def get_config(self):
-        return {}
+        return {"activation_bits": self.activation_bits}

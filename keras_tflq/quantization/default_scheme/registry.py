@@ -392,7 +392,7 @@ def default_config(
             activation_bits=activation_bits, quantize_output=quantize_output
         )
     if row.kind is Kind.EMBEDDING:
-        return EmbeddingQuantizeConfig()
+        return EmbeddingQuantizeConfig(activation_bits=activation_bits)
     if row.kind is Kind.TIME_DISTRIBUTED:
         return TimeDistributedQuantizeConfig(
             default_config(
@@ -454,8 +454,9 @@ _KIND_TEXT = {
         "its own row (no activation split off: `linear`, `relu`, `relu6`)"
     ),
     Kind.EMBEDDING: (
-        "int8 symmetric table, per tensor; no output range (TFLite's "
-        "`GATHER` keeps the table's scale)"
+        "int8 symmetric table, per tensor (int16 with "
+        "`activation_bits=16`, as TFLite's 16x8 `GATHER` stores it); no "
+        "output range (TFLite's `GATHER` keeps the table's scale)"
     ),
     Kind.PASSTHROUGH: (
         "no quantizer: TFLite keeps the input's range (range passthrough)"
