@@ -220,7 +220,11 @@ class LiteRTModel:
         Args:
             x: One array, a list or tuple of arrays in the Keras input order,
                 or a dict of arrays keyed by input name.
-            batch_size: The number of samples per `invoke()`. Defaults to
+            batch_size: The largest number of samples per `invoke()`.
+                `x` is split into the fewest batches of at most
+                `batch_size` samples, all of one size (the last one padded,
+                its padding rows dropped from the outputs), so that the
+                interpreter is resized at most once per call. Defaults to
                 `32`.
             verbose: `0` for silent, `1` or `"auto"` for a progress bar, `2`
                 for one line at the end. Defaults to `0`.
@@ -237,20 +241,27 @@ class LiteRTModel:
             )
         arrays = self._to_input_list(x)
         num_samples = _batch_size(arrays)
-        # Quantized in one vectorized pass; each batch is then a view.
-        arrays = [
-            _quantize(a, details)
-            for a, (_, details) in zip(arrays, self._inputs, strict=False)
-        ]
+        # Batches of one size: a resize (and re-planning of the delegate)
+        # costs as much as a fraction of a batch, so a smaller last batch
+        # is padded instead, with fewer rows than there are batches.
+        num_batches = -(-num_samples // batch_size)
+        size = -(-num_samples // num_batches)
         progbar = None
         if verbose:
             progbar = keras.utils.Progbar(
                 num_samples, verbose=1 if verbose == "auto" else verbose
             )
         outputs = None
-        for start in range(0, num_samples, batch_size):
-            stop = min(start + batch_size, num_samples)
-            raw = self._run_batch([a[start:stop] for a in arrays])
+        for start in range(0, num_samples, size):
+            stop = min(start + size, num_samples)
+            # Quantized batch by batch: the temporaries stay in the cache.
+            batch = [
+                _quantize(a[start:stop], details)
+                for a, (_, details) in zip(arrays, self._inputs, strict=False)
+            ]
+            if stop - start < size and not self.per_sample:
+                batch = [_pad(b, size) for b in batch]
+            raw = self._run_batch(batch)
             if outputs is None:
                 # Filled batch by batch: no list of batches to concatenate.
                 outputs = [
@@ -260,7 +271,7 @@ class LiteRTModel:
             for output, r, (_, details) in zip(
                 outputs, raw, self._outputs, strict=False
             ):
-                _dequantize(r, details, out=output[start:stop])
+                _dequantize(r[: stop - start], details, out=output[start:stop])
             if progbar is not None:
                 progbar.update(stop)
         return outputs[0] if len(outputs) == 1 else outputs
@@ -457,6 +468,12 @@ def _dequantize(array, details, out=None):
     else:
         out[...] = array
     return out
+
+
+def _pad(array, size):
+    """`array` with zero rows appended up to `size` rows."""
+    padding = np.zeros((size - len(array), *array.shape[1:]), array.dtype)
+    return np.concatenate([array, padding])
 
 
 def _batch_size(arrays):

@@ -103,8 +103,11 @@ def test_each_batch_is_one_invoke_and_allocates_only_on_new_shapes(
         setattr(interpreter, method, counted)
     (x,) = random_inputs(model, 100)
     litert_model.predict(x, batch_size=32)
-    # Batches of 32, 32, 32, 4: two shapes, four invokes.
-    assert calls == {"invoke": 4, "allocate_tensors": 2}
+    # Four batches of 25: one shape, four invokes.
+    assert calls == {"invoke": 4, "allocate_tensors": 1}
+    litert_model.predict(x[:99], batch_size=32)
+    # Batches of 25, 25, 25 and 24 padded to 25: no new shape.
+    assert calls == {"invoke": 8, "allocate_tensors": 1}
 
 
 def test_predict_concatenates_batches_like_one_batch(tflite_content):
