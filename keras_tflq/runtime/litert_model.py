@@ -12,6 +12,10 @@ from keras_tflq.argument_checks import check_positive_int
 
 _SIGNATURE_KEY = "serving_default"
 _QUANTIZED_IO_DTYPES = (np.int8, np.uint8, np.int16)
+_LIMITS = {
+    np.dtype(t): (np.iinfo(t).min, np.iinfo(t).max)
+    for t in _QUANTIZED_IO_DTYPES
+}
 
 
 def tensor_summary(details, name=None):
@@ -241,9 +245,9 @@ class LiteRTModel:
             )
         arrays = self._to_input_list(x)
         num_samples = _batch_size(arrays)
-        # Batches of one size: a resize (and re-planning of the delegate)
-        # costs as much as a fraction of a batch, so a smaller last batch
-        # is padded instead, with fewer rows than there are batches.
+        # Batches of one size, so the interpreter is resized (and the
+        # delegate re-planned) at most once: a smaller last batch is padded,
+        # with fewer padding rows than there are batches.
         num_batches = -(-num_samples // batch_size)
         size = -(-num_samples // num_batches)
         progbar = None
@@ -251,17 +255,33 @@ class LiteRTModel:
             progbar = keras.utils.Progbar(
                 num_samples, verbose=1 if verbose == "auto" else verbose
             )
+        # Reused batch buffers: a smaller last batch keeps the rows of the
+        # batch before it as padding, and its outputs drop them.
+        buffers = [
+            np.empty((size, *a.shape[1:]), np.dtype(d["dtype"]))
+            for a, (_, d) in zip(arrays, self._inputs, strict=False)
+        ]
+        scratch = [
+            np.empty(b.shape, np.float32) if _quantizes(a, d) else None
+            for a, b, (_, d) in zip(arrays, buffers, self._inputs, strict=False)
+        ]
         outputs = None
         for start in range(0, num_samples, size):
             stop = min(start + size, num_samples)
-            # Quantized batch by batch: the temporaries stay in the cache.
-            batch = [
-                _quantize(a[start:stop], details)
-                for a, (_, details) in zip(arrays, self._inputs, strict=False)
-            ]
-            if stop - start < size and not self.per_sample:
-                batch = [_pad(b, size) for b in batch]
-            raw = self._run_batch(batch)
+            count = stop - start
+            for a, b, f, (_, details) in zip(
+                arrays, buffers, scratch, self._inputs, strict=False
+            ):
+                _quantize_into(
+                    a[start:stop],
+                    details,
+                    b[:count],
+                    None if f is None else f[:count],
+                )
+            whole = count == size or not self.per_sample
+            raw = self._run_batch(
+                buffers if whole else [b[:count] for b in buffers]
+            )
             if outputs is None:
                 # Filled batch by batch: no list of batches to concatenate.
                 outputs = [
@@ -271,7 +291,7 @@ class LiteRTModel:
             for output, r, (_, details) in zip(
                 outputs, raw, self._outputs, strict=False
             ):
-                _dequantize(r[: stop - start], details, out=output[start:stop])
+                _dequantize(r[:count], details, out=output[start:stop])
             if progbar is not None:
                 progbar.update(stop)
         return outputs[0] if len(outputs) == 1 else outputs
@@ -362,9 +382,9 @@ class LiteRTModel:
 
     def _invoke(self, arrays):
         for (_, details), array in zip(self._inputs, arrays, strict=False):
-            self._interpreter.set_tensor(
-                details["index"], _quantize(array, details)
-            )
+            if array.dtype != details["dtype"] or not array.flags.c_contiguous:
+                array = _quantize(array, details)
+            self._interpreter.set_tensor(details["index"], array)
         # Fused sequence ops (UNIDIRECTIONAL_SEQUENCE_LSTM) keep their state
         # in variable tensors between invokes; every batch starts from zero.
         self._interpreter.reset_all_variables()
@@ -440,14 +460,43 @@ def _public_details(name, details):
     }
 
 
+def _quantizes(array, details):
+    """Whether float `array` is quantized for its int8, uint8 or int16
+    input tensor."""
+    scale, _ = details["quantization"]
+    return bool(
+        np.dtype(details["dtype"]) in _QUANTIZED_IO_DTYPES
+        and scale
+        and array.dtype.kind == "f"
+    )
+
+
 def _quantize(array, details):
-    dtype = np.dtype(details["dtype"])
+    out = np.empty(array.shape, np.dtype(details["dtype"]))
+    _quantize_into(array, details, out)
+    return out
+
+
+def _quantize_into(array, details, out, scratch=None):
+    """Writes `array` as the input tensor takes it into `out`: rounded and
+    clipped `x / scale + zero_point` in float32 for a float array and a
+    quantized tensor, else cast to the tensor's dtype. `scratch` is a
+    float32 buffer of `out`'s shape (allocated when `None`)."""
+    if not _quantizes(array, details):
+        np.copyto(out, array, casting="unsafe")
+        return
     scale, zero_point = details["quantization"]
-    if dtype in _QUANTIZED_IO_DTYPES and scale and array.dtype.kind == "f":
-        info = np.iinfo(dtype)
-        q = np.round(array.astype(np.float32) / scale + zero_point)
-        return np.clip(q, info.min, info.max).astype(dtype)
-    return np.ascontiguousarray(array, dtype=dtype)
+    if scratch is None:
+        scratch = np.empty(out.shape, np.float32)
+    # The float32 arithmetic of `x.astype("float32") / scale + zero_point`,
+    # in place.
+    np.copyto(scratch, array, casting="unsafe")
+    np.divide(scratch, np.float32(scale), out=scratch)
+    np.add(scratch, np.float32(zero_point), out=scratch)
+    np.rint(scratch, out=scratch)
+    low, high = _LIMITS[out.dtype]
+    np.clip(scratch, low, high, out=scratch)
+    np.copyto(out, scratch, casting="unsafe")
 
 
 def _output_dtype(array, details):
@@ -468,12 +517,6 @@ def _dequantize(array, details, out=None):
     else:
         out[...] = array
     return out
-
-
-def _pad(array, size):
-    """`array` with zero rows appended up to `size` rows."""
-    padding = np.zeros((size - len(array), *array.shape[1:]), array.dtype)
-    return np.concatenate([array, padding])
 
 
 def _batch_size(arrays):

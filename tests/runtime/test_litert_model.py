@@ -192,6 +192,26 @@ def test_already_quantized_inputs_pass_through(tflite_content):
     )
 
 
+def test_predict_quantizes_like_predict_on_batch_for_any_float_dtype(
+    tflite_content,
+):
+    model, content = tflite_content("conv", "int8")
+    litert_model = LiteRTModel(model_content=content)
+    (x,) = random_inputs(model, 37)
+    expected = litert_model.predict_on_batch(x)
+    # Batches of 13, 13 and 11 (padded to 13); float64 is cast to float32
+    # before it is quantized, as `x.astype("float32")` does.
+    for array in (x, x.astype(np.float64), x.astype(np.float16)):
+        want = (
+            expected
+            if array.dtype != np.float16
+            else litert_model.predict_on_batch(array)
+        )
+        np.testing.assert_array_equal(
+            litert_model.predict(array, batch_size=16), want
+        )
+
+
 @pytest.mark.parametrize(
     "mode_id", ["float32", "int8"], ids=["float32", "int8"]
 )
