@@ -30,10 +30,10 @@ Usage:
 
 import argparse
 import collections
-import json
 import os
 import sys
 import tempfile
+import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH)
@@ -211,6 +211,7 @@ def main(argv=None):
         "--output", default=None, help="also write a markdown results file"
     )
     args = parser.parse_args(argv)
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="int8_size_") as workdir:
         if args.paths:
             paths = {os.path.basename(p): p for p in args.paths}
@@ -220,18 +221,13 @@ def main(argv=None):
     import _report
 
     result["machine"] = _report.machine_info()
-    table = markdown(result)
-    print(json.dumps(result))
-    print()
-    print(table)
-    if args.output:
-        _report.write_results(
-            args.output,
-            "int8 MobileNetV2-224 size accounting "
-            "(bench/int8_size_accounting.py)",
-            result,
-            table,
-        )
+    result["wall_s"] = round(time.perf_counter() - started, 1)
+    _report.publish(
+        result,
+        markdown(result),
+        args.output,
+        "int8 MobileNetV2-224 size accounting (bench/int8_size_accounting.py)",
+    )
 
 
 if __name__ == "__main__":
