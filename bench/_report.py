@@ -36,6 +36,16 @@ def write_results(path, title, result, tables):
         f.write("\n".join(lines))
 
 
+def publish(result, tables, output=None, title=None):
+    """Prints the JSON line, a blank line and the markdown tables; with
+    `output`, also writes them as a results file titled `title`."""
+    print(json.dumps(result))
+    print()
+    print(tables)
+    if output:
+        write_results(output, title, result, tables)
+
+
 def machine_info(extra_versions=None):
     """CPU count and model, and the versions of what the benchmark ran."""
     cpu = "unknown"

@@ -12,6 +12,10 @@ from keras_tflq.argument_checks import check_positive_int
 
 _SIGNATURE_KEY = "serving_default"
 _QUANTIZED_IO_DTYPES = (np.int8, np.uint8, np.int16)
+_LIMITS = {
+    np.dtype(t): (np.iinfo(t).min, np.iinfo(t).max)
+    for t in _QUANTIZED_IO_DTYPES
+}
 
 
 def tensor_summary(details, name=None):
@@ -220,7 +224,11 @@ class LiteRTModel:
         Args:
             x: One array, a list or tuple of arrays in the Keras input order,
                 or a dict of arrays keyed by input name.
-            batch_size: The number of samples per `invoke()`. Defaults to
+            batch_size: The largest number of samples per `invoke()`.
+                `x` is split into the fewest batches of at most
+                `batch_size` samples, all of one size (the last one padded,
+                its padding rows dropped from the outputs), so that the
+                interpreter is resized at most once per call. Defaults to
                 `32`.
             verbose: `0` for silent, `1` or `"auto"` for a progress bar, `2`
                 for one line at the end. Defaults to `0`.
@@ -237,20 +245,43 @@ class LiteRTModel:
             )
         arrays = self._to_input_list(x)
         num_samples = _batch_size(arrays)
-        # Quantized in one vectorized pass; each batch is then a view.
-        arrays = [
-            _quantize(a, details)
-            for a, (_, details) in zip(arrays, self._inputs, strict=False)
-        ]
+        # Batches of one size, so the interpreter is resized (and the
+        # delegate re-planned) at most once: a smaller last batch is padded,
+        # with fewer padding rows than there are batches.
+        num_batches = -(-num_samples // batch_size)
+        size = -(-num_samples // num_batches)
         progbar = None
         if verbose:
             progbar = keras.utils.Progbar(
                 num_samples, verbose=1 if verbose == "auto" else verbose
             )
+        # Reused batch buffers: a smaller last batch keeps the rows of the
+        # batch before it as padding, and its outputs drop them.
+        buffers = [
+            np.empty((size, *a.shape[1:]), np.dtype(d["dtype"]))
+            for a, (_, d) in zip(arrays, self._inputs, strict=False)
+        ]
+        scratch = [
+            np.empty(b.shape, np.float32) if _quantizes(a, d) else None
+            for a, b, (_, d) in zip(arrays, buffers, self._inputs, strict=False)
+        ]
         outputs = None
-        for start in range(0, num_samples, batch_size):
-            stop = min(start + batch_size, num_samples)
-            raw = self._run_batch([a[start:stop] for a in arrays])
+        for start in range(0, num_samples, size):
+            stop = min(start + size, num_samples)
+            count = stop - start
+            for a, b, f, (_, details) in zip(
+                arrays, buffers, scratch, self._inputs, strict=False
+            ):
+                _quantize_into(
+                    a[start:stop],
+                    details,
+                    b[:count],
+                    None if f is None else f[:count],
+                )
+            whole = count == size or not self.per_sample
+            raw = self._run_batch(
+                buffers if whole else [b[:count] for b in buffers]
+            )
             if outputs is None:
                 # Filled batch by batch: no list of batches to concatenate.
                 outputs = [
@@ -260,7 +291,7 @@ class LiteRTModel:
             for output, r, (_, details) in zip(
                 outputs, raw, self._outputs, strict=False
             ):
-                _dequantize(r, details, out=output[start:stop])
+                _dequantize(r[:count], details, out=output[start:stop])
             if progbar is not None:
                 progbar.update(stop)
         return outputs[0] if len(outputs) == 1 else outputs
@@ -351,9 +382,9 @@ class LiteRTModel:
 
     def _invoke(self, arrays):
         for (_, details), array in zip(self._inputs, arrays, strict=False):
-            self._interpreter.set_tensor(
-                details["index"], _quantize(array, details)
-            )
+            if array.dtype != details["dtype"] or not array.flags.c_contiguous:
+                array = _quantize(array, details)
+            self._interpreter.set_tensor(details["index"], array)
         # Fused sequence ops (UNIDIRECTIONAL_SEQUENCE_LSTM) keep their state
         # in variable tensors between invokes; every batch starts from zero.
         self._interpreter.reset_all_variables()
@@ -429,14 +460,43 @@ def _public_details(name, details):
     }
 
 
+def _quantizes(array, details):
+    """Whether float `array` is quantized for its int8, uint8 or int16
+    input tensor."""
+    scale, _ = details["quantization"]
+    return bool(
+        np.dtype(details["dtype"]) in _QUANTIZED_IO_DTYPES
+        and scale
+        and array.dtype.kind == "f"
+    )
+
+
 def _quantize(array, details):
-    dtype = np.dtype(details["dtype"])
+    out = np.empty(array.shape, np.dtype(details["dtype"]))
+    _quantize_into(array, details, out)
+    return out
+
+
+def _quantize_into(array, details, out, scratch=None):
+    """Writes `array` as the input tensor takes it into `out`: rounded and
+    clipped `x / scale + zero_point` in float32 for a float array and a
+    quantized tensor, else cast to the tensor's dtype. `scratch` is a
+    float32 buffer of `out`'s shape (allocated when `None`)."""
+    if not _quantizes(array, details):
+        np.copyto(out, array, casting="unsafe")
+        return
     scale, zero_point = details["quantization"]
-    if dtype in _QUANTIZED_IO_DTYPES and scale and array.dtype.kind == "f":
-        info = np.iinfo(dtype)
-        q = np.round(array.astype(np.float32) / scale + zero_point)
-        return np.clip(q, info.min, info.max).astype(dtype)
-    return np.ascontiguousarray(array, dtype=dtype)
+    if scratch is None:
+        scratch = np.empty(out.shape, np.float32)
+    # The float32 arithmetic of `x.astype("float32") / scale + zero_point`,
+    # in place.
+    np.copyto(scratch, array, casting="unsafe")
+    np.divide(scratch, np.float32(scale), out=scratch)
+    np.add(scratch, np.float32(zero_point), out=scratch)
+    np.rint(scratch, out=scratch)
+    low, high = _LIMITS[out.dtype]
+    np.clip(scratch, low, high, out=scratch)
+    np.copyto(out, scratch, casting="unsafe")
 
 
 def _output_dtype(array, details):

@@ -103,8 +103,11 @@ def test_each_batch_is_one_invoke_and_allocates_only_on_new_shapes(
         setattr(interpreter, method, counted)
     (x,) = random_inputs(model, 100)
     litert_model.predict(x, batch_size=32)
-    # Batches of 32, 32, 32, 4: two shapes, four invokes.
-    assert calls == {"invoke": 4, "allocate_tensors": 2}
+    # Four batches of 25: one shape, four invokes.
+    assert calls == {"invoke": 4, "allocate_tensors": 1}
+    litert_model.predict(x[:99], batch_size=32)
+    # Batches of 25, 25, 25 and 24 padded to 25: no new shape.
+    assert calls == {"invoke": 8, "allocate_tensors": 1}
 
 
 def test_predict_concatenates_batches_like_one_batch(tflite_content):
@@ -187,6 +190,26 @@ def test_already_quantized_inputs_pass_through(tflite_content):
         litert_model.predict_on_batch(q.astype(np.int8)),
         litert_model.predict_on_batch(x),
     )
+
+
+def test_predict_quantizes_like_predict_on_batch_for_any_float_dtype(
+    tflite_content,
+):
+    model, content = tflite_content("conv", "int8")
+    litert_model = LiteRTModel(model_content=content)
+    (x,) = random_inputs(model, 37)
+    expected = litert_model.predict_on_batch(x)
+    # Batches of 13, 13 and 11 (padded to 13); float64 is cast to float32
+    # before it is quantized, as `x.astype("float32")` does.
+    for array in (x, x.astype(np.float64), x.astype(np.float16)):
+        want = (
+            expected
+            if array.dtype != np.float16
+            else litert_model.predict_on_batch(array)
+        )
+        np.testing.assert_array_equal(
+            litert_model.predict(array, batch_size=16), want
+        )
 
 
 @pytest.mark.parametrize(
