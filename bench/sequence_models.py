@@ -32,6 +32,15 @@
   Its agreement is with the Keras QAT model. Control: the float model
   fine-tuned for the same epochs at the same rate, no quantization.
 * `--kinds` runs some of the models only (default: all).
+* `--lstm-sweep` (only): an untrained LSTM + Dense(10) at four sizes,
+  fused and unrolled, in float32, dynamic and int8, plus tf_keras' own
+  int8 LSTM with the same weights; size, ops, CPU time of one thread
+  (with and without XNNPACK: on a shared machine it leaves out the time
+  other jobs hold the core) and wall time with 1 and 2 threads.
+* `--lstm-kernel` (only): the fused LSTM at six sizes varying steps, units
+  and features one at a time (CPU time, builtin kernels), and the fit of
+  the int8 time as activations (per unit and step) + gate products (per
+  MAC).
 """
 
 import argparse
