@@ -244,14 +244,21 @@ _LSTM_OUTPUT_STATE, _LSTM_CELL_STATE = 18, 19
 
 
 def _fused_lstm(path):
-    """The interpreter, and the fused op's details, of an artifact."""
+    """The interpreter, and the fused op's details, of an artifact whose
+    one fused LSTM has int8 weights, per tensor, symmetric, constant."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=path)
     ops = interpreter._get_ops_details()
     (op,) = [o for o in ops if o["op_name"] == "UNIDIRECTIONAL_SEQUENCE_LSTM"]
     produced = {int(i) for o in ops for i in o["outputs"]}
-    return interpreter, op, produced
+    for position in _LSTM_WEIGHTS:
+        weights, weights_q = _tensor(interpreter, op, position)
+        assert weights["dtype"] == np.int8
+        assert weights["index"] not in produced  # A constant buffer.
+        assert list(weights_q["zero_points"]) == [0]  # Symmetric.
+        assert len(weights_q["scales"]) == 1
+    return interpreter, op
 
 
 def _tensor(interpreter, op, position):
@@ -283,15 +290,9 @@ def _assert_tflites_integer_lstm(path):
     or recompute per invoke: constant symmetric weights, biases at input
     scale x weight scale, an int16 cell state at a power-of-two scale.
     """
-    interpreter, op, produced = _fused_lstm(path)
+    interpreter, op = _fused_lstm(path)
     sequence, sequence_q = _tensor(interpreter, op, _LSTM_INPUT)
     assert sequence["dtype"] == np.int8
-    for position in _LSTM_WEIGHTS:
-        weights, weights_q = _tensor(interpreter, op, position)
-        assert weights["dtype"] == np.int8
-        assert weights["index"] not in produced  # A constant buffer.
-        assert list(weights_q["zero_points"]) == [0]  # Symmetric.
-        assert len(weights_q["scales"]) == 1
     for weights, bias in zip(_LSTM_INPUT_WEIGHTS, _LSTM_BIASES, strict=True):
         _, weights_q = _tensor(interpreter, op, weights)
         bias, bias_q = _tensor(interpreter, op, bias)
@@ -321,10 +322,6 @@ def test_dynamic_fused_lstm_is_tflites_hybrid_lstm(tmp_path):
     # 32 units x 32 features.
     path = str(tmp_path / "lstm_dynamic.tflite")
     keras_tflq.export_tflite(_lstm_model(32, 32), path, mode="dynamic")
-    interpreter, op, _ = _fused_lstm(path)
+    interpreter, op = _fused_lstm(path)
     sequence, _ = _tensor(interpreter, op, _LSTM_INPUT)
     assert sequence["dtype"] == np.float32
-    for position in _LSTM_WEIGHTS:
-        weights, weights_q = _tensor(interpreter, op, position)
-        assert weights["dtype"] == np.int8
-        assert list(weights_q["zero_points"]) == [0]
