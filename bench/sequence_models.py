@@ -32,6 +32,15 @@
   Its agreement is with the Keras QAT model. Control: the float model
   fine-tuned for the same epochs at the same rate, no quantization.
 * `--kinds` runs some of the models only (default: all).
+* `--lstm-sweep` (only): an untrained LSTM + Dense(10) at four sizes,
+  fused and unrolled, in float32, dynamic and int8, plus tf_keras' own
+  int8 LSTM with the same weights; size, ops, CPU time of one thread
+  (with and without XNNPACK: on a shared machine it leaves out the time
+  other jobs hold the core) and wall time with 1 and 2 threads.
+* `--lstm-kernel` (only): the fused LSTM at six sizes varying steps, units
+  and features one at a time (CPU time, builtin kernels), and the fit of
+  the int8 time as activations (per unit and step) + gate products (per
+  MAC).
 """
 
 import argparse
@@ -92,24 +101,39 @@ VIEW = {"embedding": "tokens", "vit": "patches"}
 KINDS = SEQUENCE_KINDS
 
 
-def latency_ms(path, sample, runs, threads=1):
-    from ai_edge_litert.interpreter import Interpreter
+def latency_ms(path, sample, runs, threads=1, cpu=False, xnnpack=True):
+    """Median invoke time in ms, batch 1, variables reset before each invoke.
 
-    interpreter = Interpreter(model_path=path, num_threads=threads)
+    `cpu=True` times the calling thread's CPU time (`time.thread_time`)
+    instead of the wall clock: on a shared machine it leaves out the time
+    other processes hold the core (with `threads=1` the interpreter runs on
+    the calling thread). `xnnpack=False` runs TFLite's builtin kernels only
+    (no default delegate).
+    """
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import OpResolverType
+
+    options = {}
+    if not xnnpack:
+        options["experimental_op_resolver_type"] = (
+            OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        )
+    interpreter = Interpreter(model_path=path, num_threads=threads, **options)
     interpreter.allocate_tensors()
     details = interpreter.get_input_details()[0]
     if details["dtype"] in (np.int8, np.uint8):
         scale, zero_point = details["quantization"]
         sample = np.round(sample / scale + zero_point)
     sample = sample.astype(details["dtype"])
+    clock = time.thread_time if cpu else time.perf_counter
     times = []
     for i in range(runs + 10):
         interpreter.reset_all_variables()
         interpreter.set_tensor(details["index"], sample)
-        started = time.perf_counter()
+        started = clock()
         interpreter.invoke()
         if i >= 10:
-            times.append(time.perf_counter() - started)
+            times.append(clock() - started)
     return 1000 * statistics.median(times)
 
 
@@ -149,74 +173,206 @@ def unrolled_lstm(model, x_val, path, mode):
         file.write(content)
 
 
+SWEEP_SIZES = ((8, 8, 16), (8, 8, 32), (32, 16, 64), (64, 32, 128))
+# Fused int8 LSTMs whose steps, units and features vary one at a time, for
+# the cost model of TFLite's integer LSTM kernel (`--lstm-kernel`).
+KERNEL_SIZES = (
+    (32, 32, 128),
+    (64, 32, 128),
+    (128, 32, 128),
+    (64, 32, 64),
+    (64, 32, 256),
+    (64, 224, 128),
+)
+SWEEP_MODES = ("float32", "dynamic", "int8")
+TF_KERAS_FUSED = "tf_keras fused"
+
+
+def sweep_model(steps, features, units):
+    """An untrained (Glorot, seed 0) `LSTM(units)` + `Dense(10)`, and 64
+    uniform random sequences to calibrate it on."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((steps, features)),
+            keras.layers.LSTM(units),
+            keras.layers.Dense(10),
+        ],
+        name=f"lstm_{steps}x{features}_{units}",
+    )
+    x = np.random.RandomState(0).rand(64, steps, features)
+    return model, x.astype("float32")
+
+
+def tf_keras_lstm(model, x, path):
+    """The reference for TFLite's own int8 LSTM: tf_keras' `LSTM` with
+    `model`'s weights, at a fixed batch of 1, converted by a hand-written
+    `TFLiteConverter` to full int8 (calibrated on `x`)."""
+    import tensorflow as tf
+    import tf_keras
+
+    steps, features = model.input_shape[1:]
+    reference = tf_keras.Sequential(
+        [
+            tf_keras.Input((steps, features), batch_size=1),
+            tf_keras.layers.LSTM(model.layers[0].units),
+            tf_keras.layers.Dense(10),
+        ]
+    )
+    reference.set_weights(model.get_weights())
+    converter = tf.lite.TFLiteConverter.from_keras_model(reference)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([s[None]] for s in x)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    content = converter.convert()
+    with open(path, "wb") as file:
+        file.write(content)
+
+
 def lstm_sweep(args):
-    """Fused vs unrolled LSTM artifacts at growing sizes: size and
-    latency (1 and 2 threads) in float32 and int8. Untrained weights
-    (Glorot), calibrated on uniform random sequences: only size and speed
-    are compared."""
+    """Fused vs unrolled LSTM artifacts at growing sizes, in float32,
+    dynamic and int8: size and latency. Untrained weights, calibrated on
+    uniform random sequences: only size and speed are compared. In int8,
+    also tf_keras' own fused LSTM converted by hand (the same weights)."""
     folder = tempfile.mkdtemp(prefix="lstm_sweep_")
     rows = []
-    for steps, features, units in ((8, 8, 16), (8, 8, 32), (32, 16, 64),
-                                   (64, 32, 128)):
-        keras.utils.set_random_seed(0)
-        model = keras.Sequential(
-            [
-                keras.Input((steps, features)),
-                keras.layers.LSTM(units),
-                keras.layers.Dense(10),
-            ],
-            name=f"lstm_{steps}x{features}_{units}",
-        )
-        x = np.random.RandomState(0).rand(64, steps, features)
-        x = x.astype("float32")
-        for mode in ("float32", "int8"):
-            for fused in (True, False):
+    for steps, features, units in SWEEP_SIZES:
+        model, x = sweep_model(steps, features, units)
+        for mode in SWEEP_MODES:
+            paths = ["fused", "unrolled"]
+            if mode == "int8":
+                paths.append(TF_KERAS_FUSED)
+            for kind in paths:
                 path = os.path.join(
-                    folder, f"{model.name}_{mode}_{fused}.tflite"
+                    folder, f"{model.name}_{mode}_{kind.split()[0]}.tflite"
                 )
-                if fused:
+                if kind == "fused":
                     keras_tflq.export_tflite(
                         model, path, mode=mode, calibration_data=x
                     )
-                else:
+                elif kind == "unrolled":
                     unrolled_lstm(model, x, path, mode)
-                sample = x[:1]
+                else:
+                    tf_keras_lstm(model, x, path)
                 rows.append(
                     {
                         "steps": steps,
                         "features": features,
                         "units": units,
                         "mode": mode,
-                        "path": "fused" if fused else "unrolled",
-                        "kb": round(os.path.getsize(path) / 1024, 1),
-                        "ms_1_thread": round(
-                            latency_ms(path, sample, args.runs, 1), 4
-                        ),
-                        "ms_2_threads": round(
-                            latency_ms(path, sample, args.runs, 2), 4
-                        ),
-                        "ops": sum(
-                            inspect_tflite(path)["op_counts"].values()
-                        ),
+                        "path": kind,
+                        **sweep_measures(path, x[:1], args.runs),
                     }
                 )
                 print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
+def sweep_measures(path, sample, runs):
+    """Size, op count, and four latencies of one artifact: CPU time with 1
+    thread (XNNPACK, then builtin kernels only), wall time with 1 and 2
+    threads (XNNPACK)."""
+    report = inspect_tflite(path)
+    return {
+        "kb": round(os.path.getsize(path) / 1024, 1),
+        "ops": sum(report["op_counts"].values()),
+        "all_integer": report["all_integer"],
+        "cpu_ms_1_thread": round(latency_ms(path, sample, runs, cpu=True), 4),
+        "cpu_ms_builtin": round(
+            latency_ms(path, sample, runs, cpu=True, xnnpack=False), 4
+        ),
+        "ms_1_thread": round(latency_ms(path, sample, runs, 1), 4),
+        "ms_2_threads": round(latency_ms(path, sample, runs, 2), 4),
+    }
+
+
 def sweep_table(rows):
     lines = [
-        "| steps x features, units | mode | path | ops | KB | ms (1 thread) "
-        "| ms (2 threads) |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "| steps x features, units | mode | path | ops | KB | CPU ms "
+        "(1 thread) | CPU ms, no XNNPACK (1 thread) | wall ms (1 thread) "
+        "| wall ms (2 threads) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         lines.append(
             f"| {row['steps']} x {row['features']}, {row['units']} | "
             f"{row['mode']} | {row['path']} | {row['ops']} | {row['kb']} | "
+            f"{row['cpu_ms_1_thread']} | {row['cpu_ms_builtin']} | "
             f"{row['ms_1_thread']} | {row['ms_2_threads']} |"
         )
     return "\n".join(lines)
+
+
+def lstm_kernel(args):
+    """Where the fused int8 LSTM's time goes: fused artifacts whose steps,
+    units and features vary one at a time, timed on TFLite's builtin
+    kernels (CPU time, 1 thread), and the least-squares fit of the int8
+    time as `a * steps * units + b * MACs`, MACs = steps * 4 * units *
+    (units + features): `a` is the per-step, per-unit cost of the gates'
+    activations and the cell update, `b` the cost of one
+    multiply-accumulate of the gate matrix products."""
+    folder = tempfile.mkdtemp(prefix="lstm_kernel_")
+    rows = []
+    for steps, features, units in KERNEL_SIZES:
+        model, x = sweep_model(steps, features, units)
+        row = {"steps": steps, "features": features, "units": units}
+        row["macs"] = steps * 4 * units * (units + features)
+        for mode in SWEEP_MODES:
+            path = os.path.join(folder, f"{model.name}_{mode}.tflite")
+            keras_tflq.export_tflite(model, path, mode=mode, calibration_data=x)
+            row[f"{mode}_cpu_ms"] = round(
+                latency_ms(path, x[:1], args.runs, cpu=True, xnnpack=False), 4
+            )
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    terms = np.array(
+        [[r["steps"] * r["units"], r["macs"]] for r in rows], dtype="float64"
+    )
+    times = np.array([r["int8_cpu_ms"] for r in rows])
+    (per_unit_step, per_mac), *_ = np.linalg.lstsq(terms, times, rcond=None)
+    for row, (elementwise, macs) in zip(rows, terms, strict=True):
+        fitted = per_unit_step * elementwise + per_mac * macs
+        row["int8_fit_ms"] = round(float(fitted), 4)
+        row["int8_elementwise_share"] = round(
+            float(per_unit_step * elementwise / fitted), 3
+        )
+    fit = {
+        "ns_per_unit_step": round(float(per_unit_step) * 1e6, 1),
+        "gmac_per_s": round(1e-6 / float(per_mac), 2),
+    }
+    return rows, fit
+
+
+def kernel_table(rows, fit):
+    lines = [
+        "| steps x features, units | MACs | float32 ms | dynamic ms | "
+        "int8 ms | int8 fit ms | int8 share of activations + cell update |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['steps']} x {row['features']}, {row['units']} | "
+            f"{row['macs']:,} | {row['float32_cpu_ms']} | "
+            f"{row['dynamic_cpu_ms']} | {row['int8_cpu_ms']} | "
+            f"{row['int8_fit_ms']} | "
+            f"{100 * row['int8_elementwise_share']:.0f} % |"
+        )
+    lines += [
+        "",
+        f"Fit of the int8 time: {fit['ns_per_unit_step']} ns per unit and "
+        f"time step (gate activations, cell update) + one MAC at "
+        f"{fit['gmac_per_s']} GMAC/s (gate matrix products).",
+    ]
+    return "\n".join(lines)
+
+
+def load_line(start, end):
+    return (
+        "Machine load (1-minute load average, `os.getloadavg`): "
+        f"{start:.2f} at the start, {end:.2f} at the end."
+    )
 
 
 def qat_int8(model, view, folder, args):
@@ -284,23 +440,35 @@ def main():
         action="store_true",
         help="only the fused vs unrolled LSTM sweep (sizes, threads)",
     )
+    parser.add_argument(
+        "--lstm-kernel",
+        action="store_true",
+        help="only the cost model of the fused int8 LSTM kernel",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
-    if args.lstm_sweep:
-        rows = lstm_sweep(args)
-        result = {
-            "benchmark": "lstm_fused_vs_unrolled",
-            "rows": rows,
-            "machine": machine_info(),
-            "wall_s": round(time.perf_counter() - started, 1),
-        }
+    if args.lstm_sweep or args.lstm_kernel:
+        load = os.getloadavg()[0]
+        if args.lstm_sweep:
+            rows = lstm_sweep(args)
+            result = {"benchmark": "lstm_fused_vs_unrolled", "rows": rows}
+            output = "lstm_fused_vs_unrolled.md"
+            title = "Fused vs unrolled LSTM: size and latency"
+            text = sweep_table(rows)
+        else:
+            rows, fit = lstm_kernel(args)
+            result = {"benchmark": "lstm_int8_kernel", "rows": rows, "fit": fit}
+            output = "lstm_int8_kernel.md"
+            title = "Where TFLite's fused int8 LSTM spends its time"
+            text = kernel_table(rows, fit)
+        result["load_average"] = [load, os.getloadavg()[0]]
+        result["machine"] = machine_info()
+        result["wall_s"] = round(time.perf_counter() - started, 1)
+        text = f"{load_line(*result['load_average'])}\n\n{text}"
         write_results(
-            os.path.join("bench", "results", "lstm_fused_vs_unrolled.md"),
-            "Fused vs unrolled LSTM: size and latency",
-            result,
-            sweep_table(rows),
+            os.path.join("bench", "results", output), title, result, text
         )
-        print(sweep_table(rows))
+        print(text)
         return
     views = load_views()
     folder = tempfile.mkdtemp(prefix="seq_bench_")

@@ -105,6 +105,8 @@ def test_recurrent_model_exports_without_loops(
     if mode == "int8" and fused:
         # TFLite's int8 LSTM keeps its cell state in int16, as the spec says.
         assert "int16" in report["tensor_dtypes"]
+    if kind == "lstm" and mode == "int8":
+        _assert_tflites_integer_lstm(path)
     with open(path[: -len(".tflite")] + ".json") as file:
         assert json.load(file)["sequence_layers"] == paths
     # Batch-1 artifact, run one sample per invoke: the fused op keeps its
@@ -251,3 +253,93 @@ def test_converter_leaves_16_bit_qat_recurrent_cells_in_float():
         ConversionError, match=r"op\(s\) left in float: .*FULLY_CONNECTED"
     ):
         convert_and_inspect(qat, "int16x8", isolate=False)
+
+
+# UNIDIRECTIONAL_SEQUENCE_LSTM's inputs, by TFLite's schema.
+_LSTM_INPUT, _LSTM_WEIGHTS, _LSTM_BIASES = 0, range(1, 9), range(12, 16)
+_LSTM_INPUT_WEIGHTS = range(1, 5)  # Input to each gate; 5-8: recurrent.
+_LSTM_OUTPUT_STATE, _LSTM_CELL_STATE = 18, 19
+
+
+def _fused_lstm(path):
+    """The interpreter, and the fused op's details, of an artifact whose
+    one fused LSTM has int8 weights, per tensor, symmetric, constant."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=path)
+    ops = interpreter._get_ops_details()
+    (op,) = [o for o in ops if o["op_name"] == "UNIDIRECTIONAL_SEQUENCE_LSTM"]
+    produced = {int(i) for o in ops for i in o["outputs"]}
+    for position in _LSTM_WEIGHTS:
+        weights, weights_q = _tensor(interpreter, op, position)
+        assert weights["dtype"] == np.int8
+        assert weights["index"] not in produced  # A constant buffer.
+        assert list(weights_q["zero_points"]) == [0]  # Symmetric.
+        assert len(weights_q["scales"]) == 1
+    return interpreter, op
+
+
+def _tensor(interpreter, op, position):
+    details = interpreter._get_tensor_details(int(op["inputs"][position]), 0)
+    return details, details["quantization_parameters"]
+
+
+def _lstm_model(units, features):
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [
+            keras.Input((STEPS, features)),
+            L.LSTM(units, name="rnn"),
+            L.Dense(4, name="logits"),
+        ],
+        name=f"lstm_{units}",
+    )
+
+
+def _assert_tflites_integer_lstm(path):
+    """The int8 fused LSTM is TFLite's full-integer LSTM.
+
+    The route TFLite's kernel takes is set by these tensors: int8
+    activations and weights select the 8x8_16 integer LSTM (the one
+    tf_keras' own LSTM converts to, tensor for tensor: see
+    `bench/sequence_models.py --lstm-sweep`); on x86 its code is TFLite's
+    portable C, which is why it runs slower there than the unrolled graph
+    (docs/quantization.md). Nothing is left for the kernel to requantize
+    or recompute per invoke: constant symmetric weights, biases at input
+    scale x weight scale, an int16 cell state at a power-of-two scale.
+    """
+    interpreter, op = _fused_lstm(path)
+    sequence, sequence_q = _tensor(interpreter, op, _LSTM_INPUT)
+    assert sequence["dtype"] == np.int8
+    for weights, bias in zip(_LSTM_INPUT_WEIGHTS, _LSTM_BIASES, strict=True):
+        _, weights_q = _tensor(interpreter, op, weights)
+        bias, bias_q = _tensor(interpreter, op, bias)
+        assert bias["dtype"] == np.int32
+        assert list(bias_q["zero_points"]) == [0]
+        np.testing.assert_allclose(
+            bias_q["scales"],
+            sequence_q["scales"] * weights_q["scales"],
+            rtol=1e-3,
+        )
+    output_state, _ = _tensor(interpreter, op, _LSTM_OUTPUT_STATE)
+    assert output_state["dtype"] == np.int8
+    cell_state, cell_q = _tensor(interpreter, op, _LSTM_CELL_STATE)
+    assert cell_state["dtype"] == np.int16
+    assert list(cell_q["zero_points"]) == [0]
+    (cell_scale,) = cell_q["scales"]
+    assert np.log2(cell_scale) == np.round(np.log2(cell_scale))
+    (output,) = op["outputs"]
+    assert interpreter._get_tensor_details(int(output), 0)["dtype"] == np.int8
+
+
+def test_dynamic_fused_lstm_is_tflites_hybrid_lstm(tmp_path):
+    # mode="dynamic": int8 weights, float activations. TFLite runs this
+    # hybrid LSTM with vectorized matrix products (SSE on x86), so the
+    # fused artifact is as small as the int8 one and runs at float speed
+    # (docs/quantization.md). Weights of fewer than 1024 values stay float:
+    # 32 units x 32 features.
+    path = str(tmp_path / "lstm_dynamic.tflite")
+    keras_tflq.export_tflite(_lstm_model(32, 32), path, mode="dynamic")
+    interpreter, op = _fused_lstm(path)
+    sequence, _ = _tensor(interpreter, op, _LSTM_INPUT)
+    assert sequence["dtype"] == np.float32
