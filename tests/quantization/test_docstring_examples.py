@@ -12,6 +12,7 @@ from keras_tflq.quantization import quantize_config
 from keras_tflq.quantization import quantize_wrapper
 from keras_tflq.quantization import quantizers
 from keras_tflq.quantization.default_scheme import attention_configs
+from keras_tflq.quantization.default_scheme import batch_norm
 from keras_tflq.quantization.default_scheme import channel_affine
 from keras_tflq.quantization.default_scheme import conv_batchnorm_fold
 from keras_tflq.quantization.default_scheme import default_quantize_config
@@ -30,6 +31,7 @@ MODULES = [
     quantize_config,
     quantize_wrapper,
     quantizers,
+    batch_norm,
     channel_affine,
     conv_batchnorm_fold,
     default_quantize_config,

@@ -50,16 +50,18 @@ def batch_normalize(batch_norm, inputs, frozen):
     A float32 batch of rank 3 or 4 on one replica, with Python `frozen=False`,
     runs TensorFlow's fused batch-norm kernel (one op forward, one for the
     gradient, in place of about twenty); otherwise the same maths runs as
-    `keras.ops` (what Keras' `BatchNormalization` runs).
-
-    Args:
-        batch_norm: a built `BatchNormalization` layer on the last axis.
-        inputs: the tensor it normalizes.
-        frozen: `False`, `True`, or a boolean tensor (see
-            `schedule_state.flag`).
+    `keras.ops` (what Keras' `BatchNormalization` runs). The arguments
+    are those of `batch_statistics`.
 
     Returns:
         The normalized tensor.
+
+    Example:
+
+    >>> import keras
+    >>> bn = keras.layers.BatchNormalization()
+    >>> bn.build((2, 3))
+    >>> y = batch_normalize(bn, ops.ones((2, 3)), frozen=False)
     """
     gamma = batch_norm.gamma if batch_norm.scale else None
     beta = batch_norm.beta if batch_norm.center else None
