@@ -23,6 +23,7 @@ from keras_tflq.argument_checks import check_one_of
 from keras_tflq.quantization.default_scheme.default_quantize_config import (
     activation_quantizer,
 )
+from keras_tflq.quantization.default_scheme.gate_quantizer import GateQuantizer
 from keras_tflq.quantization.default_scheme.weights_only_config import (
     WeightsOnlyQuantizeConfig,
 )
@@ -161,11 +162,19 @@ def _check_weight_bits(weight_bits):
     return weight_bits
 
 
-def _kernels(layer, weight_bits):
+def _kernels(layer, weight_bits, activation_bits=8):
+    """The kernels' quantizers: one range per gate for an LSTM the int8
+    export fuses (the fused op holds each gate's weights as an int8
+    tensor of its own scale), one per tensor for an unrolled cell."""
     pairs = []
     for _, rnn in _check_recurrent(layer):
+        fused = activation_bits == 8 and fusable_lstm(rnn)
         for variable in (rnn.cell.kernel, rnn.cell.recurrent_kernel):
-            pairs.append((variable, _weight_quantizer(weight_bits)))
+            if fused:
+                quantizer = GateQuantizer(gates=4, num_bits=weight_bits)
+            else:
+                quantizer = _weight_quantizer(weight_bits)
+            pairs.append((variable, quantizer))
     return pairs
 
 
@@ -258,7 +267,7 @@ class RecurrentQuantizeConfig(QuantizeConfig):
         self.quantize_output = bool(quantize_output)
 
     def get_weights_and_quantizers(self, layer):
-        return _kernels(layer, self.weight_bits)
+        return _kernels(layer, self.weight_bits, self.activation_bits)
 
     def get_activations_and_quantizers(self, layer):
         """Per recurrent layer: two pairs per gate, its input (`linear`
