@@ -15,6 +15,7 @@ from keras_tflq.conversion.float32_twin import float32_twin
 from keras_tflq.conversion.int16x8_bias import widen_int16x8_conv_bias
 from keras_tflq.conversion.isolated import convert_isolated
 from keras_tflq.conversion.isolated import needs_isolation
+from keras_tflq.conversion.lstm_state import align_lstm_hidden_state
 from keras_tflq.conversion.modes import configure_converter
 from keras_tflq.conversion.native_output import capture_native_output
 from keras_tflq.conversion.sequence_export import confirm_paths
@@ -171,6 +172,8 @@ def _finish(
     """The converted bytes fixed up, inspected and checked."""
     if mode == "int16x8":
         content = widen_int16x8_conv_bias(content)
+    if mode == "int8" and sequence_paths:
+        content = align_lstm_hidden_state(content)
     inspection = {**inspect_tflite(content), "converter_log": log}
     if sequence_paths:
         inspection["sequence_layers"] = confirm_paths(
