@@ -442,7 +442,8 @@ _KIND_TEXT = {
     ),
     Kind.OUTPUT: "output range",
     Kind.RECURRENT: (
-        "int8 symmetric kernel and recurrent kernel, per tensor; the "
+        "int8 symmetric kernel and recurrent kernel, per tensor (per gate "
+        "in the fused int8 LSTM, which holds each gate's weights apart); the "
         "`sigmoid`/`tanh` gates with TFLite's fixed ranges (int8 where the "
         "export unrolls the layer, int16 in the fused int8 LSTM); a learned "
         "output range (none for a `SimpleRNN` with `tanh`); a "
