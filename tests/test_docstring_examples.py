@@ -10,6 +10,7 @@ from keras_tflq.conversion import converter
 from keras_tflq.conversion import data_source
 from keras_tflq.conversion import export
 from keras_tflq.conversion import int16x8_bias
+from keras_tflq.conversion import lstm_state
 from keras_tflq.conversion import micro_sources
 from keras_tflq.conversion import model_inputs
 from keras_tflq.conversion import modes
@@ -35,6 +36,7 @@ MODULES = [
     export,
     micro_sources,
     int16x8_bias,
+    lstm_state,
     model_inputs,
     modes,
     report,
