@@ -133,6 +133,10 @@ def test_quantize_model_exports_full_int8_by_each_layers_path(trained):
     ))
     for output, state, hidden in grids:
         assert state == output and hidden == output
+    # QAT fake-quantized each Dense kernel with one range; the calibrated
+    # export keeps it per tensor (the converter would requantize it per
+    # channel, off that grid).
+    assert set(_kernel_scale_counts(export.exported_path)) == {1}
     if kind in ("gru", "simple_rnn"):
         # The gates' fake quant has TFLite's fixed ranges: the converter
         # kept them, with no requantization in between.
@@ -156,6 +160,20 @@ def _hidden_state_grids(path):
         tensors = (op.outputs[0], op.inputs[18], op.intermediates[4])
         grids.append([_grid(subgraph.tensors[i]) for i in tensors])
     return grids
+
+
+def _kernel_scale_counts(path):
+    """How many scales each FULLY_CONNECTED kernel has."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=path)
+    counts = []
+    for op in interpreter._get_ops_details():
+        if op["op_name"] == "FULLY_CONNECTED":
+            kernel = interpreter._get_tensor_details(op["inputs"][1], 0)
+            scales = kernel["quantization_parameters"]["scales"]
+            counts.append(len(scales))
+    return counts
 
 
 def _grid(tensor):
