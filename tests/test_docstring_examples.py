@@ -12,6 +12,7 @@ from keras_tflq.conversion import embedding_export
 from keras_tflq.conversion import export
 from keras_tflq.conversion import int16x8_bias
 from keras_tflq.conversion import layer_calls
+from keras_tflq.conversion import lstm_state
 from keras_tflq.conversion import micro_sources
 from keras_tflq.conversion import model_inputs
 from keras_tflq.conversion import modes
@@ -39,6 +40,7 @@ MODULES = [
     micro_sources,
     int16x8_bias,
     layer_calls,
+    lstm_state,
     model_inputs,
     modes,
     report,

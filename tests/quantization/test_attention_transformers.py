@@ -153,6 +153,9 @@ def test_transformer_qat_exports_full_int8_without_calibration(trained):
     ops = report["op_counts"]
     assert ops["BATCH_MATMUL"] == 2 and ops["SOFTMAX"] == 1
     assert ops["RSQRT"] == 2  # one per LayerNormalization
+    # Each LayerNormalization runs as PTQ's ops: `+ epsilon` and `+ beta`
+    # as ADD, `* gamma` as MUL, no 1x1 depthwise convolution.
+    assert "DEPTHWISE_CONV_2D" not in ops
     for absent in ("SHAPE", "PACK", "REDUCE_PROD", "QUANTIZE", "DEQUANTIZE"):
         assert absent not in ops
 

@@ -16,6 +16,7 @@ from keras_tflq.quantization.default_scheme import batch_norm
 from keras_tflq.quantization.default_scheme import channel_affine
 from keras_tflq.quantization.default_scheme import conv_batchnorm_fold
 from keras_tflq.quantization.default_scheme import default_quantize_config
+from keras_tflq.quantization.default_scheme import gate_quantizer
 from keras_tflq.quantization.default_scheme import layer_normalization
 from keras_tflq.quantization.default_scheme import multi_head_attention
 from keras_tflq.quantization.default_scheme import sequence_configs
@@ -35,6 +36,7 @@ MODULES = [
     channel_affine,
     conv_batchnorm_fold,
     default_quantize_config,
+    gate_quantizer,
     sequence_configs,
     attention_configs,
     layer_normalization,

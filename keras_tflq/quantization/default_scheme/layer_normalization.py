@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from keras_tflq.quantization import quantizers
 from keras_tflq.quantization import schedule_state
 from keras_tflq.quantization.default_scheme import default_quantize_config
 from keras_tflq.quantization.default_scheme.wrapping_layer import (
@@ -19,7 +20,7 @@ _STEPS = (
     "centered",  # SUB(x, mean)
     "squared",  # MUL(centered, centered)
     "variance",  # MEAN(squared)
-    "variance_epsilon",  # variance + epsilon (1x1 DEPTHWISE_CONV_2D)
+    "variance_epsilon",  # variance + epsilon (ADD, or a 1x1 depthwise)
     "inverse_std",  # RSQRT
 )
 
@@ -48,12 +49,16 @@ class QuantizeLayerNormalization(WrappingSchemeLayer):
     an integer output. This layer computes those ops and fake-quantizes
     each of their outputs with a range of its own: the mean, the centered
     input, its square, the variance, the variance plus epsilon, the
-    reciprocal square root, the normalized input and the output. The two
-    constant affine steps run as 1x1 `DEPTHWISE_CONV_2D` ops (the addend
-    in the bias, the factor as a per-channel kernel): `variance * 1 +
-    epsilon` and `normalized * gamma + beta`. So gamma is stored exactly
-    (one scale per channel), and 16x8 models convert (the converter
-    rejects an int16 `ADD` of a broadcast constant).
+    reciprocal square root, the normalized input and the output.
+
+    With 8-bit activations the constant steps are the ops post-training
+    quantization gives (`ADD` of epsilon, `MUL` by gamma and `ADD` of
+    beta, gamma and beta fake-quantized per tensor, the product with a
+    range of its own), so the QAT artifact has PTQ's ops. With 16-bit
+    activations they run as 1x1 `DEPTHWISE_CONV_2D` ops (the addend in the
+    bias, the factor as a per-channel kernel): `variance * 1 + epsilon`
+    and `normalized * gamma + beta`, since the converter rejects an int16
+    `ADD` of a broadcast constant.
 
     Args:
         layer: a `LayerNormalization` over the last axis.
@@ -82,26 +87,62 @@ class QuantizeLayerNormalization(WrappingSchemeLayer):
             self.layer.build(input_shape)
         schedule_state.add_schedule_variables(self)
         self._steps = {}
-        affine = self.layer.gamma is not None or self.layer.beta is not None
-        for name in _STEPS + (("normalized",) if affine else ()):
+        layer = self.layer
+        affine = layer.gamma is not None or layer.beta is not None
+        steps = _STEPS + (("normalized",) if affine else ())
+        if self._constant_ops() and layer.gamma is not None and (
+            layer.beta is not None
+        ):
+            steps += ("scaled",)  # normalized * gamma, before + beta
+        for name in steps:
             quantizer = default_quantize_config.activation_quantizer(
                 self.activation_bits
             )
             weights = build_quantizer(quantizer, None, name, self)
             self._steps[name] = (quantizer, weights)
-        # `+ epsilon` and `* gamma + beta` run as 1x1 depthwise
-        # convolutions (kernel per channel, the addend in the bias): the
-        # converter rejects the ADD of a constant in 16x8 graphs, and a
-        # per-channel kernel stores gamma exactly.
         self._kernels = {}
-        for name, channels in (("epsilon", 1), ("affine", input_shape[-1])):
-            quantizer = default_quantize_config.weight_quantizer(2)
-            weights = build_quantizer(
-                quantizer, (1, 1, channels, 1), f"{name}_kernel", self
-            )
-            self._kernels[name] = (quantizer, weights)
+        if self._constant_ops():
+            # `* gamma` and `+ beta` as MUL and ADD of a constant: one
+            # range per tensor, as the converter stores them.
+            for name in ("gamma", "beta"):
+                if getattr(layer, name) is None:
+                    continue
+                quantizer = quantizers.LastValueQuantizer(
+                    num_bits=8,
+                    per_axis=False,
+                    symmetric=False,
+                    narrow_range=False,
+                )
+                weights = build_quantizer(
+                    quantizer, (input_shape[-1],), name, self
+                )
+                self._kernels[name] = (quantizer, weights)
+        else:
+            # `+ epsilon` and `* gamma + beta` run as 1x1 depthwise
+            # convolutions (kernel per channel, the addend in the bias):
+            # the converter rejects the ADD of a constant in 16x8 graphs.
+            for name, channels in (
+                ("epsilon", 1),
+                ("affine", input_shape[-1]),
+            ):
+                quantizer = default_quantize_config.weight_quantizer(2)
+                weights = build_quantizer(
+                    quantizer, (1, 1, channels, 1), f"{name}_kernel", self
+                )
+                self._kernels[name] = (quantizer, weights)
         self.build_output_quantizer(input_shape)
         self.built = True
+
+    def _constant_ops(self):
+        """Whether the constant steps run as ADD and MUL (8-bit
+        activations) rather than as 1x1 depthwise convolutions."""
+        return self.activation_bits == 8
+
+    def _constant(self, name, values, training):
+        quantizer, weights = self._kernels[name]
+        return schedule_state.quantize(
+            self, quantizer, values, training, weights
+        )
 
     def _step(self, name, values, training):
         quantizer, weights = self._steps[name]
@@ -139,19 +180,28 @@ class QuantizeLayerNormalization(WrappingSchemeLayer):
         variance = self._step(
             "variance", ops.mean(squared, axis=-1, keepdims=True), training
         )
-        epsilon = ops.full((1,), layer.epsilon, "float32")
-        variance = self._step(
-            "variance_epsilon",
-            self._depthwise(
+        if self._constant_ops():
+            variance = variance + layer.epsilon
+        else:
+            epsilon = ops.full((1,), layer.epsilon, "float32")
+            variance = self._depthwise(
                 "epsilon", variance, ops.ones((1,)), epsilon, training
-            ),
-            training,
-        )
+            )
+        variance = self._step("variance_epsilon", variance, training)
         inverse_std = self._step("inverse_std", ops.rsqrt(variance), training)
         outputs = centered * inverse_std
         if layer.gamma is None and layer.beta is None:
             return self.quantized_output(outputs, training)
         outputs = self._step("normalized", outputs, training)
+        if self._constant_ops():
+            if layer.gamma is not None:
+                gamma = self._constant("gamma", layer.gamma, training)
+                outputs = outputs * gamma
+            if layer.gamma is not None and layer.beta is not None:
+                outputs = self._step("scaled", outputs, training)
+            if layer.beta is not None:
+                outputs = outputs + self._constant("beta", layer.beta, training)
+            return self.quantized_output(outputs, training)
         channels = inputs.shape[-1]
         gamma = ops.ones((channels,)) if layer.gamma is None else layer.gamma
         outputs = self._depthwise(

@@ -442,7 +442,8 @@ _KIND_TEXT = {
     ),
     Kind.OUTPUT: "output range",
     Kind.RECURRENT: (
-        "int8 symmetric kernel and recurrent kernel, per tensor; the "
+        "int8 symmetric kernel and recurrent kernel, per tensor (per gate "
+        "in the fused int8 LSTM, which holds each gate's weights apart); the "
         "`sigmoid`/`tanh` gates with TFLite's fixed ranges (int8 where the "
         "export unrolls the layer, int16 in the fused int8 LSTM); a learned "
         "output range (none for a `SimpleRNN` with `tanh`); a "
@@ -475,9 +476,10 @@ _KIND_TEXT = {
     ),
     Kind.LAYER_NORM: (
         "the ops TFLite runs (MEAN, SUB, MUL, MEAN, RSQRT, MUL), a range on "
-        "each output; `+ epsilon` and `* gamma + beta` as 1x1 depthwise "
-        "convolutions (per-channel kernel, addend in the bias); last axis "
-        "only"
+        "each output; `+ epsilon`, `* gamma` and `+ beta` as ADD, MUL and "
+        "ADD of a constant (gamma and beta per tensor, PTQ's ops) with 8-bit "
+        "activations, as 1x1 depthwise convolutions (per-channel kernel, "
+        "addend in the bias) with 16-bit ones; last axis only"
     ),
     Kind.FIXED_RANGE_OP: (
         "TFLite's fixed output range (int8: scale 1/256, zero point -128; "

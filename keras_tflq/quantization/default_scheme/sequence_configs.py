@@ -10,11 +10,13 @@ What TFLite's int8 kernels compute, and so what the configs simulate:
   ranges, the kernels int8 per tensor, the output with a learned range.
 - the fused int8 `UNIDIRECTIONAL_SEQUENCE_LSTM` computes its gates in
   int16 (pre-activations with scale 2^-12, sigmoid/tanh outputs 2^-15):
-  the gates are fake-quantized to 16 bits. Its cell state (int16, a
-  power-of-two scale) and its recurrent input and output (one shared
-  int8 range) are set by the converter from calibration statistics only
-  (its LSTM quantization pattern runs in post-training quantization
-  only), so the export calibrates them; see docs/quantization.md.
+  the gates are fake-quantized to 16 bits. It holds each gate's weights
+  as an int8 tensor of its own scale: the kernels get one range per
+  gate. Its cell state (int16, a power-of-two scale) and its recurrent
+  input and output (int8; the export puts them on one grid) are set by
+  the converter from calibration statistics only (its LSTM quantization
+  pattern runs in post-training quantization only), so the export
+  calibrates them; see docs/quantization.md.
 """
 
 import keras
@@ -23,6 +25,7 @@ from keras_tflq.argument_checks import check_one_of
 from keras_tflq.quantization.default_scheme.default_quantize_config import (
     activation_quantizer,
 )
+from keras_tflq.quantization.default_scheme.gate_quantizer import GateQuantizer
 from keras_tflq.quantization.default_scheme.weights_only_config import (
     WeightsOnlyQuantizeConfig,
 )
@@ -161,11 +164,19 @@ def _check_weight_bits(weight_bits):
     return weight_bits
 
 
-def _kernels(layer, weight_bits):
+def _kernels(layer, weight_bits, activation_bits=8):
+    """The kernels' quantizers: one range per gate for an LSTM the int8
+    export fuses (the fused op holds each gate's weights as an int8
+    tensor of its own scale), one per tensor for an unrolled cell."""
     pairs = []
     for _, rnn in _check_recurrent(layer):
+        fused = activation_bits == 8 and fusable_lstm(rnn)
         for variable in (rnn.cell.kernel, rnn.cell.recurrent_kernel):
-            pairs.append((variable, _weight_quantizer(weight_bits)))
+            if fused:
+                quantizer = GateQuantizer(gates=4, num_bits=weight_bits)
+            else:
+                quantizer = _weight_quantizer(weight_bits)
+            pairs.append((variable, quantizer))
     return pairs
 
 
@@ -175,9 +186,11 @@ class RecurrentWeightsQuantizeConfig(WeightsOnlyQuantizeConfig):
 
     Both kernels are fake-quantized as TFLite's int8 LSTM and
     FullyConnected kernels are stored: symmetric, narrow-range, one range
-    per tensor. No activation is quantized: the int8 export calibrates
-    the layer's internal tensors and output (give the export calibration
-    data, as for a float model). `RecurrentQuantizeConfig`, which
+    per tensor (per gate for an LSTM the int8 export fuses: the fused op
+    holds each gate's weights as a tensor of its own scale). No
+    activation is quantized: the int8 export calibrates the layer's
+    internal tensors and output (give the export calibration data, as
+    for a float model). `RecurrentQuantizeConfig`, which
     `quantize_model` uses, also simulates the gates and the output.
 
     Use it with `quantize_annotate_layer` on `LSTM`, `GRU` or `SimpleRNN`
@@ -218,7 +231,8 @@ class RecurrentQuantizeConfig(QuantizeConfig):
     `Bidirectional` wrapper of them (`quantize_model` uses it):
 
     - kernel and recurrent kernel: int8, symmetric, narrow range, per
-      tensor;
+      tensor, or per gate for an LSTM the int8 export fuses
+      (`GateQuantizer`);
     - the gate activations (`sigmoid`, `tanh`): TFLite's fixed output
       ranges, in int8 for the layers the export unrolls (scale 1/256 for
       sigmoid, 1/128 for tanh) and in int16 (1/32768) for an LSTM the
@@ -258,7 +272,7 @@ class RecurrentQuantizeConfig(QuantizeConfig):
         self.quantize_output = bool(quantize_output)
 
     def get_weights_and_quantizers(self, layer):
-        return _kernels(layer, self.weight_bits)
+        return _kernels(layer, self.weight_bits, self.activation_bits)
 
     def get_activations_and_quantizers(self, layer):
         """Per recurrent layer: two pairs per gate, its input (`linear`
