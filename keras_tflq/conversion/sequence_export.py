@@ -32,7 +32,9 @@ In `"int16x8"` every LSTM is unrolled (the converter has no 16x8 fused
 LSTM). In a QAT model the `QuantizeWrapper` around a fused LSTM (or
 around a `Bidirectional` or `TimeDistributed` holding one) is skipped:
 fake quant in or around the fused op makes the converter fail or crash,
-and the float kernels quantize to the same int8 values. The converter
+and the float kernels give the same int8 values: the converter quantizes
+each gate's kernel on its own (max-abs, symmetric), as the QAT model's
+`GateQuantizer` fake-quantizes it. The converter
 quantizes the fused op's internals (cell state, gates, the output range
 it shares with the recurrent input) from calibration statistics only, and
 an unrolled cell's sums and products have no fake quant either: a QAT
@@ -332,7 +334,8 @@ def rewrite_recurrent_layers(model, paths, fuse_lstm=True):
             if call is not None and wrapper is not None:
                 # Fake quant in or around the fused op makes the converter
                 # fail or crash; the float kernels it gets instead quantize
-                # to the same int8 values (max-abs, per tensor, symmetric).
+                # to the same int8 values (max-abs per gate, symmetric, as
+                # the QAT model's GateQuantizer).
                 bypassed = wrapper.__dict__.get("call")
                 if not getattr(bypassed, "_tflq_bypass", False):
                     saved.append((wrapper, bypassed, None))
