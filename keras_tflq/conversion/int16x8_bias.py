@@ -87,7 +87,8 @@ def fix_int16x8_fixed_range_outputs(content):
     output feeds only QUANTIZE ops (the requantization the converter adds
     after a fake quantization; the default scheme fake-quantizes 16-bit
     sigmoid and tanh outputs on that grid), giving the tensor that grid
-    makes those ops read the values the kernel writes. Any other consumer
+    makes those ops read the values the kernel writes (a QUANTIZE that
+    then writes the same grid is removed). Any other consumer
     was built for the wrong scale (a FULLY_CONNECTED's bias holds it), so
     such an op is left as it is. Post-training 16x8 conversion already
     emits the right grid.
@@ -126,10 +127,46 @@ def fix_int16x8_fixed_range_outputs(content):
         params.zeroPoint = [zero_point]
         params.min = None
         params.max = None
+        _drop_identity_requantizations(model, subgraph, op.outputs[0])
         changed = True
     if not changed:
         return content
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _same_grid(first, second):
+    """Whether two tensors have the same type and per-tensor grid."""
+    a, b = first.quantization, second.quantization
+    return (
+        first.type == second.type
+        and a is not None
+        and b is not None
+        and list(a.scale) == list(b.scale)
+        and list(a.zeroPoint) == list(b.zeroPoint)
+    )
+
+
+def _drop_identity_requantizations(model, subgraph, index):
+    """Removes the QUANTIZE ops reading tensor `index` that now write the
+    same grid (not a graph output): their readers read `index` instead."""
+    quantize = schema.BuiltinOperator.QUANTIZE
+    builtin_of_opcode = _builtin_codes(model)
+    kept = []
+    for op in subgraph.operators:
+        output = op.outputs[0]
+        if (
+            builtin_of_opcode[op.opcodeIndex] == quantize
+            and op.inputs[0] == index
+            and output not in subgraph.outputs
+            and _same_grid(subgraph.tensors[index], subgraph.tensors[output])
+        ):
+            for reader in subgraph.operators:
+                reader.inputs = [
+                    index if i == output else i for i in reader.inputs
+                ]
+            continue
+        kept.append(op)
+    subgraph.operators = kept
 
 
 def _requantization_inputs(model):
