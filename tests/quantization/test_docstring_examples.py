@@ -15,6 +15,7 @@ from keras_tflq.quantization.default_scheme import attention_configs
 from keras_tflq.quantization.default_scheme import channel_affine
 from keras_tflq.quantization.default_scheme import conv_batchnorm_fold
 from keras_tflq.quantization.default_scheme import default_quantize_config
+from keras_tflq.quantization.default_scheme import fixed_range
 from keras_tflq.quantization.default_scheme import layer_normalization
 from keras_tflq.quantization.default_scheme import multi_head_attention
 from keras_tflq.quantization.default_scheme import sequence_configs
@@ -33,6 +34,7 @@ MODULES = [
     channel_affine,
     conv_batchnorm_fold,
     default_quantize_config,
+    fixed_range,
     sequence_configs,
     attention_configs,
     layer_normalization,
