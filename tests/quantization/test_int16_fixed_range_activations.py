@@ -1,4 +1,5 @@
-"""16-bit QAT with sigmoid and tanh: TFLite's fixed int16 output grid."""
+"""16-bit QAT with sigmoid and tanh (TFLite's fixed int16 output grid), and
+the export's check that a QAT model's activation bits fit the mode."""
 
 import keras
 import numpy as np
@@ -14,6 +15,7 @@ from keras_tflq.quantization.default_scheme.default_quantize_config import (
 from keras_tflq.quantization.default_scheme.fixed_range import (
     FixedRangeQuantizer,
 )
+from keras_tflq.quantization.quantize import quantized_activation_bits
 from tests.helpers.models import op_dtypes
 from tests.quantization.qat_helpers import convert
 from tests.quantization.qat_helpers import interpreter
@@ -166,3 +168,44 @@ def test_tflite_export_int16x8_evaluates_a_sigmoid_qat_model(trained):
     assert history["val_tflite_accuracy"][-1] == pytest.approx(
         history["val_accuracy"][-1], abs=0.01
     )
+
+
+def _tiny_qat(activation_bits):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), L.Dense(3)])
+    return tflq.quantize_model(model, activation_bits=activation_bits)
+
+
+@pytest.mark.parametrize(
+    ("activation_bits", "mode"),
+    [(8, "int16x8"), (16, "int8")],
+    ids=["8_bit_in_int16x8", "16_bit_in_int8"],
+)
+def test_export_refuses_a_qat_model_of_the_other_width(
+    activation_bits, mode, tmp_path
+):
+    model = _tiny_qat(activation_bits)
+    assert quantized_activation_bits(model) == activation_bits
+    expected = 16 if mode == "int16x8" else 8
+    match = (
+        f"Expected a quantization-aware model with activation_bits="
+        f"{expected} for mode='{mode}'. Received: a model quantized with "
+        f"activation_bits={activation_bits}"
+    )
+    with pytest.raises(ValueError, match=match):
+        tflq.export_tflite(model, str(tmp_path / "m.tflite"), mode=mode)
+    assert not (tmp_path / "m.tflite").exists()
+
+    model.compile("adam", "mse")
+    export = TFLiteExport(str(tmp_path / "m.tflite"), mode=mode, verbose=0)
+    with pytest.raises(ValueError, match=match):
+        model.fit(
+            np.zeros((8, 4)), np.zeros((8, 3)), callbacks=[export], verbose=0
+        )
+    # Refused before the first batch.
+    assert int(model.optimizer.iterations) == 0
+
+
+def test_float_model_has_no_activation_bits():
+    model = keras.Sequential([keras.Input((4,)), L.Dense(3)])
+    assert quantized_activation_bits(model) is None
