@@ -280,6 +280,7 @@ class TFLiteExport(TfKerasCallbackProtocol, keras.callbacks.Callback):
         is_tf_keras_model(self.model)  # refuses a model mixing two Kerases
         self._model_inputs = ModelInputs(self.model)
         check_sequence_export(self.model, self.mode)
+        modes.check_activation_bits(self.mode, self.model)
         self._validation = None
         if self._needs_validation_data():
             validation = find_fit_validation_data(self.model)

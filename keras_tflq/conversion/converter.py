@@ -14,6 +14,7 @@ from keras_tflq.conversion.embedding_export import direct_embedding_lookups
 from keras_tflq.conversion.embedding_export import needs_direct_lookups
 from keras_tflq.conversion.errors import ConversionError
 from keras_tflq.conversion.float32_twin import float32_twin
+from keras_tflq.conversion.int16x8_bias import fix_int16x8_fixed_range_outputs
 from keras_tflq.conversion.int16x8_bias import widen_int16x8_conv_bias
 from keras_tflq.conversion.isolated import convert_isolated
 from keras_tflq.conversion.isolated import needs_isolation
@@ -202,6 +203,7 @@ def _finish(
     """The converted bytes fixed up, inspected and checked."""
     if mode == "int16x8":
         content = widen_int16x8_conv_bias(content)
+        content = fix_int16x8_fixed_range_outputs(content)
     if mode == "int8" and sequence_paths:
         content = align_lstm_hidden_state(content)
     inspection = {**inspect_tflite(content), "converter_log": log}

@@ -191,6 +191,7 @@ def export_tflite(
     check_writable_folder(filepath)
     model_inputs = ModelInputs(model)
     check_sequence_export(model, mode)
+    modes.check_activation_bits(mode, model)
     need = calibration_need(mode, model)
     if need == "required" and calibration_data is None:
         raise ValueError(

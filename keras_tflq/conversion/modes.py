@@ -39,6 +39,37 @@ def calibration_need(mode, quantization_aware):
     return "required"
 
 
+def check_activation_bits(mode, model):
+    """Raises a `ValueError` unless the activation bits `model` was
+    quantized with fit `mode` (`"int8"`: 8, `"int16x8"`: 16); a float
+    model, or one whose bits are unknown, passes.
+
+    Measured on TF 2.21: an 8-bit QAT model converted in `"int16x8"` gives
+    an int8 artifact (its fake-quant ops are 8-bit: no int16 tensor), or a
+    converter failure with a sigmoid; a 16-bit one in `"int8"` fails in the
+    converter (int8 input or output), or gives a 16x8 artifact LiteRT
+    refuses to prepare (an int32 depthwise bias).
+    """
+    from keras_tflq.quantization.quantize import quantized_activation_bits
+
+    expected = {"int8": 8, "int16x8": 16}.get(mode)
+    if expected is None:
+        return
+    activation_bits = quantized_activation_bits(model)
+    if activation_bits is None:
+        return
+    if activation_bits == expected:
+        return
+    raise ValueError(
+        f"Expected a quantization-aware model with activation_bits="
+        f"{expected} for mode={mode!r}. Received: a model quantized with "
+        f"activation_bits={activation_bits}, mode={mode!r}. Export it with "
+        f"mode={'int16x8' if activation_bits == 16 else 'int8'!r}, or "
+        "quantize the float model again with "
+        f"`quantize_model(model, activation_bits={expected})` and train it."
+    )
+
+
 def default_io_type(mode):
     """The default input/output tensor type for `mode`."""
     return "int8" if mode == "int8" else "float32"

@@ -366,3 +366,37 @@ def is_quantized_model(model):
         isinstance(layer, _QUANTIZED_LAYERS)
         for layer in keras_graph.flatten_layers(model)
     )
+
+
+def quantized_activation_bits(model):
+    """The activation bits `model` was quantized with: 8, 16 or None.
+
+    Read from the default scheme's layers and configs (each holds its
+    `activation_bits`); None for a float model, a `tf_keras` model, a
+    model quantized only with custom `QuantizeConfig`s, or one mixing
+    both widths.
+
+    Args:
+        model: a Keras model (nested models and layers are searched).
+
+    Returns:
+        `8`, `16` or None.
+
+    Example:
+
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    >>> quantized_activation_bits(quantize_model(model, activation_bits=16))
+    16
+    """
+    if is_tf_keras_model(model):
+        return None
+    found = set()
+    for layer in keras_graph.flatten_layers(model):
+        holder = layer
+        if isinstance(layer, QuantizeWrapper):
+            holder = layer.quantize_config
+        bits = getattr(holder, "activation_bits", None)
+        if bits in ACTIVATION_BITS:
+            found.add(bits)
+    return found.pop() if len(found) == 1 else None

@@ -16,6 +16,7 @@ from keras_tflq.quantization.default_scheme import batch_norm
 from keras_tflq.quantization.default_scheme import channel_affine
 from keras_tflq.quantization.default_scheme import conv_batchnorm_fold
 from keras_tflq.quantization.default_scheme import default_quantize_config
+from keras_tflq.quantization.default_scheme import fixed_range
 from keras_tflq.quantization.default_scheme import gate_quantizer
 from keras_tflq.quantization.default_scheme import layer_normalization
 from keras_tflq.quantization.default_scheme import multi_head_attention
@@ -37,6 +38,7 @@ MODULES = [
     conv_batchnorm_fold,
     default_quantize_config,
     gate_quantizer,
+    fixed_range,
     sequence_configs,
     attention_configs,
     layer_normalization,

@@ -4,6 +4,12 @@ import keras
 
 from keras_tflq.argument_checks import check_one_of
 from keras_tflq.quantization import quantizers
+from keras_tflq.quantization.default_scheme.fixed_range import (
+    FixedRangeQuantizer,
+)
+from keras_tflq.quantization.default_scheme.fixed_range import (
+    fixed_output_range,
+)
 from keras_tflq.quantization.quantize_config import QuantizeConfig
 
 # 8 for int8, 16 for TFLite's 16x8 mode.
@@ -46,7 +52,11 @@ class DefaultQuantizeConfig(QuantizeConfig):
             quantize (`["kernel"]`). Defaults to `()`.
         weight_axes: per weight, the channel axis for per-channel
             quantization, or `None` for per-tensor. Defaults to all `None`.
-        quantize_output: whether to fake-quantize the layer output.
+        quantize_output: whether to fake-quantize the layer output with
+            a learned range. With 16-bit activations, the output of a
+            sigmoid or tanh (`activation=` or an `Activation` layer) is
+            always fake-quantized on TFLite's fixed int16 grid (scale
+            1/32768, zero point 0), which its int16 kernels require.
             Defaults to `True`.
         activation_bits: 8 or 16. Defaults to `8`.
 
@@ -102,6 +112,9 @@ class DefaultQuantizeConfig(QuantizeConfig):
         pass
 
     def get_output_quantizers(self, layer):
+        fixed = fixed_output_range(layer, self.activation_bits)
+        if fixed is not None:
+            return [FixedRangeQuantizer(*fixed, self.activation_bits)]
         if not self.quantize_output:
             return []
         return [activation_quantizer(self.activation_bits)]

@@ -437,7 +437,9 @@ _KIND_TEXT = {
     Kind.AFFINE: "one int8 per-channel op (a 1x1 depthwise convolution)",
     Kind.ACTIVATION: (
         "output range, fused with the op before for ReLU/ReLU6; "
-        "`sigmoid`, `tanh`, `softmax`: TFLite's fixed output range; "
+        "`sigmoid`, `tanh`, `softmax`: TFLite's fixed output range (with "
+        "`activation_bits=16`, `sigmoid` and `tanh` outputs fake-quantized "
+        "on its int16 grid, scale 1/32768, zero point 0); "
         "`hard_sigmoid` as `relu6(x + 3) / 6`"
     ),
     Kind.OUTPUT: "output range",

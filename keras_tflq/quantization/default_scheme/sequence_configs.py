@@ -21,30 +21,22 @@ What TFLite's int8 kernels compute, and so what the configs simulate:
 
 import keras
 
-from keras_tflq.argument_checks import check_one_of
 from keras_tflq.quantization.default_scheme.default_quantize_config import (
     activation_quantizer,
+)
+from keras_tflq.quantization.default_scheme.fixed_range import FIXED_RANGES
+from keras_tflq.quantization.default_scheme.fixed_range import (
+    FixedRangeQuantizer,
 )
 from keras_tflq.quantization.default_scheme.gate_quantizer import GateQuantizer
 from keras_tflq.quantization.default_scheme.weights_only_config import (
     WeightsOnlyQuantizeConfig,
 )
-from keras_tflq.quantization.fake_quant import fake_quant
 from keras_tflq.quantization.quantize_config import QuantizeConfig
-from keras_tflq.quantization.quantizer_base import Quantizer
 from keras_tflq.quantization.quantizers import LastValueQuantizer
 
 _PACKAGE = "keras_tflq"
 _RECURRENT = (keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN)
-# The float range of TFLite's fixed-scale activation outputs, by bits:
-# int8 LOGISTIC (scale 1/256, zero point -128), TANH (1/128, 0); int16
-# both 1/32768, zero point 0.
-FIXED_RANGES = {
-    ("sigmoid", 8): (0.0, 255.0 / 256.0),
-    ("tanh", 8): (-1.0, 127.0 / 128.0),
-    ("sigmoid", 16): (-1.0, 32767.0 / 32768.0),
-    ("tanh", 16): (-1.0, 32767.0 / 32768.0),
-}
 _GATE_ATTRIBUTES = ("recurrent_activation", "activation")
 # The fused int8 LSTM's gate pre-activations: int16, scale 2^-12 (Q3.12).
 _FUSED_GATE_INPUT = (-8.0, 8.0 - 2.0**-12)
@@ -96,57 +88,6 @@ def _activation_name(function):
         return None
     name = keras.activations.serialize(function)
     return name if isinstance(name, str) else None
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class FixedRangeQuantizer(Quantizer):
-    """Fake quantization with a fixed range: no variables, no statistics.
-
-    TFLite gives the outputs of `LOGISTIC` and `TANH` a fixed scale; this
-    quantizer rounds to that grid (`FIXED_RANGES`).
-
-    Args:
-        range_min: the lowest representable value.
-        range_max: the highest representable value.
-        num_bits: 8 or 16. Defaults to `8`.
-
-    Example:
-
-    >>> quantizer = FixedRangeQuantizer(0.0, 255.0 / 256.0)
-    >>> float(quantizer(keras.ops.ones((1,)) * 0.3, False, {})[0]) * 256
-    77.0
-    """
-
-    def __init__(self, range_min, range_max, num_bits=8):
-        check_one_of("num_bits", num_bits, (8, 16))
-        if not float(range_min) < float(range_max):
-            raise ValueError(
-                "Expected `range_min` to be below `range_max`. Received: "
-                f"range_min={range_min!r}, range_max={range_max!r}"
-            )
-        self.range_min = float(range_min)
-        self.range_max = float(range_max)
-        self.num_bits = num_bits
-
-    def build(self, tensor_shape, name, layer):
-        return {}
-
-    def __call__(self, inputs, training, weights, **kwargs):
-        return fake_quant(
-            inputs,
-            self.range_min,
-            self.range_max,
-            num_bits=self.num_bits,
-            narrow_range=False,
-            axis=None,
-        )
-
-    def get_config(self):
-        return {
-            "range_min": self.range_min,
-            "range_max": self.range_max,
-            "num_bits": self.num_bits,
-        }
 
 
 def _weight_quantizer(weight_bits):

@@ -5,11 +5,8 @@ import keras
 from keras_tflq.argument_checks import check_one_of
 from keras_tflq.quantization import schedule_state
 from keras_tflq.quantization.default_scheme import default_quantize_config
+from keras_tflq.quantization.default_scheme.fixed_range import FIXED_RANGES
 from keras_tflq.quantization.fake_quant import fake_quant
-
-# TFLite's int8 SOFTMAX writes scale 1/256, zero point -128: [0, 255/256].
-# Its int16 SOFTMAX writes scale 1/32768, zero point 0: [-1, 32767/32768].
-_RANGES = {8: (0.0, 255.0 / 256.0), 16: (-1.0, 32767.0 / 32768.0)}
 
 
 def fixed_softmax_quant(layer, probabilities, training, activation_bits):
@@ -34,7 +31,7 @@ def fixed_softmax_quant(layer, probabilities, training, activation_bits):
     >>> probabilities = keras.ops.softmax(keras.ops.ones((1, 4)))
     >>> p = fixed_softmax_quant(layer, probabilities, False, 8)
     """
-    low, high = _RANGES[activation_bits]
+    low, high = FIXED_RANGES[("softmax", activation_bits)]
     quantized = fake_quant(
         probabilities,
         keras.ops.convert_to_tensor(low),
