@@ -384,6 +384,14 @@ def graph_profile(name, steps, rounds=2):
     return result
 
 
+def steps_of(config, name, mode):
+    """Steps per round of model `name` in `mode`: `steps["name/mode"]` if
+    set (an XLA step on the CPU is several times longer), else
+    `steps[name]`."""
+    steps = config["steps"]
+    return steps.get(f"{name}/{mode}", steps[name])
+
+
 def run_framework(framework, config):
     """Every model and mode of `config` in this process: the per-round
     values of `measure()` (or an error) per `model/mode`."""
@@ -397,7 +405,7 @@ def run_framework(framework, config):
                     framework,
                     name,
                     mode,
-                    config["steps"][name],
+                    steps_of(config, name, mode),
                     config["rounds"],
                 )
             except Exception as error:  # noqa: BLE001 - reported in the table
@@ -419,7 +427,7 @@ def pool_runs(runs, tolerance=AGREEMENT):
     ratios agree within `tolerance`."""
     rows = {}
     for key in runs[0]:
-        per_run = [run[key] for run in runs]
+        per_run = [run[key] for run in runs if key in run]
         errors = [row["error"] for row in per_run if "error" in row]
         if errors:
             rows[key] = {"error": errors[0]}
@@ -492,12 +500,20 @@ def run(config):
     `repeats` times in turn, pooled by `pool_runs()`."""
     result = {"config": config}
     runs = {framework: [] for framework in config["frameworks"]}
-    for _ in range(config.get("repeats", 1)):
+    for repeat in range(config.get("repeats", 1)):
+        # The repeats (which check that runs agree) may measure fewer
+        # modes than the first run (`repeat_modes`: the graph mode, the
+        # fastest on the CPU, without XLA's long compiles).
+        repeat_config = config
+        if repeat and config.get("repeat_modes"):
+            repeat_config = dict(config, modes=config["repeat_modes"])
         for framework in config["frameworks"]:
             if framework == "tfmot":
-                runs[framework].append(run_tfmot(config))
+                runs[framework].append(run_tfmot(repeat_config))
             else:
-                runs[framework].append(run_framework(framework, config))
+                runs[framework].append(
+                    run_framework(framework, repeat_config)
+                )
     for framework, framework_runs in runs.items():
         result[framework] = pool_runs(framework_runs)
         result[f"{framework}_fastest"] = {
