@@ -24,22 +24,27 @@ def batch_statistics(batch_norm, inputs, frozen):
     mean, variance = replicas.moments(
         inputs, list(range(len(inputs.shape) - 1))
     )
-    for moving, batch in (
-        (batch_norm.moving_mean, mean),
-        (batch_norm.moving_variance, variance),
-    ):
-        updated = batch_norm.momentum * moving + (
-            1.0 - batch_norm.momentum
-        ) * batch
-        if frozen is not False:
-            updated = ops.where(frozen, moving, updated)
-        moving.assign(updated)
+    _move_statistics(batch_norm, mean, variance, frozen)
     if frozen is False:
         return mean, variance
     return (
         ops.where(frozen, batch_norm.moving_mean, mean),
         ops.where(frozen, batch_norm.moving_variance, variance),
     )
+
+
+def _move_statistics(batch_norm, mean, variance, frozen=False):
+    """Moves `batch_norm`'s moving statistics toward the batch's, as Keras
+    does (left as they are where `frozen`)."""
+    momentum = batch_norm.momentum
+    for moving, batch in (
+        (batch_norm.moving_mean, mean),
+        (batch_norm.moving_variance, variance),
+    ):
+        updated = momentum * moving + (1.0 - momentum) * batch
+        if frozen is not False:
+            updated = ops.where(frozen, moving, updated)
+        moving.assign(updated)
 
 
 def batch_normalize(batch_norm, inputs, frozen):
@@ -113,12 +118,7 @@ def _fused_batch_normalize(batch_norm, inputs, gamma, beta):
     )
     count = tf.cast(tf.size(images) // channels, variance.dtype)
     variance = variance * ((count - 1.0) / count)
-    for moving, batch in (
-        (batch_norm.moving_mean, mean),
-        (batch_norm.moving_variance, variance),
-    ):
-        momentum = batch_norm.momentum
-        moving.assign(
-            momentum * moving + (1.0 - momentum) * tf.stop_gradient(batch)
-        )
+    _move_statistics(
+        batch_norm, tf.stop_gradient(mean), tf.stop_gradient(variance)
+    )
     return outputs if len(inputs.shape) == 4 else outputs[:, 0]
