@@ -12,10 +12,6 @@ from keras_tflq.argument_checks import check_positive_int
 
 _SIGNATURE_KEY = "serving_default"
 _QUANTIZED_IO_DTYPES = (np.int8, np.uint8, np.int16)
-_LIMITS = {
-    np.dtype(t): (np.iinfo(t).min, np.iinfo(t).max)
-    for t in _QUANTIZED_IO_DTYPES
-}
 
 
 def tensor_summary(details, name=None):
@@ -255,32 +251,20 @@ class LiteRTModel:
             progbar = keras.utils.Progbar(
                 num_samples, verbose=1 if verbose == "auto" else verbose
             )
-        # Reused batch buffers: a smaller last batch keeps the rows of the
-        # batch before it as padding, and its outputs drop them.
-        buffers = [
-            np.empty((size, *a.shape[1:]), np.dtype(d["dtype"]))
-            for a, (_, d) in zip(arrays, self._inputs, strict=False)
-        ]
-        scratch = [
-            np.empty(b.shape, np.float32) if _quantizes(a, d) else None
-            for a, b, (_, d) in zip(arrays, buffers, self._inputs, strict=False)
-        ]
         outputs = None
         for start in range(0, num_samples, size):
             stop = min(start + size, num_samples)
-            count = stop - start
-            for a, b, f, (_, details) in zip(
-                arrays, buffers, scratch, self._inputs, strict=False
-            ):
-                _quantize_into(
-                    a[start:stop],
-                    details,
-                    b[:count],
-                    None if f is None else f[:count],
-                )
-            whole = count == size or not self.per_sample
+            # A smaller last batch is padded with rows of the batch before
+            # it (their outputs are dropped); one sample at a time needs no
+            # padding.
+            begin = start if self.per_sample else max(0, stop - size)
             raw = self._run_batch(
-                buffers if whole else [b[:count] for b in buffers]
+                [
+                    _quantize(a[begin:stop], details)
+                    for a, (_, details) in zip(
+                        arrays, self._inputs, strict=False
+                    )
+                ]
             )
             if outputs is None:
                 # Filled batch by batch: no list of batches to concatenate.
@@ -291,7 +275,7 @@ class LiteRTModel:
             for output, r, (_, details) in zip(
                 outputs, raw, self._outputs, strict=False
             ):
-                _dequantize(r[:count], details, out=output[start:stop])
+                _dequantize(r[start - begin :], details, out=output[start:stop])
             if progbar is not None:
                 progbar.update(stop)
         return outputs[0] if len(outputs) == 1 else outputs
@@ -460,43 +444,20 @@ def _public_details(name, details):
     }
 
 
-def _quantizes(array, details):
-    """Whether float `array` is quantized for its int8, uint8 or int16
-    input tensor."""
-    scale, _ = details["quantization"]
-    return bool(
-        np.dtype(details["dtype"]) in _QUANTIZED_IO_DTYPES
-        and scale
-        and array.dtype.kind == "f"
-    )
-
-
 def _quantize(array, details):
-    out = np.empty(array.shape, np.dtype(details["dtype"]))
-    _quantize_into(array, details, out)
-    return out
-
-
-def _quantize_into(array, details, out, scratch=None):
-    """Writes `array` as the input tensor takes it into `out`: rounded and
-    clipped `x / scale + zero_point` in float32 for a float array and a
-    quantized tensor, else cast to the tensor's dtype. `scratch` is a
-    float32 buffer of `out`'s shape (allocated when `None`)."""
-    if not _quantizes(array, details):
-        np.copyto(out, array, casting="unsafe")
-        return
+    """`array` as the input tensor takes it: rounded and clipped
+    `x / scale + zero_point` in float32 for a float array and a quantized
+    tensor, else cast to the tensor's dtype."""
+    dtype = np.dtype(details["dtype"])
     scale, zero_point = details["quantization"]
-    if scratch is None:
-        scratch = np.empty(out.shape, np.float32)
-    # The float32 arithmetic of `x.astype("float32") / scale + zero_point`,
-    # in place.
-    np.copyto(scratch, array, casting="unsafe")
-    np.divide(scratch, np.float32(scale), out=scratch)
-    np.add(scratch, np.float32(zero_point), out=scratch)
-    np.rint(scratch, out=scratch)
-    low, high = _LIMITS[out.dtype]
-    np.clip(scratch, low, high, out=scratch)
-    np.copyto(out, scratch, casting="unsafe")
+    if dtype in _QUANTIZED_IO_DTYPES and scale and array.dtype.kind == "f":
+        info = np.iinfo(dtype)
+        q = np.rint(
+            array.astype(np.float32) / np.float32(scale)
+            + np.float32(zero_point)
+        )
+        return np.clip(q, info.min, info.max).astype(dtype)
+    return np.ascontiguousarray(array, dtype=dtype)
 
 
 def _output_dtype(array, details):
