@@ -18,7 +18,7 @@ def _scalar(value):
     return ops.reshape(value, ()) if len(value.shape) else value
 
 
-def _per_channel_training_op(num_bits, narrow_range):
+def _per_channel_training_op(num_bits, narrow_range, symmetric):
     """`tf.quantization.fake_quant_with_min_max_vars_per_channel` (channels
     last) as element-wise ops, with the same values and gradients.
 
@@ -27,19 +27,30 @@ def _per_channel_training_op(num_bits, narrow_range):
     as the convolution. The same maths broadcast over the channels runs
     in a few element-wise passes. Training only: the traced inference
     graph keeps TensorFlow's op, which the converter reads.
+
+    With `symmetric` and `narrow_range` the range is `[-max, max]`, whose
+    nudged zero point is the middle of the grid: TensorFlow's nudging
+    then gives `(2**(num_bits-1) - 1) * scale` as the nudged ends, which
+    the op computes without the zero-point arithmetic.
     """
     import tensorflow as tf
 
     quant_min = 1.0 if narrow_range else 0.0
     quant_max = float((1 << num_bits) - 1)
     steps = quant_max - quant_min
+    half = float((1 << (num_bits - 1)) - 1)
 
-    @tf.custom_gradient
-    def per_channel(x, range_min, range_max):
-        # TensorFlow's nudging: the zero point is rounded half away from
-        # zero (std::round; never negative here) and clamped.
+    def nudged(range_min, range_max):
+        """TensorFlow's nudged range: `(min, max, scale, 1 / scale,
+        zero point - quant_min)`."""
+        if symmetric and narrow_range:
+            width = range_max + range_max
+            scale = width / steps
+            return -half * scale, half * scale, scale, steps / width, half
         scale = (range_max - range_min) / steps
         inv_scale = steps / (range_max - range_min)
+        # The zero point is rounded half away from zero (std::round; never
+        # negative here) and clamped.
         zero_from_min = quant_min - range_min / scale
         zero = tf.floor(zero_from_min)
         zero += tf.cast(zero_from_min - zero >= 0.5, zero.dtype)
@@ -47,16 +58,22 @@ def _per_channel_training_op(num_bits, narrow_range):
         nudged_min = (quant_min - zero) * scale
         nudged_max = (quant_max - zero) * scale
         quant_zero = tf.floor(-nudged_min * inv_scale + 0.5)
+        return nudged_min, nudged_max, scale, inv_scale, quant_zero
+
+    @tf.custom_gradient
+    def per_channel(x, range_min, range_max):
+        nudged_min, nudged_max, scale, inv_scale, quant_zero = nudged(
+            range_min, range_max
+        )
         clamped = tf.maximum(tf.minimum(x, nudged_max), nudged_min)
         shifted = (clamped - nudged_min) * inv_scale - quant_zero
         outputs = tf.floor(shifted + 0.5) * scale
 
         def grad(upstream):
-            zeros = tf.zeros_like(upstream)
             axes = list(range(len(x.shape) - 1))
-            below = tf.where(x < nudged_min, upstream, zeros)
-            above = tf.where(x > nudged_max, upstream, zeros)
-            inside = tf.where(tf.equal(clamped, x), upstream, zeros)
+            below = tf.where(x < nudged_min, upstream, 0.0)
+            above = tf.where(x > nudged_max, upstream, 0.0)
+            inside = tf.where(tf.equal(clamped, x), upstream, 0.0)
             return (
                 inside,
                 tf.reduce_sum(below, axes),
@@ -69,14 +86,23 @@ def _per_channel_training_op(num_bits, narrow_range):
 
 
 def fake_quant(
-    inputs, range_min, range_max, num_bits, narrow_range, axis, training=False
+    inputs,
+    range_min,
+    range_max,
+    num_bits,
+    narrow_range,
+    axis,
+    training=False,
+    symmetric=False,
 ):
     """`keras.quantizers.fake_quant_with_min_max_vars`, with the TensorFlow
     op called directly when Keras would only add reshapes or transposes.
 
     With `training=True`, a per-channel range on a tensor of at least
     `ELEMENT_WISE_FROM` elements runs as element-wise ops (same values,
-    same gradients; see `_per_channel_training_op`)."""
+    same gradients; see `_per_channel_training_op`). `symmetric=True`
+    says that `range_min` is `-range_max` (a symmetric quantizer's range),
+    which those ops then take as given."""
     if keras.backend.backend() == "tensorflow" and not (
         keras.backend.is_keras_tensor(inputs)
     ):
@@ -98,6 +124,7 @@ def fake_quant(
                     narrow_range,
                     axis=-1,
                     training=training,
+                    symmetric=symmetric,
                 )
                 return ops.reshape(outputs, shape)
         if x.dtype == tf.float32 and (
@@ -119,7 +146,9 @@ def fake_quant(
                 and math.prod(shape) >= ELEMENT_WISE_FROM
             ):
                 # Tensors, not variables: the gradient is for values.
-                op = _per_channel_training_op(num_bits, narrow_range)
+                op = _per_channel_training_op(
+                    num_bits, narrow_range, symmetric
+                )
                 return op(
                     tf.convert_to_tensor(x),
                     tf.convert_to_tensor(range_min),

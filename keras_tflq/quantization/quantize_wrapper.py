@@ -3,6 +3,7 @@
 import keras
 
 from keras_tflq.quantization import precision
+from keras_tflq.quantization import relu_fake_quant
 from keras_tflq.quantization import schedule_state
 from keras_tflq.quantization.quantize_config import QuantizeConfig
 from keras_tflq.quantization.quantizer_base import build_quantizer
@@ -179,6 +180,10 @@ class QuantizeWrapper(keras.layers.Wrapper):
     def call(self, inputs, training=None, **kwargs):
         training = bool(training)
         self._call_training = training
+        if training and not kwargs:
+            fused = relu_fake_quant.fused_training_call(self, inputs)
+            if fused is not None:
+                return fused
         mapping = self._quantized_weight_mapping(training)
         saved = []
         for path, value in self._activation_attributes.items():

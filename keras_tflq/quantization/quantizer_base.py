@@ -256,7 +256,18 @@ class RangeQuantizer(Quantizer):
                 self._mark_seen(weights)
             return min_var, max_var
         values = ops.stop_gradient(ops.convert_to_tensor(inputs))
-        batch_min, batch_max = self._batch_range(values)
+        return self.update_range(
+            *self._batch_range(values), weights, ranges_frozen
+        )
+
+    def update_range(self, batch_min, batch_max, weights, ranges_frozen=None):
+        """Updates the stored range from a batch's range (over every
+        replica) and returns it, as `compute_range` does in training.
+
+        `batch_min` may be the Python float `0.0`: the batch is known to
+        be non-negative (a ReLU's output).
+        """
+        min_var, max_var = weights["min_var"], weights["max_var"]
         if isinstance(batch_min, float) and replicas.is_multi_replica():
             batch_min = ops.zeros_like(batch_max)
         new_min, new_max = self._updated_range(
@@ -284,6 +295,7 @@ class RangeQuantizer(Quantizer):
             narrow_range=self.narrow_range,
             axis=self.axis if self.per_axis else None,
             training=bool(training),
+            symmetric=self.symmetric,
         )
 
     def get_config(self):

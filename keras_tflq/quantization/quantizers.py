@@ -48,7 +48,9 @@ class MovingAverageQuantizer(RangeQuantizer):
     """Quantizes with an exponential moving average of the range (activations).
 
     The first training step sets the range to the batch's min/max; later
-    steps move it by `1 - ema_decay` toward each batch's range.
+    steps move it by `1 - ema_decay` toward each batch's range. The range
+    of values known to be non-negative (a ReLU's output) has its minimum
+    at 0.
 
     Args:
         num_bits: bit width of the quantized values, 2 to 16.
@@ -95,10 +97,13 @@ class MovingAverageQuantizer(RangeQuantizer):
         # `initialized` is 0 before the first training step, then 1: the
         # first step takes the batch range.
         decay = self.ema_decay * initialized
-        # decay * range + (1 - decay) * batch, in one op less; the same
-        # value in three ops less when the batch minimum is 0.0 (a ReLU).
+        # decay * range + (1 - decay) * batch, in one op less. A batch
+        # known to be non-negative (the Python 0.0 of a ReLU's output)
+        # keeps the minimum at exactly 0, where every update takes it:
+        # a stored minimum below 0 (the initial -6 of a range frozen from
+        # the first step) is no statistic of the values.
         if isinstance(batch_min, float) and batch_min == 0.0:
-            new_min = decay * weights["min_var"]
+            new_min = 0.0
         else:
             new_min = batch_min + decay * (weights["min_var"] - batch_min)
         new_max = batch_max + decay * (weights["max_var"] - batch_max)

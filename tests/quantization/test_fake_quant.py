@@ -23,15 +23,25 @@ def test_training_per_channel_matches_tensorflow_op(num_bits, narrow_range):
     rng = np.random.default_rng(num_bits)
     for trial, shape in enumerate([(3, 3, 16, 48), (1, 1, 96, 64), (97, 80)]):
         x = tf.constant(rng.normal(size=shape) * 2, "float32")
-        low, high = _ranges(rng, shape[-1], symmetric=trial % 2 == 0)
+        symmetric = trial % 2 == 0
+        low, high = _ranges(rng, shape[-1], symmetric=symmetric)
         upstream = tf.constant(rng.normal(size=shape), "float32")
         with tf.GradientTape(persistent=True) as tape:
             tape.watch([x, low, high])
             expected = tf.quantization.fake_quant_with_min_max_vars_per_channel(
                 x, low, high, num_bits=num_bits, narrow_range=narrow_range
             )
+            # A symmetric range is said so: with a narrow range the ops
+            # then skip the zero-point nudging.
             actual = fake_quant(
-                x, low, high, num_bits, narrow_range, axis=-1, training=True
+                x,
+                low,
+                high,
+                num_bits,
+                narrow_range,
+                axis=-1,
+                training=True,
+                symmetric=symmetric,
             )
         np.testing.assert_array_equal(actual.numpy(), expected.numpy())
         wanted = tape.gradient(expected, [x, low, high], upstream)

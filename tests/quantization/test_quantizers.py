@@ -167,3 +167,29 @@ def test_range_of_a_traced_relu_output_skips_the_min_reduction():
             traced_vars[key].numpy(), eager_vars[key].numpy()
         )
     assert float(traced_vars["min_var"].numpy()) == 0.0
+
+
+def test_relu_output_range_starts_at_zero_after_frozen_first_steps():
+    # Frozen from the first step, the stored minimum stays at its initial
+    # -6 while the range is marked as seen; the first update from a ReLU's
+    # output puts it at 0 (no moving average from a placeholder).
+    import tensorflow as tf
+
+    layer = keras.layers.Layer()
+    q = quantizers.MovingAverageQuantizer(
+        num_bits=8, per_axis=False, symmetric=False, narrow_range=False
+    )
+    weights = q.build((4, 6), "relu", layer)
+    x = np.random.default_rng(3).normal(size=(4, 6)).astype("float32")
+    q(tf.nn.relu(x), True, weights, ranges_frozen=True)
+    assert float(weights["initialized"].numpy()) == 1.0
+    assert float(weights["min_var"].numpy()) == -6.0
+
+    @tf.function
+    def update(x):
+        return q(tf.nn.relu(x), True, weights)
+
+    update(x)
+    assert float(weights["min_var"].numpy()) == 0.0
+    expected_max = 0.999 * 6.0 + 0.001 * float(np.max(x))
+    assert float(weights["max_var"].numpy()) == pytest.approx(expected_max)

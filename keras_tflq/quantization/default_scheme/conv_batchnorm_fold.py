@@ -203,6 +203,7 @@ class ConvBatchNormFold(SchemeLayer):
             narrow_range=self._weight_quantizer.narrow_range,
             axis=self._weight_quantizer.axis,
             training=bool(training),
+            symmetric=True,
         )
         if not training:
             return quantized

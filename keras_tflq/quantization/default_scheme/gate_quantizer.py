@@ -78,6 +78,7 @@ class GateQuantizer(LastValueQuantizer):
             narrow_range=True,
             axis=-1,
             training=bool(training),
+            symmetric=True,
         )
 
     def get_config(self):

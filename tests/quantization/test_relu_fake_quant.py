@@ -1,0 +1,122 @@
+"""A quantized ReLU layer trains as one fake-quant op (`relu_fake_quant`):
+the same outputs, ranges and gradients as the ReLU followed by its output
+quantizer, without the ReLU's ops in the training step."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_tflq.quantization import quantizers
+from keras_tflq.quantization.default_scheme import registry
+from keras_tflq.quantization.default_scheme.default_quantize_config import (
+    DefaultQuantizeConfig,
+)
+from keras_tflq.quantization.quantize_wrapper import QuantizeWrapper
+from keras_tflq.quantization.relu_fake_quant import relu_cap
+
+RELUS = {
+    "relu6_layer": lambda: keras.layers.ReLU(6.0),
+    "relu_layer": lambda: keras.layers.ReLU(),
+    "relu_activation": lambda: keras.layers.Activation("relu"),
+    "relu6_activation": lambda: keras.layers.Activation("relu6"),
+}
+
+
+def _wrapped(layer, config=None):
+    config = config or registry.default_config(layer)
+    wrapper = QuantizeWrapper(layer, config)
+    wrapper.build((4, 5, 6))
+    return wrapper
+
+
+def _op_types(function, x):
+    graph = function.get_concrete_function(x).graph
+    return {op.type for op in graph.get_operations()}
+
+
+def _train_step(wrapper):
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = wrapper(x, training=True)
+            loss = tf.reduce_sum(y * tf.range(1.0, 7.0))
+        return y, tape.gradient(loss, x)
+
+    return step
+
+
+@pytest.mark.parametrize("name", list(RELUS))
+def test_fused_training_matches_the_relu_then_its_quantizer(name):
+    layer = RELUS[name]()
+    wrapper = _wrapped(layer)
+    reference_quantizer = quantizers.MovingAverageQuantizer(
+        num_bits=8, per_axis=False, symmetric=False, narrow_range=False
+    )
+    owner = keras.layers.Layer()
+    reference_vars = reference_quantizer.build(None, "reference", owner)
+
+    @tf.function
+    def reference_step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = reference_quantizer(layer(x), True, reference_vars)
+            loss = tf.reduce_sum(y * tf.range(1.0, 7.0))
+        return y, tape.gradient(loss, x)
+
+    step = _train_step(wrapper)
+    rng = np.random.default_rng(0)
+    # Scales 1, 4 and 0.5: the range moves below and above the cap of 6.
+    for scale in (1.0, 4.0, 0.5):
+        x = tf.constant(rng.normal(0.5, 3.0, (4, 5, 6)) * scale, "float32")
+        outputs, gradient = step(x)
+        expected, expected_gradient = reference_step(x)
+        np.testing.assert_array_equal(outputs, expected)
+        np.testing.assert_array_equal(gradient, expected_gradient)
+        output_vars = wrapper._output_entries[0][1]
+        for key in ("min_var", "max_var"):
+            np.testing.assert_array_equal(
+                output_vars[key].numpy(), reference_vars[key].numpy()
+            )
+    assert float(output_vars["min_var"].numpy()) == 0.0
+    cap = relu_cap(layer)
+    assert 0.0 < float(output_vars["max_var"].numpy()) <= cap
+    assert np.unique(outputs).size > 20
+
+
+def test_training_step_has_no_relu_op_and_inference_keeps_it():
+    wrapper = _wrapped(keras.layers.ReLU(6.0))
+    x = tf.zeros((4, 5, 6))
+    training_ops = _op_types(_train_step(wrapper), x)
+    assert "FakeQuantWithMinMaxVars" in training_ops
+    assert not training_ops & {"Relu6", "Relu6Grad", "Min"}
+    inference_ops = _op_types(
+        tf.function(lambda x: wrapper(x, training=False)), x
+    )
+    assert {"Relu6", "FakeQuantWithMinMaxVars"} <= inference_ops
+
+
+def test_leaky_relu_and_frozen_ranges_keep_the_relu():
+    leaky = _wrapped(
+        keras.layers.ReLU(negative_slope=0.1), DefaultQuantizeConfig()
+    )
+    x = tf.constant(
+        np.random.default_rng(1).normal(size=(4, 5, 6)), "float32"
+    )
+    assert relu_cap(leaky.layer) is None
+    assert "LeakyRelu" in _op_types(_train_step(leaky), x)
+
+    frozen = _wrapped(keras.layers.ReLU(6.0))
+    output_vars = frozen._output_entries[0][1]
+    output_vars["min_var"].assign(0.0)
+    output_vars["max_var"].assign(2.0)
+    frozen.ranges_frozen.assign(1.0)
+    step = _train_step(frozen)
+    assert "Relu6" in _op_types(step, x)
+    outputs, _ = step(x)
+    expected = tf.quantization.fake_quant_with_min_max_vars(
+        tf.nn.relu6(x), 0.0, 2.0
+    )
+    np.testing.assert_array_equal(outputs, expected)
+    assert float(output_vars["max_var"].numpy()) == 2.0
