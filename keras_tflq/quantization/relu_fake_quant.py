@@ -6,8 +6,8 @@ training step `fake_quant(relu(x), 0, m)` is `fake_quant(x, 0, m)`: the ReLU
 and its gradient need not run (TFLite fuses the ReLU into the op before it
 the same way), and the batch range is the ReLU of the input's maximum. The
 outputs and the stored range are those of the ReLU followed by the
-quantizer; the input gradient is too, but at inputs exactly on the range's
-ends (0, the cap), where the ReLU's gradient is 0 and the fake quant's 1.
+quantizer; the input gradient is too, but for inputs within a rounding
+error of the range's upper end.
 
 The traced inference graph (which the converter reads) keeps the ReLU.
 """
@@ -19,7 +19,6 @@ from keras import ops
 
 from keras_tflq.quantization import replicas
 from keras_tflq.quantization import schedule_state
-from keras_tflq.quantization.fake_quant import fake_quant
 from keras_tflq.quantization.quantizers import MovingAverageQuantizer
 
 
@@ -92,13 +91,35 @@ def fused_training_call(wrapper, inputs):
     if cap != math.inf:
         batch_max = ops.minimum(batch_max, cap)
     batch_max = ops.maximum(batch_max, 1e-6)
-    range_min, range_max = quantizer.update_range(0.0, batch_max, weights)
-    return fake_quant(
-        x,
-        range_min,
-        range_max,
-        num_bits=quantizer.num_bits,
-        narrow_range=quantizer.narrow_range,
-        axis=None,
-        training=True,
+    _, range_max = quantizer.update_range(0.0, batch_max, weights)
+    return _fake_quant_from_zero(
+        x, range_max, quantizer.num_bits, quantizer.narrow_range
     )
+
+
+def _fake_quant_from_zero(x, range_max, num_bits, narrow_range):
+    """TensorFlow's fake quant of `x` on `[0, range_max]`, with the input
+    gradient of a ReLU6 scaled to the nudged range (`0 < x < max`): one
+    pass where TensorFlow's gradient op takes three (it also reduces the
+    range's gradients, which a range that is a statistic never uses)."""
+    import tensorflow as tf
+
+    range_max = tf.reshape(range_max, ())
+    steps = float((1 << num_bits) - 1 - int(narrow_range))
+
+    @tf.custom_gradient
+    def quantize(x):
+        outputs = tf.quantization.fake_quant_with_min_max_vars(
+            x, 0.0, range_max, num_bits=num_bits, narrow_range=narrow_range
+        )
+
+        def grad(upstream):
+            # A range from 0 nudges to [0, steps * scale].
+            nudged_max = steps * (range_max / steps)
+            return tf.raw_ops.Relu6Grad(
+                gradients=upstream, features=x * (6.0 / nudged_max)
+            )
+
+        return outputs, grad
+
+    return quantize(x)

@@ -1,6 +1,7 @@
 """A quantized ReLU layer trains as one fake-quant op (`relu_fake_quant`):
-the same outputs, ranges and gradients as the ReLU followed by its output
-quantizer, without the ReLU's ops in the training step."""
+the same outputs and ranges as the ReLU followed by its output quantizer,
+the same gradients but within a rounding error of the range's end, without
+the ReLU's ops in the training step."""
 
 import keras
 import numpy as np
@@ -73,8 +74,16 @@ def test_fused_training_matches_the_relu_then_its_quantizer(name):
         outputs, gradient = step(x)
         expected, expected_gradient = reference_step(x)
         np.testing.assert_array_equal(outputs, expected)
-        np.testing.assert_array_equal(gradient, expected_gradient)
         output_vars = wrapper._output_entries[0][1]
+        # The gradient may differ only within a rounding error of the
+        # range's upper end.
+        top = float(output_vars["max_var"].numpy())
+        away = np.abs(x.numpy() - top) > 1e-5 * top
+        assert away.sum() >= x.shape.num_elements() - 2
+        np.testing.assert_array_equal(
+            gradient.numpy()[away], expected_gradient.numpy()[away]
+        )
+        assert 0 < np.count_nonzero(gradient) < x.shape.num_elements()
         for key in ("min_var", "max_var"):
             np.testing.assert_array_equal(
                 output_vars[key].numpy(), reference_vars[key].numpy()
@@ -90,7 +99,8 @@ def test_training_step_has_no_relu_op_and_inference_keeps_it():
     x = tf.zeros((4, 5, 6))
     training_ops = _op_types(_train_step(wrapper), x)
     assert "FakeQuantWithMinMaxVars" in training_ops
-    assert not training_ops & {"Relu6", "Relu6Grad", "Min"}
+    unfused = {"Relu6", "Min", "FakeQuantWithMinMaxVarsGradient"}
+    assert not training_ops & unfused
     inference_ops = _op_types(
         tf.function(lambda x: wrapper(x, training=False)), x
     )
