@@ -268,11 +268,13 @@ class RangeQuantizer(Quantizer):
         be non-negative (a ReLU's output).
         """
         min_var, max_var = weights["min_var"], weights["max_var"]
-        if isinstance(batch_min, float) and replicas.is_multi_replica():
-            batch_min = ops.zeros_like(batch_max)
-        new_min, new_max = self._updated_range(
-            *replicas.global_range(batch_min, batch_max), weights
-        )
+        if isinstance(batch_min, float):
+            _, batch_max = replicas.global_range(
+                ops.zeros_like(batch_max), batch_max
+            )
+        else:
+            batch_min, batch_max = replicas.global_range(batch_min, batch_max)
+        new_min, new_max = self._updated_range(batch_min, batch_max, weights)
         if ranges_frozen is not None and ranges_frozen is not False:
             new_min = ops.where(ranges_frozen, min_var, new_min)
             new_max = ops.where(ranges_frozen, max_var, new_max)

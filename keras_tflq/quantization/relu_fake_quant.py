@@ -17,7 +17,6 @@ import math
 import keras
 from keras import ops
 
-from keras_tflq.quantization import replicas
 from keras_tflq.quantization import schedule_state
 from keras_tflq.quantization.quantizers import MovingAverageQuantizer
 
@@ -58,7 +57,6 @@ def _fusable(wrapper, inputs):
         and relu_cap(wrapper.layer) is not None
         and not keras.backend.is_keras_tensor(inputs)
         and ops.convert_to_tensor(inputs).dtype == "float32"
-        and not replicas.is_multi_replica()
         and schedule_state.flag(wrapper, schedule_state.RANGES_FROZEN)
         is False
         and schedule_state.flag(wrapper, schedule_state.QUANTIZE_ENABLED)
@@ -71,7 +69,7 @@ def fused_training_call(wrapper, inputs):
     with its ReLU folded into the output fake quant, or `None` when the
     wrapper is not a plain ReLU whose one output quantizer is the default
     `MovingAverageQuantizer` (asymmetric, one range), updating its range
-    in this step, enabled, on one replica, in float32.
+    in this step, enabled, in float32.
 
     Example:
 
