@@ -83,6 +83,14 @@ def test_quick_run_on_a_tiny_configuration(tmp_path):
     ]
     assert all(row["bytes"] > 0 for row in artifacts.values())
     assert all(row["latency_ms"]["1"] > 0 for row in artifacts.values())
+    # QAT against PTQ latency: paired rounds, the target on CPU time.
+    latency = result["targets"][
+        "tiny_cnn QAT int8 / PTQ int8 latency in CPU time, 1T"
+    ]
+    assert latency["limit"] == 1.0 and latency["bound"] == "max"
+    assert latency["value"] > 0
+    wall = result["targets"]["tiny_cnn QAT int8 / PTQ int8 latency, 1T"]
+    assert wall["limit"] is None and wall["value"] > 0
     assert result["batched"]["samples"] == 64
     assert result["batched"]["max_abs_difference"] < 1e-6
     target = result["targets"]["batched evaluation / one-sample loop "
