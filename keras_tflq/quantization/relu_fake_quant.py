@@ -46,7 +46,13 @@ def relu_cap(layer):
 
 
 def _fusable(wrapper, inputs):
-    if len(wrapper._output_entries) != 1:
+    # One output quantizer and nothing else to quantize (a config may also
+    # quantize an `Activation` layer's function).
+    if (
+        len(wrapper._output_entries) != 1
+        or wrapper._activations
+        or wrapper._weight_entries
+    ):
         return False
     quantizer, _ = wrapper._output_entries[0]
     return (

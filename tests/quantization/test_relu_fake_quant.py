@@ -13,6 +13,7 @@ from keras_tflq.quantization.default_scheme import registry
 from keras_tflq.quantization.default_scheme.default_quantize_config import (
     DefaultQuantizeConfig,
 )
+from keras_tflq.quantization.quantize_config import QuantizeConfig
 from keras_tflq.quantization.quantize_wrapper import QuantizeWrapper
 from keras_tflq.quantization.relu_fake_quant import relu_cap
 
@@ -130,3 +131,51 @@ def test_leaky_relu_and_frozen_ranges_keep_the_relu():
     )
     np.testing.assert_array_equal(outputs, expected)
     assert float(output_vars["max_var"].numpy()) == 2.0
+
+
+class _ActivationAndOutputConfig(QuantizeConfig):
+    """Quantizes an `Activation` layer's function and its output."""
+
+    def get_weights_and_quantizers(self, layer):
+        return []
+
+    def get_activations_and_quantizers(self, layer):
+        return [(layer.activation, _moving_average())]
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        pass
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        layer.activation = quantize_activations[0]
+
+    def get_output_quantizers(self, layer):
+        return [_moving_average()]
+
+    def get_config(self):
+        return {}
+
+
+def _moving_average():
+    return quantizers.MovingAverageQuantizer(
+        num_bits=8, per_axis=False, symmetric=False, narrow_range=False
+    )
+
+
+def test_a_config_that_also_quantizes_the_activation_is_not_fused():
+    wrapper = _wrapped(
+        keras.layers.Activation("relu"), _ActivationAndOutputConfig()
+    )
+    x = tf.constant(
+        np.random.default_rng(2).normal(size=(4, 5, 6)), "float32"
+    )
+    step = _train_step(wrapper)
+    assert "Relu" in _op_types(step, x)
+    outputs, _ = step(x)
+    # Both quantizers ran: the activation's range and the output's moved.
+    ranges = [
+        float(variable.numpy())
+        for variable in wrapper.non_trainable_variables
+        if variable.path.endswith("_max")
+    ]
+    assert len(ranges) == 2 and all(0 < r < 6.0 for r in ranges)
+    assert float(np.min(outputs)) >= 0.0
