@@ -18,7 +18,7 @@ def _scalar(value):
     return ops.reshape(value, ()) if len(value.shape) else value
 
 
-def _per_channel_training_op(num_bits, narrow_range, symmetric):
+def _per_channel_training_op(num_bits, narrow_range, symmetric, magnitudes):
     """`tf.quantization.fake_quant_with_min_max_vars_per_channel` (channels
     last) as element-wise ops, with the same values and gradients.
 
@@ -31,7 +31,11 @@ def _per_channel_training_op(num_bits, narrow_range, symmetric):
     With `symmetric` and `narrow_range` the range is `[-max, max]`, whose
     nudged zero point is the middle of the grid: TensorFlow's nudging
     then gives `(2**(num_bits-1) - 1) * scale` as the nudged ends, which
-    the op computes without the zero-point arithmetic.
+    the op computes without the zero-point arithmetic. `magnitudes`
+    (`|x|`, given with such a range when no value of `x` lies outside
+    it) replaces the clamp, which cannot change a value then (a value a
+    rounding error past the nudged end rounds to the end's grid point
+    either way): the gradient's mask is `|x| <= nudged max`.
     """
     import tensorflow as tf
 
@@ -65,7 +69,10 @@ def _per_channel_training_op(num_bits, narrow_range, symmetric):
         nudged_min, nudged_max, scale, inv_scale, quant_zero = nudged(
             range_min, range_max
         )
-        clamped = tf.maximum(tf.minimum(x, nudged_max), nudged_min)
+        if magnitudes is None:
+            clamped = tf.maximum(tf.minimum(x, nudged_max), nudged_min)
+        else:
+            clamped = x
         shifted = (clamped - nudged_min) * inv_scale - quant_zero
         outputs = tf.floor(shifted + 0.5) * scale
 
@@ -73,7 +80,11 @@ def _per_channel_training_op(num_bits, narrow_range, symmetric):
             axes = list(range(len(x.shape) - 1))
             below = tf.where(x < nudged_min, upstream, 0.0)
             above = tf.where(x > nudged_max, upstream, 0.0)
-            inside = tf.where(tf.equal(clamped, x), upstream, 0.0)
+            if magnitudes is None:
+                kept = tf.equal(clamped, x)
+            else:
+                kept = magnitudes <= nudged_max
+            inside = tf.where(kept, upstream, 0.0)
             return (
                 inside,
                 tf.reduce_sum(below, axes),
@@ -94,6 +105,7 @@ def fake_quant(
     axis,
     training=False,
     symmetric=False,
+    magnitudes=None,
 ):
     """`keras.quantizers.fake_quant_with_min_max_vars`, with the TensorFlow
     op called directly when Keras would only add reshapes or transposes.
@@ -102,7 +114,9 @@ def fake_quant(
     `ELEMENT_WISE_FROM` elements runs as element-wise ops (same values,
     same gradients; see `_per_channel_training_op`). `symmetric=True`
     says that `range_min` is `-range_max` (a symmetric quantizer's range),
-    which those ops then take as given."""
+    which those ops then take as given; `magnitudes`, `|inputs|` when no
+    value of `inputs` lies outside that range (a range just taken from
+    `inputs`), lets them skip the clamp (with `narrow_range`)."""
     if keras.backend.backend() == "tensorflow" and not (
         keras.backend.is_keras_tensor(inputs)
     ):
@@ -116,6 +130,8 @@ def fake_quant(
                 # Only 1s after the channels (a depthwise kernel): moving
                 # the channel axis last is a reshape, not a transpose.
                 moved = shape[:axis] + shape[axis + 1 :] + (shape[axis],)
+                if magnitudes is not None:
+                    magnitudes = ops.reshape(magnitudes, moved)
                 outputs = fake_quant(
                     ops.reshape(x, moved),
                     range_min,
@@ -125,6 +141,7 @@ def fake_quant(
                     axis=-1,
                     training=training,
                     symmetric=symmetric,
+                    magnitudes=magnitudes,
                 )
                 return ops.reshape(outputs, shape)
         if x.dtype == tf.float32 and (
@@ -146,8 +163,14 @@ def fake_quant(
                 and math.prod(shape) >= ELEMENT_WISE_FROM
             ):
                 # Tensors, not variables: the gradient is for values.
+                own_range = symmetric and narrow_range and (
+                    magnitudes is not None
+                )
                 op = _per_channel_training_op(
-                    num_bits, narrow_range, symmetric
+                    num_bits,
+                    narrow_range,
+                    symmetric,
+                    magnitudes if own_range else None,
                 )
                 return op(
                     tf.convert_to_tensor(x),

@@ -222,8 +222,7 @@ class RangeQuantizer(Quantizer):
         Python float `0.0` when `x` comes from a ReLU (one range)."""
         reduce_axes = self._reduce_axes(x)
         if self.symmetric:
-            bound = ops.maximum(ops.max(ops.abs(x), axis=reduce_axes), 1e-6)
-            return -bound, bound
+            return self.magnitude_range(ops.abs(x))
         range_max = ops.maximum(ops.max(x, axis=reduce_axes), 1e-6)
         if _non_negative(x):
             # min(min(x), 0) is 0: one pass over the tensor less, and a
@@ -233,6 +232,14 @@ class RangeQuantizer(Quantizer):
             return 0.0, range_max
         range_min = ops.minimum(ops.min(x, axis=reduce_axes), 0.0)
         return range_min, range_max
+
+    def magnitude_range(self, magnitudes):
+        """`(-bound, bound)`: the symmetric range of a tensor whose
+        absolute values are `magnitudes` (per channel when `per_axis`), at
+        least 1e-6 wide."""
+        bound = ops.max(magnitudes, axis=self._reduce_axes(magnitudes))
+        bound = ops.maximum(bound, 1e-6)
+        return -bound, bound
 
     @abc.abstractmethod
     def _updated_range(self, batch_min, batch_max, weights):

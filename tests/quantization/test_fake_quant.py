@@ -103,3 +103,65 @@ def test_depthwise_kernel_channel_axis_matches_tensorflow_op():
     )
     actual = fake_quant(kernel, low, high, 8, True, axis=2, training=True)
     np.testing.assert_array_equal(actual.numpy(), expected.numpy())
+
+
+@pytest.mark.parametrize("num_bits", [8, 4, 16])
+@pytest.mark.parametrize("widen", [1.0, 1.5], ids=["own", "wider"])
+@pytest.mark.parametrize("axis", [-1, 2], ids=["last", "depthwise"])
+def test_range_taken_from_the_kernel_skips_the_clamp(num_bits, widen, axis):
+    # A symmetric range at least the kernel's own per-channel maximum
+    # magnitude (the range a training step just took from it): no clamp
+    # op, and TensorFlow's values and input gradients, bit for bit.
+    rng = np.random.default_rng(num_bits)
+    shape = (3, 3, 960, 1) if axis == 2 else (1, 1, 96, 80)
+    kernel = tf.constant(rng.normal(size=shape) * 0.2, "float32")
+    flat = tf.reshape(kernel, shape[:2] + (shape[2] * shape[3],))
+    if axis == -1:
+        flat = kernel
+    magnitudes = tf.abs(kernel)
+    reduce_axes = [i for i in range(4) if i != axis % 4]
+    high = tf.reduce_max(magnitudes, reduce_axes) * widen
+    upstream = tf.constant(rng.normal(size=shape), "float32")
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([kernel, flat])
+        expected = tf.quantization.fake_quant_with_min_max_vars_per_channel(
+            flat, -high, high, num_bits=num_bits, narrow_range=True
+        )
+        actual = fake_quant(
+            kernel,
+            -high,
+            high,
+            num_bits,
+            True,
+            axis=axis,
+            training=True,
+            symmetric=True,
+            magnitudes=magnitudes,
+        )
+    np.testing.assert_array_equal(
+        tf.reshape(actual, expected.shape).numpy(), expected.numpy()
+    )
+    wanted = tape.gradient(expected, flat, tf.reshape(upstream, flat.shape))
+    got = tape.gradient(actual, kernel, upstream)
+    np.testing.assert_array_equal(
+        tf.reshape(got, wanted.shape).numpy(), wanted.numpy()
+    )
+    # Every kept value's gradient passes (the range holds every value).
+    assert np.count_nonzero(got.numpy()) >= got.shape.num_elements() - 960
+
+    @tf.function
+    def train(values):
+        return fake_quant(
+            values,
+            -high,
+            high,
+            num_bits,
+            True,
+            axis=axis,
+            training=True,
+            symmetric=True,
+            magnitudes=tf.abs(values),
+        )
+
+    ops_run = _op_types(train, kernel)
+    assert not ops_run & {"Minimum", "FakeQuantWithMinMaxVarsPerChannel"}

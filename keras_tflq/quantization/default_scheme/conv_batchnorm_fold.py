@@ -12,6 +12,7 @@ from keras_tflq.quantization.default_scheme.batch_norm import batch_normalize
 from keras_tflq.quantization.default_scheme.batch_norm import batch_statistics
 from keras_tflq.quantization.fake_quant import fake_quant
 from keras_tflq.quantization.quantizer_base import build_quantizer
+from keras_tflq.quantization.quantizers import LastValueQuantizer
 from keras_tflq.quantization.serialization import pop_objects
 
 # The table's convolutions (per-channel kernels) take a BatchNormalization.
@@ -194,7 +195,28 @@ class ConvBatchNormFold(SchemeLayer):
         quantized, offset = self._quantized_folded_kernel(training)
         return self._convolve(inputs, quantized) + offset
 
-    def _fake_quant_kernel(self, kernel, bound, training):
+    def _kernel_bound(self, kernel, training):
+        """The kernel's range bound (per channel) as the schedule allows,
+        and `|kernel|` when the bound was just taken from it (a training
+        step that updates the range), else `None`."""
+        quantizer = self._weight_quantizer
+        if (
+            training
+            and type(quantizer) is LastValueQuantizer
+            and schedule_state.flag(self, schedule_state.RANGES_FROZEN)
+            is False
+        ):
+            magnitudes = ops.abs(ops.stop_gradient(kernel))
+            _, bound = quantizer.update_range(
+                *quantizer.magnitude_range(magnitudes), self._weight_vars
+            )
+            return bound, magnitudes
+        _, bound = schedule_state.kernel_range(
+            self, quantizer, kernel, training, self._weight_vars
+        )
+        return bound, None
+
+    def _fake_quant_kernel(self, kernel, bound, training, magnitudes=None):
         quantized = fake_quant(
             kernel,
             -bound,
@@ -204,6 +226,7 @@ class ConvBatchNormFold(SchemeLayer):
             axis=self._weight_quantizer.axis,
             training=bool(training),
             symmetric=True,
+            magnitudes=magnitudes,
         )
         if not training:
             return quantized
@@ -222,9 +245,7 @@ class ConvBatchNormFold(SchemeLayer):
         """
         conv = self.conv
         kernel = ops.convert_to_tensor(conv.kernel)
-        _, bound = schedule_state.kernel_range(
-            self, self._weight_quantizer, kernel, training, self._weight_vars
-        )
+        bound, magnitudes = self._kernel_bound(kernel, training)
         if frozen is True:
             scale, offset = self._moving_scale_and_offset()
             quantized = self._fake_quant_kernel(
@@ -233,7 +254,9 @@ class ConvBatchNormFold(SchemeLayer):
                 training,
             )
             return self._convolve(inputs, quantized) + offset
-        quantized = self._fake_quant_kernel(kernel, bound, training)
+        quantized = self._fake_quant_kernel(
+            kernel, bound, training, magnitudes
+        )
         outputs = self._convolve(inputs, quantized)
         if conv.use_bias:
             outputs = outputs + conv.bias
