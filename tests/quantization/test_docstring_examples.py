@@ -11,6 +11,7 @@ from keras_tflq.quantization import quantize_annotate
 from keras_tflq.quantization import quantize_config
 from keras_tflq.quantization import quantize_wrapper
 from keras_tflq.quantization import quantizers
+from keras_tflq.quantization import relu_fake_quant
 from keras_tflq.quantization.default_scheme import attention_configs
 from keras_tflq.quantization.default_scheme import batch_norm
 from keras_tflq.quantization.default_scheme import channel_affine
@@ -33,6 +34,7 @@ MODULES = [
     quantize_config,
     quantize_wrapper,
     quantizers,
+    relu_fake_quant,
     batch_norm,
     channel_affine,
     conv_batchnorm_fold,
