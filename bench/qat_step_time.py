@@ -429,9 +429,9 @@ def graph_profile(name, steps, rounds=2):
 
 
 def steps_of(config, name, mode):
-    """Pairs of steps per round of model `name` in `mode`: `steps["name/mode"]` if
-    set (an XLA step on the CPU is several times longer), else
-    `steps[name]`."""
+    """Pairs of steps per round of model `name` in `mode`:
+    `steps["name/mode"]` if set (an XLA step on the CPU is several times
+    longer), else `steps[name]`."""
     steps = config["steps"]
     return steps.get(f"{name}/{mode}", steps[name])
 
