@@ -13,23 +13,37 @@ model and mode (`graph`: `compile(jit_compile=False)`; `xla`:
 * a float model and `quantize_model` of the same architecture, Adam,
   random data (the step time does not depend on the values) as a cached,
   repeated `tf.data` pipeline, so no step waits for input;
-* one warm-up epoch each (tracing and XLA compilation are not timed);
-* `rounds` interleaved rounds (float, QAT, QAT, float, ...), each a one-epoch
-  `fit()` of `steps` steps; a callback times every batch
-  (`on_train_batch_begin` -> `on_train_batch_end`); per round, the QAT median
-  over the float median; the overhead is the median of the round ratios,
-  reported with their interquartile range and the medians of the first and
-  second half of the rounds (two half-runs: the protocol's repeatability);
-* the same per round with the process CPU time of a step
-  (`time.process_time`, all threads; the mean over the round) in place of
-  wall time: CPU time does not count the time other processes hold the
-  cores, so on a busy machine it carries the overhead that wall time
-  drowns in waiting.
+* one warm-up `fit()` epoch each (it builds and traces the model's
+  `train_function`, `steps_per_execution=1`), then `WARM_STEPS` calls of
+  `train_function` on the iterator the timed steps use (tracing and XLA
+  compilation are not timed);
+* `rounds * steps` pairs of steps, float and QAT alternating step by step
+  (pair i is float then QAT for even i, QAT then float for odd i, so
+  each model follows itself and the other equally often), each step one
+  `model.train_function(iterator)` call, its outputs fetched, timed in
+  wall time (`time.perf_counter`) and in process CPU time
+  (`time.process_time`, all threads), Python's garbage collector paused;
+  the two steps of a pair are ~0.1-0.3 s apart on MobileNetV2, so both
+  see the same load however it drifts;
+* the overhead is the median of the QAT / float ratios of the quiet
+  pairs: the quarter of the pairs (`QUIET`) with the shortest total time
+  (float + QAT step), those that other work slowed the least (a
+  co-running process inflated a MobileNetV2 step's CPU time by 20-40%
+  here, the float and the QAT step by different factors, so the ratio of
+  slowed pairs moves with the load); reported with the interquartile range of
+  those ratios, the median ratio of all pairs (`*_all_pairs`), and the
+  quiet-pair medians of the first and second half of the pairs and of
+  each round of `steps` consecutive pairs;
+* the same in wall time (`overhead`) and in CPU time (`cpu_overhead`):
+  CPU time does not count the time other processes hold the cores, so
+  on a busy machine it carries the overhead that wall time drowns in
+  waiting; the median step times are reported in both.
 
 The whole measurement runs `repeats` times (default 2), the frameworks
-taking turns; the rounds of all runs are pooled for the median, and each
-run's own ratios are kept: the runs agree when their CPU-time ratios
-differ by at most `AGREEMENT` (0.05).
+taking turns, each run in a new model build; the pooled row is the
+summary of the pairs of all runs in run order (with two runs, the
+"halves" are the runs), and each run's own ratios are kept: the runs
+agree when their CPU-time ratios differ by at most `AGREEMENT` (0.05).
 
 The fastest mode of a framework is the one with the lowest QAT step time
 (CPU time per step).
@@ -40,10 +54,13 @@ op types ranked by the self time QAT adds per step.
 
 Usage:
     python bench/qat_step_time.py --quick
+    python bench/qat_step_time.py --config '{"models": ["mobilenetv2_32"],
+        "modes": ["graph"]}' --raw steps.json   # every run's step times
 """
 
 import argparse
 import collections
+import gc
 import json
 import os
 import statistics
@@ -66,11 +83,17 @@ MODELS = {
 # issue's +-0.05, read strictly: one run within 0.05 of the other).
 AGREEMENT = 0.05
 
+# The fraction of pairs `quiet_ratios()` keeps.
+QUIET = 0.25
+
+# Untimed steps of each model through `train_function` before the pairs.
+WARM_STEPS = 3
+
 DEFAULTS = {
     "models": ["digits_cnn", "mobilenetv2_32"],
     "modes": ["graph", "xla"],
     "frameworks": ["keras_tflq", "tfmot"],
-    # Steps per round per model (a digits step is ~50x shorter).
+    # Pairs of steps per round per model (a digits step is ~50x shorter).
     "steps": {"digits_cnn": 200, "mobilenetv2_32": 24, "tiny_cnn": 8},
     "rounds": 8,
     "threads": 1,
@@ -125,23 +148,14 @@ def _dataset(tf, name, steps):
     return data.cache().repeat()
 
 
-def _timer(K):
-    class StepTimer(K.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.times = []
-
-            self.cpu_times = []
-
-        def on_train_batch_begin(self, batch, logs=None):
-            self._cpu_started = time.process_time()
-            self._started = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.times.append(time.perf_counter() - self._started)
-            self.cpu_times.append(time.process_time() - self._cpu_started)
-
-    return StepTimer()
+def _timed_step(tf, model, iterator):
+    """Wall and process CPU seconds of one compiled train step of `model`
+    (`model.train_function`, built by a `fit()`), its outputs fetched."""
+    started, cpu_started = time.perf_counter(), time.process_time()
+    logs = model.train_function(iterator)
+    for value in tf.nest.flatten(logs):
+        value.numpy()
+    return time.perf_counter() - started, time.process_time() - cpu_started
 
 
 def _quartiles(values):
@@ -151,36 +165,59 @@ def _quartiles(values):
     return q[0], q[2]
 
 
-def _spread(ratios, prefix):
-    """Median ratio with its spread and the two half-run medians."""
+def quiet_ratios(float_values, qat_values, fraction=QUIET):
+    """The ratios `qat_values[i] / float_values[i]` of the `fraction` of
+    pairs with the shortest total `float_values[i] + qat_values[i]` (at
+    least one pair), in pair order: the pairs that other work slowed the
+    least."""
+    totals = [f + q for f, q in zip(float_values, qat_values, strict=True)]
+    ranked = sorted(range(len(totals)), key=totals.__getitem__)
+    kept = sorted(ranked[: max(1, round(len(totals) * fraction))])
+    return [qat_values[i] / float_values[i] for i in kept]
+
+
+def paired_overhead(float_values, qat_values, steps, prefix="overhead"):
+    """QAT / float of paired steps (`float_values[i]` and `qat_values[i]`
+    are the times of pair i): the median ratio of the quiet pairs
+    (`quiet_ratios()`) with their interquartile range; the median ratio
+    of all pairs; the quiet-pair median of the first and of the second
+    half of the pairs, and of each round of `steps` consecutive pairs."""
+    ratios = quiet_ratios(float_values, qat_values)
     low, high = _quartiles(ratios)
-    half = max(1, len(ratios) // 2)
-    halves = [ratios[:half], ratios[half:] or ratios[:half]]
+    half = max(1, len(float_values) // 2)
+    halves = [
+        (float_values[:half], qat_values[:half]),
+        (float_values[half:], qat_values[half:]),
+    ]
+    rounds = [
+        (float_values[start : start + steps], qat_values[start : start + steps])
+        for start in range(0, len(float_values), steps)
+    ]
     return {
         prefix: round(statistics.median(ratios), 3),
         f"{prefix}_iqr": [round(low, 3), round(high, 3)],
-        f"{prefix}_halves": [round(statistics.median(h), 3) for h in halves],
-        f"{prefix}_rounds": [round(r, 3) for r in ratios],
+        f"{prefix}_all_pairs": round(
+            statistics.median(
+                q / f for f, q in zip(float_values, qat_values, strict=True)
+            ),
+            3,
+        ),
+        f"{prefix}_halves": [
+            round(statistics.median(quiet_ratios(*pairs)), 3)
+            for pairs in halves
+            if pairs[0]
+        ],
+        f"{prefix}_rounds": [
+            round(statistics.median(quiet_ratios(*pairs)), 3)
+            for pairs in rounds
+        ],
     }
-
-
-def summarize(ratios, float_ms, qat_ms, cpu_ratios=None, cpu_ms=None):
-    """The wall-time overhead (and the CPU-time one) with their spread."""
-    result = {
-        "float_step_ms": round(statistics.median(float_ms), 3),
-        "qat_step_ms": round(statistics.median(qat_ms), 3),
-        **_spread(ratios, "overhead"),
-    }
-    if cpu_ratios:
-        result.update(_spread(cpu_ratios, "cpu_overhead"))
-    if cpu_ms:
-        for key, values in cpu_ms.items():
-            result[key] = round(statistics.median(values), 3)
-    return result
 
 
 def measure(framework, name, mode, steps, rounds):
-    """Interleaved float/QAT step times of model `name` in `mode`."""
+    """The wall and CPU ms of `rounds * steps` pairs of float and QAT
+    steps of model `name` in `mode`, alternating step by step (lists in
+    pair order, `RAW_KEYS`), and `steps`."""
     import tensorflow as tf
 
     if framework == "tfmot":
@@ -196,59 +233,66 @@ def measure(framework, name, mode, steps, rounds):
         quantize_model = keras_tflq.quantize_model
     data = _dataset(tf, name, steps)
     models = [build(K, name), quantize_model(build(K, name))]
+    iterators = []
     for model in models:
         model.compile(
             K.optimizers.Adam(1e-3),
             "sparse_categorical_crossentropy",
             jit_compile=mode == "xla",
+            steps_per_execution=1,
         )
+        # Builds and traces `train_function`; then a few steps more on
+        # the iterator the timed steps use (its own trace, untimed).
         model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+        iterators.append(iter(data))
+        for _ in range(WARM_STEPS):
+            _timed_step(tf, model, iterators[-1])
     raw = {key: [] for key in RAW_KEYS}
-    for index in range(rounds):
-        medians, cpu = [None, None], [None, None]
-        for which in (0, 1) if index % 2 == 0 else (1, 0):
-            timer = _timer(K)
-            models[which].fit(
-                data,
-                steps_per_epoch=steps,
-                epochs=1,
-                callbacks=[timer],
-                verbose=0,
-            )
-            medians[which] = statistics.median(timer.times) * 1e3
-            cpu[which] = statistics.mean(timer.cpu_times) * 1e3
-        raw["float_ms"].append(medians[0])
-        raw["qat_ms"].append(medians[1])
-        raw["float_cpu_ms"].append(cpu[0])
-        raw["qat_cpu_ms"].append(cpu[1])
+    gc.collect()
+    gc.disable()
+    try:
+        for index in range(rounds * steps):
+            for which in (0, 1) if index % 2 == 0 else (1, 0):
+                wall, cpu = _timed_step(tf, models[which], iterators[which])
+                label = ("float", "qat")[which]
+                raw[f"{label}_ms"].append(wall * 1e3)
+                raw[f"{label}_cpu_ms"].append(cpu * 1e3)
+    finally:
+        gc.enable()
+    raw["steps"] = steps
     K.backend.clear_session()
     return raw
 
 
-# The per-round values `measure()` returns.
+# The per-step lists `measure()` returns.
 RAW_KEYS = ("float_ms", "qat_ms", "float_cpu_ms", "qat_cpu_ms")
 
 
 def summarize_raw(raw):
-    """`summarize()` of the per-round values of `measure()` (of one run,
-    or of several runs concatenated in order)."""
-    ratios = [
-        q / f for f, q in zip(raw["float_ms"], raw["qat_ms"], strict=True)
-    ]
-    cpu_ratios = [
-        q / f
-        for f, q in zip(raw["float_cpu_ms"], raw["qat_cpu_ms"], strict=True)
-    ]
-    return summarize(
-        ratios,
-        raw["float_ms"],
-        raw["qat_ms"],
-        cpu_ratios,
-        {
-            "float_step_cpu_ms": raw["float_cpu_ms"],
-            "qat_step_cpu_ms": raw["qat_cpu_ms"],
-        },
-    )
+    """The paired wall-time and CPU-time overheads of the steps of
+    `measure()` (of one run, or of several runs concatenated in order)
+    and the median step times."""
+    result = {
+        **paired_overhead(raw["float_ms"], raw["qat_ms"], raw["steps"]),
+        **paired_overhead(
+            raw["float_cpu_ms"],
+            raw["qat_cpu_ms"],
+            raw["steps"],
+            "cpu_overhead",
+        ),
+    }
+    for key, name in STEP_MEDIANS.items():
+        result[name] = round(statistics.median(raw[key]), 3)
+    return result
+
+
+# The medians `summarize_raw()` reports: raw key -> result key.
+STEP_MEDIANS = {
+    "float_ms": "float_step_ms",
+    "qat_ms": "qat_step_ms",
+    "float_cpu_ms": "float_step_cpu_ms",
+    "qat_cpu_ms": "qat_step_cpu_ms",
+}
 
 
 def _op_self_times(xplane_dir, steps):
@@ -385,16 +429,16 @@ def graph_profile(name, steps, rounds=2):
 
 
 def steps_of(config, name, mode):
-    """Steps per round of model `name` in `mode`: `steps["name/mode"]` if
-    set (an XLA step on the CPU is several times longer), else
-    `steps[name]`."""
+    """Pairs of steps per round of model `name` in `mode`:
+    `steps["name/mode"]` if set (an XLA step on the CPU is several times
+    longer), else `steps[name]`."""
     steps = config["steps"]
     return steps.get(f"{name}/{mode}", steps[name])
 
 
 def run_framework(framework, config):
-    """Every model and mode of `config` in this process: the per-round
-    values of `measure()` (or an error) per `model/mode`."""
+    """Every model and mode of `config` in this process: the step times
+    of `measure()` (or an error) per `model/mode`."""
     fix_threads(config["threads"])
     results = {}
     for name in config["models"]:
@@ -422,7 +466,7 @@ def run_framework(framework, config):
 
 def pool_runs(runs, tolerance=AGREEMENT):
     """One row per `model/mode` from the runs of one framework: the
-    summary of all rounds in run order (so with two runs the "halves" are
+    summary of all pairs in run order (so with two runs the "halves" are
     the two runs), each run's own ratios, and whether the runs' CPU-time
     ratios agree within `tolerance`."""
     rows = {}
@@ -433,6 +477,7 @@ def pool_runs(runs, tolerance=AGREEMENT):
             rows[key] = {"error": errors[0]}
             continue
         pooled = {name: [] for name in RAW_KEYS}
+        pooled["steps"] = per_run[0]["steps"]
         for row in per_run:
             for name in RAW_KEYS:
                 pooled[name].extend(row[name])
@@ -444,6 +489,7 @@ def pool_runs(runs, tolerance=AGREEMENT):
                 "overhead": run["overhead"],
                 "cpu_overhead": run["cpu_overhead"],
                 "cpu_overhead_iqr": run["cpu_overhead_iqr"],
+                "cpu_overhead_all_pairs": run["cpu_overhead_all_pairs"],
             }
             for run in each
         ]
@@ -495,9 +541,10 @@ def fastest(results, name, modes):
     )
 
 
-def run(config):
+def run(config, raw_path=None):
     """Every framework (keras_tflq here, tfmot in a subprocess),
-    `repeats` times in turn, pooled by `pool_runs()`."""
+    `repeats` times in turn, pooled by `pool_runs()`; the per-step times
+    of every run go to the JSON file `raw_path` if given."""
     result = {"config": config}
     runs = {framework: [] for framework in config["frameworks"]}
     for repeat in range(config.get("repeats", 1)):
@@ -514,6 +561,9 @@ def run(config):
                 runs[framework].append(
                     run_framework(framework, repeat_config)
                 )
+    if raw_path:
+        with open(raw_path, "w") as file:
+            json.dump(runs, file)
     for framework, framework_runs in runs.items():
         result[framework] = pool_runs(framework_runs)
         result[f"{framework}_fastest"] = {
@@ -527,6 +577,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="4 rounds")
     parser.add_argument("--config", default=None, help="JSON overrides")
+    parser.add_argument(
+        "--raw", default=None, help="write every run's step times here"
+    )
     parser.add_argument("--tfmot-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.tfmot_worker:
@@ -535,7 +588,7 @@ def main(argv=None):
         return
     config = dict(DEFAULTS, rounds=4 if args.quick else DEFAULTS["rounds"])
     config.update(json.loads(args.config or "{}"))
-    print(json.dumps(run(config)))
+    print(json.dumps(run(config, args.raw)))
 
 
 if __name__ == "__main__":

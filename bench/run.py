@@ -59,8 +59,9 @@ FULL = {
         "models": ["digits_cnn", "mobilenetv2_32"],
         "modes": ["graph", "xla"],
         "frameworks": ["keras_tflq", "tfmot"],
+        # Pairs of steps (float and QAT alternating) per round; an XLA
+        # MobileNetV2 step takes ~4x a graph one on the CPU.
         "rounds": 6,
-        # An XLA MobileNetV2 step takes ~4x a graph one on the CPU.
         "steps": {
             "digits_cnn": 200,
             "mobilenetv2_32": 16,
@@ -733,19 +734,23 @@ def _artifact_structure_lines(artifacts):
 
 def _step_time_lines(step):
     """The step-time table: per framework, model and mode, the QAT / float
-    ratio in process CPU time (the one to read on a busy machine) with its
-    spread and each run's value, then the wall-clock ratio."""
+    ratio of the quiet pairs in process CPU time (the one to read on a
+    busy machine) with its spread, each run's value and the ratio of all
+    pairs, then the wall-clock ratio."""
     lines = [
-        "QAT step time over float step time, interleaved rounds "
-        "(`bench/qat_step_time.py`): the median of the per-round ratios in "
-        "process CPU time per step, which other processes' load does not "
-        "inflate, [interquartile range], and each run's median (the runs "
-        "agree when they differ by at most 0.05); then the same in wall "
+        "QAT step time over float step time (`bench/qat_step_time.py`), "
+        "float and QAT steps alternating step by step in one process "
+        "(`train_function` calls, one intra-op thread): the median of the "
+        "QAT / float ratios in process CPU time of the quiet pairs (the "
+        "quarter of the pairs with the shortest total time, those other "
+        "work slowed the least), [their interquartile range], each run's "
+        "value (the runs agree when they differ by at most 0.05), the "
+        "median ratio of all pairs; then the quiet-pair ratio in wall "
         "time; float / QAT median CPU ms per step:",
         "",
         "| framework | model | mode | CPU QAT / float | IQR | runs | agree "
-        "| wall QAT / float | float CPU ms | QAT CPU ms |",
-        "|---|---|---|---:|---|---|---|---:|---:|---:|",
+        "| all pairs | wall QAT / float | float CPU ms | QAT CPU ms |",
+        "|---|---|---|---:|---|---|---|---:|---:|---:|---:|",
     ]
     for framework in ("keras_tflq", "tfmot"):
         for key, row in (step.get(framework) or {}).items():
@@ -753,7 +758,7 @@ def _step_time_lines(step):
             if "error" in row:
                 lines.append(
                     f"| {framework} | {name} | {mode} | "
-                    f"failed: {row['error'][:80]} | | | | | | |"
+                    f"failed: {row['error'][:80]} | | | | | | | |"
                 )
                 continue
             fastest = step[f"{framework}_fastest"].get(name) == mode
@@ -767,6 +772,7 @@ def _step_time_lines(step):
                 f"{_cell(row.get('cpu_overhead'))} | "
                 f"{row.get('cpu_overhead_iqr', '')} | "
                 f"{', '.join(f'{value:.2f}' for value in runs)} | {agree} | "
+                f"{_cell(row.get('cpu_overhead_all_pairs'))} | "
                 f"{row['overhead']:.2f} | "
                 f"{_cell(row.get('float_step_cpu_ms'), 1)} | "
                 f"{_cell(row.get('qat_step_cpu_ms'), 1)} |"

@@ -68,7 +68,12 @@ def test_quick_run_on_a_tiny_configuration(tmp_path):
     assert result["machine"]["nproc"] == os.cpu_count()
     assert [row["mode"] for row in result["export"]] == ["float32"]
     step = result["step_time"]["keras_tflq"]["tiny_cnn/graph"]
+    # Three pairs of steps per round, two rounds, alternating step by
+    # step: the quiet-pair median within its IQR, beside all pairs'.
     assert len(step["overhead_rounds"]) == 2
+    low, high = step["cpu_overhead_iqr"]
+    assert low <= step["cpu_overhead"] <= high
+    assert step["cpu_overhead_all_pairs"] > 0
     assert step["qat_step_ms"] > 0 and step["float_step_ms"] > 0
     profile = result["profile"]["tiny_cnn"]
     assert profile["qat"]["ops"] > profile["float"]["ops"]
@@ -110,3 +115,29 @@ def test_quick_run_on_a_tiny_configuration(tmp_path):
     written = output.read_text()
     assert "| model | artifact | bytes |" in written
     assert json.dumps(result) in written
+
+
+def test_step_time_statistics_of_paired_steps():
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import qat_step_time
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    # Pair totals 21, 22, 50, 20: the quiet half is pairs 0 and 3, kept
+    # in pair order; a fraction below one pair still keeps one.
+    float_ms = [10.0, 10.0, 20.0, 10.0]
+    qat_ms = [11.0, 12.0, 30.0, 10.0]
+    assert qat_step_time.quiet_ratios(float_ms, qat_ms, 0.5) == [1.1, 1.0]
+    assert qat_step_time.quiet_ratios(float_ms, qat_ms, 0.01) == [1.0]
+    # Eight pairs in rounds of two: the pairs slowed by other work (long
+    # steps, ratio 2) are left out of the quiet median (the quiet quarter
+    # is pairs 6 and 0), not of the all-pairs one; each half and each
+    # round keeps its own quiet pair.
+    float_ms = [10.0, 30.0, 10.0, 30.0, 10.0, 30.0, 10.0, 30.0]
+    qat_ms = [12.0, 60.0, 13.0, 60.0, 14.0, 60.0, 11.0, 60.0]
+    summary = qat_step_time.paired_overhead(float_ms, qat_ms, 2, "cpu")
+    assert summary["cpu"] == 1.15
+    assert summary["cpu_iqr"] == [1.125, 1.175]
+    assert summary["cpu_all_pairs"] == 1.7
+    assert summary["cpu_halves"] == [1.2, 1.1]
+    assert summary["cpu_rounds"] == [1.2, 1.3, 1.4, 1.1]
