@@ -541,6 +541,16 @@ def fastest(results, name, modes):
     )
 
 
+def modes_for(config, framework):
+    """`config` with the modes `framework` is measured in: those of
+    `framework_modes[framework]` if set (say, tfmot in graph mode only,
+    the mode it is compared in), among `config["modes"]`."""
+    only = (config.get("framework_modes") or {}).get(framework)
+    if only is None:
+        return config
+    return dict(config, modes=[m for m in config["modes"] if m in only])
+
+
 def run(config, raw_path=None):
     """Every framework (keras_tflq here, tfmot in a subprocess),
     `repeats` times in turn, pooled by `pool_runs()`; the per-step times
@@ -555,11 +565,12 @@ def run(config, raw_path=None):
         if repeat and config.get("repeat_modes"):
             repeat_config = dict(config, modes=config["repeat_modes"])
         for framework in config["frameworks"]:
+            framework_config = modes_for(repeat_config, framework)
             if framework == "tfmot":
-                runs[framework].append(run_tfmot(repeat_config))
+                runs[framework].append(run_tfmot(framework_config))
             else:
                 runs[framework].append(
-                    run_framework(framework, repeat_config)
+                    run_framework(framework, framework_config)
                 )
     if raw_path:
         with open(raw_path, "w") as file:
