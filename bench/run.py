@@ -264,8 +264,9 @@ def section_step_time(config, threads):
         key: config[key]
         for key in ("models", "modes", "frameworks", "rounds", "steps")
     }
-    if config.get("repeat_modes"):
-        step_config["repeat_modes"] = config["repeat_modes"]
+    for key in ("repeat_modes", "framework_modes"):
+        if config.get(key):
+            step_config[key] = config[key]
     # The step-time protocol's own pools (default: one intra-op thread).
     step_config["threads"] = config.get("threads", threads)
     step_config["repeats"] = config.get("repeats", 1)
