@@ -122,13 +122,10 @@ def test_range_taken_from_the_kernel_skips_the_clamp(num_bits, widen, axis):
     reduce_axes = [i for i in range(4) if i != axis % 4]
     high = tf.reduce_max(magnitudes, reduce_axes) * widen
     upstream = tf.constant(rng.normal(size=shape), "float32")
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch([kernel, flat])
-        expected = tf.quantization.fake_quant_with_min_max_vars_per_channel(
-            flat, -high, high, num_bits=num_bits, narrow_range=True
-        )
-        actual = fake_quant(
-            kernel,
+
+    def quantize(values, magnitudes):
+        return fake_quant(
+            values,
             -high,
             high,
             num_bits,
@@ -138,6 +135,13 @@ def test_range_taken_from_the_kernel_skips_the_clamp(num_bits, widen, axis):
             symmetric=True,
             magnitudes=magnitudes,
         )
+
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([kernel, flat])
+        expected = tf.quantization.fake_quant_with_min_max_vars_per_channel(
+            flat, -high, high, num_bits=num_bits, narrow_range=True
+        )
+        actual = quantize(kernel, magnitudes)
     np.testing.assert_array_equal(
         tf.reshape(actual, expected.shape).numpy(), expected.numpy()
     )
@@ -149,19 +153,6 @@ def test_range_taken_from_the_kernel_skips_the_clamp(num_bits, widen, axis):
     # Every kept value's gradient passes (the range holds every value).
     assert np.count_nonzero(got.numpy()) >= got.shape.num_elements() - 960
 
-    @tf.function
-    def train(values):
-        return fake_quant(
-            values,
-            -high,
-            high,
-            num_bits,
-            True,
-            axis=axis,
-            training=True,
-            symmetric=True,
-            magnitudes=tf.abs(values),
-        )
-
+    train = tf.function(lambda values: quantize(values, tf.abs(values)))
     ops_run = _op_types(train, kernel)
     assert not ops_run & {"Minimum", "FakeQuantWithMinMaxVarsPerChannel"}
