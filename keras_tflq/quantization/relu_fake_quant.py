@@ -45,7 +45,7 @@ def relu_cap(layer):
     return None
 
 
-def _fusable(wrapper, inputs):
+def _fusable(wrapper, x):
     # One output quantizer and nothing else to quantize (a config may also
     # quantize an `Activation` layer's function).
     if (
@@ -56,13 +56,10 @@ def _fusable(wrapper, inputs):
         return False
     quantizer, _ = wrapper._output_entries[0]
     return (
-        keras.backend.backend() == "tensorflow"
-        and type(quantizer) is MovingAverageQuantizer
+        type(quantizer) is MovingAverageQuantizer
         and not quantizer.per_axis
         and not quantizer.symmetric
-        and relu_cap(wrapper.layer) is not None
-        and not keras.backend.is_keras_tensor(inputs)
-        and ops.convert_to_tensor(inputs).dtype == "float32"
+        and x.dtype == "float32"
         and schedule_state.flag(wrapper, schedule_state.RANGES_FROZEN)
         is False
         and schedule_state.flag(wrapper, schedule_state.QUANTIZE_ENABLED)
@@ -85,13 +82,19 @@ def fused_training_call(wrapper, inputs):
     >>> wrapper = QuantizeWrapper(relu, registry.default_config(relu))
     >>> y = wrapper(ops.ones((2, 3)), training=True)
     """
-    if not _fusable(wrapper, inputs):
+    cap = relu_cap(wrapper.layer)
+    if (
+        cap is None
+        or keras.backend.backend() != "tensorflow"
+        or keras.backend.is_keras_tensor(inputs)
+    ):
+        return None
+    x = ops.convert_to_tensor(inputs)
+    if not _fusable(wrapper, x):
         return None
     quantizer, weights = wrapper._output_entries[0]
-    x = ops.convert_to_tensor(inputs)
     # max(relu(x)) clipped to the cap, at least 1e-6 as `_batch_range`.
     batch_max = ops.max(ops.stop_gradient(x))
-    cap = relu_cap(wrapper.layer)
     if cap != math.inf:
         batch_max = ops.minimum(batch_max, cap)
     batch_max = ops.maximum(batch_max, 1e-6)
