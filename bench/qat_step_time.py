@@ -13,7 +13,7 @@ model and mode (`graph`: `compile(jit_compile=False)`; `xla`:
 * a float model and `quantize_model` of the same architecture, Adam,
   random data (the step time does not depend on the values) as a cached,
   repeated `tf.data` pipeline, so no step waits for input;
-* one warm-up `fit()` epoch each (it builds and traces the model's
+* a one-step warm-up `fit()` each (it builds and traces the model's
   `train_function`, `steps_per_execution=1`), then `WARM_STEPS` calls of
   `train_function` on the iterator the timed steps use (tracing and XLA
   compilation are not timed);
@@ -50,7 +50,9 @@ The fastest mode of a framework is the one with the lowest QAT step time
 
 `graph_profile()` counts the ops of one traced float and QAT train step
 and traces interleaved float and QAT `fit()`s with `tf.profiler`: the
-op types ranked by the self time QAT adds per step.
+op types ranked by the self time QAT adds per step. It runs for the models
+of `profile` after keras_tflq's graph-mode pairs of the first run, on the
+same two models (a MobileNetV2 build and trace takes ~25 s per model).
 
 Usage:
     python bench/qat_step_time.py --quick
@@ -98,7 +100,10 @@ DEFAULTS = {
     "rounds": 8,
     "threads": 1,
     "repeats": 2,
+    # Models profiled (`graph_profile()`) after their graph-mode pairs.
+    "profile": [],
     "profile_steps": 20,
+    "profile_rounds": 2,
 }
 
 
@@ -214,10 +219,12 @@ def paired_overhead(float_values, qat_values, steps, prefix="overhead"):
     }
 
 
-def measure(framework, name, mode, steps, rounds):
+def measure(framework, name, mode, steps, rounds, profile=None):
     """The wall and CPU ms of `rounds * steps` pairs of float and QAT
     steps of model `name` in `mode`, alternating step by step (lists in
-    pair order, `RAW_KEYS`), and `steps`."""
+    pair order, `RAW_KEYS`), and `steps`; with `profile` (profile steps,
+    profile rounds), also `graph_profile()` of the same two models after
+    the pairs (`"profile"`), so they are built and traced once."""
     import tensorflow as tf
 
     if framework == "tfmot":
@@ -241,9 +248,10 @@ def measure(framework, name, mode, steps, rounds):
             jit_compile=mode == "xla",
             steps_per_execution=1,
         )
-        # Builds and traces `train_function`; then a few steps more on
-        # the iterator the timed steps use (its own trace, untimed).
-        model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+        # Builds and traces `train_function` in a one-step `fit()`; then
+        # a few steps more on the iterator the timed steps use (its own
+        # trace, untimed).
+        model.fit(data, steps_per_epoch=1, epochs=1, verbose=0)
         iterators.append(iter(data))
         for _ in range(WARM_STEPS):
             _timed_step(tf, model, iterators[-1])
@@ -260,6 +268,9 @@ def measure(framework, name, mode, steps, rounds):
     finally:
         gc.enable()
     raw["steps"] = steps
+    if profile:
+        pair = {"float": models[0], "qat": models[1]}
+        raw["profile"] = graph_profile(K, tf, pair, data, *profile)
     K.backend.clear_session()
     return raw
 
@@ -324,11 +335,11 @@ def _op_self_times(xplane_dir, steps):
     return {op: (self_us[op], runs[op]) for op in self_us}
 
 
-def _op_counts(keras, tf, model, data):
+def _op_counts(K, tf, model, data):
     """{op type: count} of one traced train step of `model` (the forward
     pass, the gradient and the optimizer update, as `fit()` traces it)."""
     optimizer = model.optimizer
-    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    loss_fn = K.losses.SparseCategoricalCrossentropy()
 
     @tf.function
     def step(x, y):
@@ -343,9 +354,10 @@ def _op_counts(keras, tf, model, data):
     return collections.Counter(op.type for op in graph.get_operations())
 
 
-def graph_profile(name, steps, rounds=2):
-    """Where one QAT step's time goes, against one float step (keras_tflq,
-    graph mode, the same `fit()` as `measure()`).
+def graph_profile(K, tf, models, data, steps, rounds=2):
+    """Where one QAT step's time goes, against one float step: `models`
+    (`{"float": ..., "qat": ...}`, compiled and trained by `measure()`,
+    their `train_function` traced) on `data`.
 
     Counts the ops of each traced train step, then traces `rounds`
     interleaved one-epoch fits of `steps` steps each with
@@ -358,23 +370,9 @@ def graph_profile(name, steps, rounds=2):
     """
     import tempfile
 
-    import keras
-    import tensorflow as tf
-
-    import keras_tflq
-
-    data = _dataset(tf, name, steps)
-    models = {
-        "float": build(keras, name),
-        "qat": keras_tflq.quantize_model(build(keras, name)),
-    }
     result = {}
     for label, model in models.items():
-        model.compile(
-            keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy"
-        )
-        model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
-        counts = _op_counts(keras, tf, model, data)
+        counts = _op_counts(K, tf, model, data)
         result[label] = {"ops": sum(counts.values()), "op_counts": counts}
     times = {label: collections.Counter() for label in models}
     runs = {label: collections.Counter() for label in models}
@@ -424,7 +422,6 @@ def graph_profile(name, steps, rounds=2):
     result["extra_qat_ops"] = dict(
         sorted(extra.items(), key=lambda item: -item[1])[:12]
     )
-    keras.backend.clear_session()
     return result
 
 
@@ -440,6 +437,7 @@ def run_framework(framework, config):
     """Every model and mode of `config` in this process: the step times
     of `measure()` (or an error) per `model/mode`."""
     fix_threads(config["threads"])
+    profile = (config["profile_steps"], config.get("profile_rounds", 2))
     results = {}
     for name in config["models"]:
         for mode in config["modes"]:
@@ -451,6 +449,9 @@ def run_framework(framework, config):
                     mode,
                     steps_of(config, name, mode),
                     config["rounds"],
+                    profile
+                    if mode == "graph" and name in config.get("profile", ())
+                    else None,
                 )
             except Exception as error:  # noqa: BLE001 - reported in the table
                 row = {"error": f"{type(error).__name__}: {error}"[:300]}
@@ -553,8 +554,10 @@ def modes_for(config, framework):
 
 def run(config, raw_path=None):
     """Every framework (keras_tflq here, tfmot in a subprocess),
-    `repeats` times in turn, pooled by `pool_runs()`; the per-step times
-    of every run go to the JSON file `raw_path` if given."""
+    `repeats` times in turn, pooled by `pool_runs()`, and the
+    `graph_profile()` of each model of `config["profile"]` (keras_tflq's
+    first run, graph mode); the per-step times of every run go to the
+    JSON file `raw_path` if given."""
     result = {"config": config}
     runs = {framework: [] for framework in config["frameworks"]}
     for repeat in range(config.get("repeats", 1)):
@@ -566,12 +569,22 @@ def run(config, raw_path=None):
             repeat_config = dict(config, modes=config["repeat_modes"])
         for framework in config["frameworks"]:
             framework_config = modes_for(repeat_config, framework)
+            if repeat or framework != "keras_tflq":
+                # The profile is of keras_tflq's models of the first run.
+                framework_config = dict(framework_config, profile=[])
             if framework == "tfmot":
                 runs[framework].append(run_tfmot(framework_config))
             else:
                 runs[framework].append(
                     run_framework(framework, framework_config)
                 )
+    result["profile"] = {
+        key.partition("/")[0]: row.pop("profile")
+        for framework_runs in runs.values()
+        for one_run in framework_runs
+        for key, row in one_run.items()
+        if "profile" in row
+    }
     if raw_path:
         with open(raw_path, "w") as file:
             json.dump(runs, file)

@@ -264,7 +264,13 @@ def section_step_time(config, threads):
         key: config[key]
         for key in ("models", "modes", "frameworks", "rounds", "steps")
     }
-    for key in ("repeat_modes", "framework_modes"):
+    for key in (
+        "repeat_modes",
+        "framework_modes",
+        "profile",
+        "profile_steps",
+        "profile_rounds",
+    ):
         if config.get(key):
             step_config[key] = config[key]
     # The step-time protocol's own pools (default: one intra-op thread).
@@ -280,17 +286,6 @@ def section_step_time(config, threads):
     )
     result.pop("config", None)
     return result
-
-
-def section_profile(config):
-    import qat_step_time
-
-    return {
-        name: qat_step_time.graph_profile(
-            name, config["profile_steps"], config.get("profile_rounds", 2)
-        )
-        for name in config.get("profile") or ()
-    }
 
 
 def _export(model, path, mode, calibration):
@@ -872,8 +867,8 @@ def markdown(result):
     step = result.get("step_time")
     if step:
         lines += _step_time_lines(step)
-    if result.get("profile"):
-        lines += _profile_lines(result["profile"])
+        if step.get("profile"):
+            lines += _profile_lines(step["profile"])
     qat = result.get("qat_accuracy")
     if qat:
         lines += [
@@ -994,13 +989,12 @@ def run(config, partial_path=None):
         sections = (
             ("export", lambda c: section_export(c, workdir)),
             ("step_time", lambda c: section_step_time(c, config["threads"])),
-            ("profile", section_profile),
             ("qat_accuracy", section_qat_accuracy),
             ("artifacts", lambda c: section_artifacts(c, workdir)),
             ("batched", lambda c: section_batched(c, workdir)),
         )
         for name, function in sections:
-            section = config.get("step_time" if name == "profile" else name)
+            section = config.get(name)
             if not section:
                 continue
             section_started = time.perf_counter()

@@ -75,7 +75,8 @@ def test_quick_run_on_a_tiny_configuration(tmp_path):
     assert low <= step["cpu_overhead"] <= high
     assert step["cpu_overhead_all_pairs"] > 0
     assert step["qat_step_ms"] > 0 and step["float_step_ms"] > 0
-    profile = result["profile"]["tiny_cnn"]
+    # Profiled on the models of the timed pairs.
+    profile = result["step_time"]["profile"]["tiny_cnn"]
     assert profile["qat"]["ops"] > profile["float"]["ops"]
     assert profile["qat"]["ops_run"] > profile["float"]["ops_run"] > 0
     artifacts = result["artifacts"]["tiny_cnn"]
