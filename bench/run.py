@@ -786,7 +786,8 @@ def _profile_lines(profile):
     per model the op types ranked by the self time QAT adds per step."""
     lines = [
         "One QAT step against one float step (keras_tflq, graph mode, "
-        "`tf.profiler` over interleaved `fit()`s): ops in the traced "
+        "the two models of the first run's timed pairs and their thread "
+        "pools, `tf.profiler` over interleaved `fit()`s): ops in the traced "
         "step, ops run per step, process CPU ms per step and the part of "
         "it in op kernels (self time; the rest is the executor's per-op "
         "scheduling and dispatch, and Python), then the op types ranked by "
