@@ -65,7 +65,7 @@ from _report import write_results  # noqa: E402
 
 import keras_tflq  # noqa: E402
 from keras_tflq.conversion.modes import configure_converter  # noqa: E402
-from keras_tflq.conversion.sequence_export import calibration_need  # noqa: E402
+from keras_tflq.conversion.sequence_checks import calibration_need  # noqa: E402
 from keras_tflq.conversion.sequence_export import sequence_converter  # noqa: E402
 from keras_tflq.runtime.inspection import inspect_tflite  # noqa: E402
 from keras_tflq.runtime.litert_model import LiteRTModel  # noqa: E402

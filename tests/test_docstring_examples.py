@@ -17,6 +17,7 @@ from keras_tflq.conversion import micro_sources
 from keras_tflq.conversion import model_inputs
 from keras_tflq.conversion import modes
 from keras_tflq.conversion import report
+from keras_tflq.conversion import sequence_checks
 from keras_tflq.runtime import artifact_evaluator
 from keras_tflq.runtime import inspection
 from keras_tflq.runtime import litert_model
@@ -44,6 +45,7 @@ MODULES = [
     model_inputs,
     modes,
     report,
+    sequence_checks,
     artifact_evaluator,
     inspection,
     litert_model,

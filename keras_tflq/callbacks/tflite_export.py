@@ -27,9 +27,9 @@ from keras_tflq.conversion.isolated import check_isolate
 from keras_tflq.conversion.layer_report import layer_samples
 from keras_tflq.conversion.layer_report import write_layer_report_for
 from keras_tflq.conversion.model_inputs import ModelInputs
-from keras_tflq.conversion.sequence_export import calibration_need
-from keras_tflq.conversion.sequence_export import calibration_subject
-from keras_tflq.conversion.sequence_export import check_sequence_export
+from keras_tflq.conversion.sequence_checks import calibration_need
+from keras_tflq.conversion.sequence_checks import calibration_subject
+from keras_tflq.conversion.sequence_checks import check_sequence_export
 from keras_tflq.legacy.artifact_evaluator import evaluator_for
 from keras_tflq.legacy.callback_protocol import TfKerasCallbackProtocol
 from keras_tflq.legacy.tf_keras_models import is_tf_keras_model

@@ -21,9 +21,10 @@ from keras_tflq.conversion.isolated import needs_isolation
 from keras_tflq.conversion.lstm_state import align_lstm_hidden_state
 from keras_tflq.conversion.modes import configure_converter
 from keras_tflq.conversion.native_output import capture_native_output
+from keras_tflq.conversion.sequence_checks import needs_static_export
 from keras_tflq.conversion.sequence_export import confirm_paths
-from keras_tflq.conversion.sequence_export import needs_static_export
 from keras_tflq.conversion.sequence_export import sequence_converter
+from keras_tflq.quantization.quantize import is_quantized_model
 from keras_tflq.runtime.inspection import inspect_tflite
 
 _MAX_DIAGNOSTIC_LINES = 6
@@ -136,7 +137,7 @@ def convert_and_inspect(
             output_type=output_type,
             allow_float_ops=allow_float_ops,
         )
-        if representative_dataset is not None and _quantized(model):
+        if representative_dataset is not None and is_quantized_model(model):
             _keep_per_tensor_dense_kernels(converter)
         captured = None
         try:
@@ -172,12 +173,6 @@ def convert_and_inspect(
         allow_float_ops,
         sequence_paths=sequence_paths,
     )
-
-
-def _quantized(model):
-    from keras_tflq.quantization import is_quantized_model
-
-    return is_quantized_model(model)
 
 
 def _keep_per_tensor_dense_kernels(converter):

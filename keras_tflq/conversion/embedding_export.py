@@ -23,7 +23,7 @@ for `Embedding`.
 import keras
 
 from keras_tflq.conversion.layer_calls import replaced_calls
-from keras_tflq.conversion.sequence_export import keras_layers
+from keras_tflq.conversion.sequence_checks import keras_layers
 
 
 def needs_direct_lookups(model, mode):

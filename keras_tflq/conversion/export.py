@@ -15,9 +15,9 @@ from keras_tflq.conversion.isolated import check_isolate
 from keras_tflq.conversion.model_inputs import ModelInputs
 from keras_tflq.conversion.report import build_report
 from keras_tflq.conversion.report import report_path
-from keras_tflq.conversion.sequence_export import calibration_need
-from keras_tflq.conversion.sequence_export import calibration_subject
-from keras_tflq.conversion.sequence_export import check_sequence_export
+from keras_tflq.conversion.sequence_checks import calibration_need
+from keras_tflq.conversion.sequence_checks import calibration_subject
+from keras_tflq.conversion.sequence_checks import check_sequence_export
 from keras_tflq.legacy.artifact_evaluator import evaluator_for
 
 

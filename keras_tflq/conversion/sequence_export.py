@@ -39,8 +39,9 @@ quantizes the fused op's internals (cell state, gates, the output range
 it shares with the recurrent input) from calibration statistics only, and
 an unrolled cell's sums and products have no fake quant either: a QAT
 model with recurrent layers is calibrated in `"int8"`
-(`calibration_need`) and refused in `"int16x8"`, where the converter
-cannot calibrate a QAT model (`check_sequence_export`).
+(`sequence_checks.calibration_need`) and refused in `"int16x8"`, where the
+converter cannot calibrate a QAT model
+(`sequence_checks.check_sequence_export`).
 
 Models with `MultiHeadAttention` or `LayerNormalization` take the same
 batch-1 route (no dynamic-shape ops), with `LayerNormalization` traced
@@ -54,183 +55,17 @@ import uuid
 
 import keras
 
-from keras_tflq.conversion import modes
 from keras_tflq.conversion.layer_calls import replaced_calls
 from keras_tflq.conversion.model_inputs import ModelInputs
+from keras_tflq.conversion.sequence_checks import attention_layers
+from keras_tflq.conversion.sequence_checks import check_sequence_lengths
+from keras_tflq.conversion.sequence_checks import keras_layers
+from keras_tflq.conversion.sequence_checks import recurrent_layers
 from keras_tflq.quantization.default_scheme.sequence_configs import fusable_lstm
 
 FUSED_LSTM = "fused UNIDIRECTIONAL_SEQUENCE_LSTM"
 UNROLLED = "unrolled"
 _FUSED_OP = "UNIDIRECTIONAL_SEQUENCE_LSTM"
-_STATIC_EXPORT_LAYERS = (
-    keras.layers.MultiHeadAttention,
-    keras.layers.LayerNormalization,
-)
-
-
-def recurrent_layers(model):
-    """Every Keras recurrent layer of `model`, with a path-like name.
-
-    Looks inside nested models and the `Bidirectional` and
-    `TimeDistributed` wrappers.
-
-    Args:
-        model: A Keras model or layer.
-
-    Returns:
-        A list of `(name, layer)` for each `keras.layers.RNN` instance.
-
-    Example:
-
-    >>> [name for name, _ in recurrent_layers(model)]
-    ['bidirectional/forward_lstm', 'bidirectional/backward_lstm', 'gru']
-    """
-    found = []
-    for layer in getattr(model, "layers", None) or [model]:
-        _collect(layer, "", found)
-    return found
-
-
-def has_recurrent_layers(model):
-    """Whether `model` holds a Keras recurrent layer anywhere."""
-    return bool(recurrent_layers(model))
-
-
-def needs_static_export(model):
-    """Whether `model` converts through `sequence_converter`.
-
-    Recurrent layers need it (see the module docstring); attention and
-    layer normalization gain from it: with a fixed batch the converter
-    drops the `SHAPE`/`REDUCE_PROD`/`PACK` ops of the dynamic reshapes in
-    `MultiHeadAttention`, and `LayerNormalization` is rewritten without
-    the `NEG` op that TFLite has no int8 kernel for.
-    """
-    return has_recurrent_layers(model) or bool(_attention_layers(model))
-
-
-def check_sequence_lengths(model):
-    """Refuses a model with recurrent layers and a dynamic input axis.
-
-    TFLite's sequence kernels and the unrolled fallback both need a fixed
-    number of time steps; only the batch axis may be `None`. Called before
-    the first batch, so that a long training never ends on this.
-
-    Args:
-        model: A built Keras model.
-
-    Raises:
-        ValueError: A model input other than its batch axis is `None`.
-
-    Example:
-
-    >>> check_sequence_lengths(model)  # model built on keras.Input((8, 8))
-    """
-    layers = recurrent_layers(model)
-    if not layers:
-        return
-    described = _describe(layers)
-    for tensor in keras.tree.flatten(ModelInputs(model).structure):
-        shape = tuple(tensor.shape)
-        if any(dim is None for dim in shape[1:]):
-            fixed = ", ".join(
-                "timesteps" if dim is None else str(dim) for dim in shape[1:]
-            ) + ("," if len(shape) == 2 else "")
-            raise ValueError(
-                f"Expected input '{tensor.name}' of model {model.name!r} to "
-                "have a fixed sequence length: its recurrent layers "
-                f"({described}) export to TFLite with a fixed number of "
-                f"time steps. Received: shape={shape}. Build the model on "
-                f"keras.Input(shape=({fixed})) with the length you train "
-                "on (pad or crop sequences to it)."
-            )
-
-
-def check_sequence_export(model, mode):
-    """The checks of a recurrent model's export, before the first batch.
-
-    The sequence length must be fixed (`check_sequence_lengths`), and a
-    quantization-aware model with recurrent layers cannot be exported in
-    `"int16x8"`: TFLite's converter takes the ranges of a QAT model from
-    its fake-quant ops, and the recurrent cells' internal tensors (the
-    unrolled cells' matmul outputs, sums and products, an LSTM's cell
-    state) have none, so their ops stay float. Measured on TF 2.21 (an
-    unrolled `SimpleRNN`, `LSTM`, `GRU` of 16 units over 8 steps, from
-    `quantize_model(..., activation_bits=16)`): 21, 64 and 103 ops left
-    in float; with calibration data as well, the converter's 16x8
-    quantizer runs over the partly quantized graph and fails
-    ("Quantization to 16x8-bit not yet supported for op: 'DEQUANTIZE'"
-    for the `SimpleRNN`, "Node number N (LOGISTIC) failed to prepare"
-    for the `LSTM` and `GRU`).
-
-    Args:
-        model: A built Keras model.
-        mode: The export mode.
-
-    Raises:
-        ValueError: A dynamic time axis, or a QAT recurrent model in
-            `"int16x8"`.
-
-    Example:
-
-    >>> check_sequence_export(model, "int8")
-    """
-    check_sequence_lengths(model)
-    layers = recurrent_layers(model)
-    if mode != "int16x8" or not layers or not _quantized(model):
-        return
-    raise ValueError(
-        "Expected a float model for mode='int16x8' with recurrent layers: "
-        "TFLite's converter quantizes a quantization-aware model from its "
-        "fake-quant ops, and the recurrent cells' internal tensors (matmul "
-        "outputs, sums and products in each unrolled step, an LSTM's cell "
-        "state) have none, so it leaves those ops in float; with "
-        "calibration data as well, TensorFlow's 16x8 quantizer fails on "
-        "the partly quantized graph. Received: quantization-aware model "
-        f"{model.name!r} with recurrent layers ({_describe(layers)}). "
-        "Export the float model (before quantize_model) with "
-        "mode='int16x8': post-training 16x8, calibrated on the validation "
-        "data; or export this model with mode='int8' (the cells' "
-        "internals are calibrated on the validation data)."
-    )
-
-
-def calibration_need(mode, model):
-    """`"required"`, `"optional"` or `"none"`: what calibration data the
-    export of `model` in `mode` needs (`modes.calibration_need`).
-
-    A quantization-aware model with recurrent layers needs it in `"int8"`:
-    the converter quantizes the recurrent cells' internal tensors (the
-    fused LSTM's cell state and gates, an unrolled cell's sums and
-    products) from calibration statistics; fake quant cannot carry them.
-    """
-    need = modes.calibration_need(mode, _quantized(model))
-    if need == "optional" and has_recurrent_layers(model):
-        return "required"
-    return need
-
-
-def calibration_subject(model):
-    """What needs calibration, for the errors: "a float model" or "a
-    quantization-aware model with recurrent layers (...)"."""
-    if not _quantized(model):
-        return "a float model"
-    layers = _describe(recurrent_layers(model))
-    return (
-        f"a quantization-aware model with recurrent layers ({layers}), whose "
-        "internal tensors the converter quantizes from calibration data"
-    )
-
-
-def _quantized(model):
-    from keras_tflq.quantization import is_quantized_model
-
-    return is_quantized_model(model)
-
-
-def _describe(layers):
-    return ", ".join(
-        f"{type(layer).__name__} {name!r}" for name, layer in layers
-    )
 
 
 def sequence_converter(model, stack, fuse_lstm=True):
@@ -357,22 +192,6 @@ def rewrite_recurrent_layers(model, paths, fuse_lstm=True):
                 object.__setattr__(layer, "unroll", unroll)
 
 
-def _collect(layer, prefix, found):
-    name = f"{prefix}{layer.name}"
-    if isinstance(layer, keras.layers.RNN):
-        found.append((name, layer))
-        return
-    if isinstance(layer, keras.layers.Bidirectional):
-        for inner in (layer.forward_layer, layer.backward_layer):
-            _collect(inner, f"{name}/", found)
-        return
-    if isinstance(layer, keras.layers.Wrapper):
-        _collect(layer.layer, f"{name}/", found)
-        return
-    for inner in getattr(layer, "layers", None) or []:
-        _collect(inner, f"{name}/", found)
-
-
 def _quantize_wrappers(model):
     """`{id(recurrent layer): the QuantizeWrapper around it}` for QAT
     models (a wrapper around a `Bidirectional` or `TimeDistributed`
@@ -384,24 +203,6 @@ def _quantize_wrappers(model):
         if isinstance(layer, QuantizeWrapper):
             for _, rnn in recurrent_layers(layer.layer):
                 found[id(rnn)] = layer
-    return found
-
-
-def keras_layers(model):
-    """Every layer of `model`, inside nested models and wrappers."""
-    found = []
-
-    def walk(layer):
-        found.append(layer)
-        if isinstance(layer, keras.layers.Bidirectional):
-            walk(layer.forward_layer)
-            walk(layer.backward_layer)
-        elif isinstance(layer, keras.layers.Wrapper):
-            walk(layer.layer)
-        for inner in getattr(layer, "layers", None) or []:
-            walk(inner)
-
-    walk(model)
     return found
 
 
@@ -573,14 +374,6 @@ def _unrolled_gru_call(name, layer, paths):
     return _or_original(name, layer, paths, call)
 
 
-def _attention_layers(model):
-    return [
-        layer
-        for layer in keras_layers(model)
-        if isinstance(layer, _STATIC_EXPORT_LAYERS)
-    ]
-
-
 def _rewrite_layer_normalizations(model):
     """Traces `LayerNormalization` as (x - mean) * rsqrt(var + eps).
 
@@ -589,7 +382,7 @@ def _rewrite_layer_normalizations(model):
     """
     return replaced_calls(
         (layer, _layer_normalization_call(layer))
-        for layer in _attention_layers(model)
+        for layer in attention_layers(model)
         if isinstance(layer, keras.layers.LayerNormalization)
         and not layer.rms_scaling
     )

@@ -9,10 +9,10 @@ import pytest
 import keras_tflq
 from keras_tflq.conversion.converter import convert_and_inspect
 from keras_tflq.conversion.errors import ConversionError
+from keras_tflq.conversion.sequence_checks import check_sequence_lengths
+from keras_tflq.conversion.sequence_checks import recurrent_layers
 from keras_tflq.conversion.sequence_export import FUSED_LSTM
 from keras_tflq.conversion.sequence_export import UNROLLED
-from keras_tflq.conversion.sequence_export import check_sequence_lengths
-from keras_tflq.conversion.sequence_export import recurrent_layers
 from keras_tflq.runtime.litert_model import LiteRTModel
 
 L = keras.layers
