@@ -28,10 +28,11 @@ PY
 echo "oldest pins: $pins"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 # Not the whole `test` extra: its ai-edge-quantizer (max_drop) pins
-# ai-edge-litert==2.3.0. The tests below need only pytest and scikit-learn.
+# ai-edge-litert==2.3.0. The tests below need only pytest (with pytest-xdist,
+# which the addopts of pyproject.toml use) and scikit-learn.
 # shellcheck disable=SC2086
 "$venv/bin/python" -m pip install --quiet $pins -e . "pytest>=8" \
-    "scikit-learn>=1.3"
+    "pytest-xdist>=3.5" "scikit-learn>=1.3"
 "$venv/bin/python" - $pins <<'PY'
 import sys
 from importlib.metadata import version
