@@ -437,7 +437,10 @@ def run_framework(framework, config):
     """Every model and mode of `config` in this process: the step times
     of `measure()` (or an error) per `model/mode`."""
     fix_threads(config["threads"])
-    profile = (config["profile_steps"], config.get("profile_rounds", 2))
+    profile = tuple(
+        config.get(key, DEFAULTS[key])
+        for key in ("profile_steps", "profile_rounds")
+    )
     results = {}
     for name in config["models"]:
         for mode in config["modes"]:
