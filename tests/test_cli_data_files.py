@@ -97,3 +97,25 @@ def test_every_unreadable_data_file_is_a_one_line_error(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("keras-tflq export: error:")
     assert re.search(match, err), err
+
+
+def test_loading_a_compiled_model_does_not_warn_about_its_optimizer(folder):
+    # The commands never train: the saved optimizer's state is not needed,
+    # and Keras' warning that it skipped loading it is noise.
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        status = main(
+            [
+                "export",
+                str(folder / "model.keras"),
+                "--mode",
+                "float32",
+                "-o",
+                str(folder / "quiet.tflite"),
+            ]
+        )
+    assert status == 0
+    messages = [str(w.message) for w in caught]
+    assert not [m for m in messages if "optimizer" in m], messages

@@ -88,12 +88,23 @@ def load_data(path, input_names, need_y=True):
 
 
 def load_keras_model(path):
-    """Loads a `.keras` model; a QAT model's layers are registered first."""
+    """Loads a `.keras` model; a QAT model's layers are registered first.
+
+    The model keeps its compile settings (the artifact is scored with its
+    loss and metrics); Keras' warning that it skipped the saved optimizer's
+    variables is silenced, since the commands never train.
+    """
+    import warnings
+
     import keras
 
     import keras_tflq.quantization  # noqa: F401  (registers the QAT layers)
 
-    return keras.saving.load_model(existing_file(path, "model"))
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="Skipping variable loading for optimizer"
+        )
+        return keras.saving.load_model(existing_file(path, "model"))
 
 
 def existing_file(path, argument):
