@@ -581,11 +581,10 @@ def run(config, raw_path=None):
                 runs[framework].append(
                     run_framework(framework, framework_config)
                 )
+    first = runs["keras_tflq"][0] if runs.get("keras_tflq") else {}
     result["profile"] = {
         key.partition("/")[0]: row.pop("profile")
-        for framework_runs in runs.values()
-        for one_run in framework_runs
-        for key, row in one_run.items()
+        for key, row in first.items()
         if "profile" in row
     }
     if raw_path:

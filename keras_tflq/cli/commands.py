@@ -102,8 +102,8 @@ def run_micro(args):
     from ai_edge_litert.interpreter import Interpreter
 
     from keras_tflq.conversion.micro_sources import write_micro_sources
-    from keras_tflq.runtime.litert_model import named_io
     from keras_tflq.runtime.micro import analyze_micro
+    from keras_tflq.runtime.tensor_io import named_io
 
     with open(existing_file(args.tflite, "tflite"), "rb") as handle:
         content = handle.read()

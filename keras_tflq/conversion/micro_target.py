@@ -152,7 +152,7 @@ def _in_artifact_order(content, samples):
         return None
     from ai_edge_litert.interpreter import Interpreter
 
-    from keras_tflq.runtime.litert_model import named_io
+    from keras_tflq.runtime.tensor_io import named_io
 
     interpreter = Interpreter(model_content=bytes(content))
     inputs, _ = named_io(interpreter)

@@ -7,8 +7,8 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 from ai_edge_litert.interpreter import OpResolverType
 
-from keras_tflq.runtime.litert_model import named_io
-from keras_tflq.runtime.litert_model import tensor_summary
+from keras_tflq.runtime.tensor_io import named_io
+from keras_tflq.runtime.tensor_io import tensor_summary
 
 _FLOAT_DTYPES = ("float16", "float32", "float64", "bfloat16")
 _INTEGER_DTYPES = ("int8", "uint8", "int16", "int32", "int64", "bool")

@@ -6,6 +6,7 @@ from keras_tflq.runtime.micro.micro_model import MicroModel
 from keras_tflq.runtime.micro.tflm import MicroError
 from keras_tflq.runtime.micro.tflm import builtin_names
 from keras_tflq.runtime.micro.tflm import parse_model
+from keras_tflq.runtime.tensor_io import quantize_input
 
 _AGREEMENT_ORDER = ("exact", "within one quantization step", "float rounding")
 # Float kernels differ between LiteRT (XNNPACK) and TFLM (reference) only
@@ -52,7 +53,7 @@ def compare_with_litert(content, samples, arena_size=None):
     magnitude = [0.0] * len(output_details)
     for sample in samples:
         raw = [
-            _to_tensor_type(x, d)
+            quantize_input(np.asarray(x), d)
             for x, d in zip(sample, input_details, strict=True)
         ]
         for array, details in zip(raw, input_details, strict=True):
@@ -167,19 +168,3 @@ def _output_steps(content):
                     step = float(np.max(quantization.scale))
         steps.append(step)
     return steps
-
-
-def _to_tensor_type(array, details):
-    array = np.asarray(array)
-    dtype = np.dtype(details["dtype"])
-    if array.dtype == dtype:
-        return array
-    scales = details["quantization_parameters"]["scales"]
-    if dtype.kind in "iu" and array.dtype.kind == "f" and len(scales):
-        zero_point = details["quantization_parameters"]["zero_points"][0]
-        info = np.iinfo(dtype)
-        quantized = np.round(array / scales[0] + zero_point)
-        return np.clip(quantized, info.min, info.max).astype(dtype)
-    return array.astype(dtype)
-
-
