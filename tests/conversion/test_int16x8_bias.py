@@ -8,7 +8,7 @@ import tensorflow as tf
 import keras_tflq as tflq
 from keras_tflq import LiteRTModel
 from keras_tflq import inspect_tflite
-from keras_tflq.runtime.litert_model import tensor_summary
+from keras_tflq.runtime.tensor_io import tensor_summary
 
 
 @pytest.fixture(scope="module")
